@@ -1,0 +1,25 @@
+# Two entry points: `make train` (set up + train the default recipe) and `make test` (set up + full suite).
+PYTHON ?= python3
+VENV ?= .venv
+# Offline machines: point at the four MNIST IDX files. ../shared/data/mnist is used when it exists.
+DATA_DIR ?= $(wildcard ../shared/data/mnist)
+ARGS ?=
+
+STAMP := $(VENV)/.tinyhub-installed
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(VENV)/bin/pip install -q -e ".[test,bench]"
+	touch $@
+
+setup: $(STAMP)
+
+train: $(STAMP)
+	$(VENV)/bin/python scripts/train.py $(if $(DATA_DIR),data.dir=$(abspath $(DATA_DIR))) $(ARGS)
+
+test: $(STAMP)
+	TINYHUB_TEST_DATA=$(abspath $(DATA_DIR)) $(VENV)/bin/python -m pytest -q $(ARGS)
+
+.PHONY: setup train test

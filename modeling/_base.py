@@ -1,0 +1,249 @@
+"""The base class every tinyhub architecture inherits: Hub mixin, strict safetensors loading, input checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download, list_repo_files
+from huggingface_hub.errors import EntryNotFoundError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+MNIST_MEAN = (0.1307,)
+MNIST_STD = (0.3081,)
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+class WeightsMismatchError(RuntimeError):
+    """Saved weights do not fit the architecture described by config.json."""
+
+
+class PickleRefusedError(RuntimeError):
+    """A folder or repo holds only pickled weights, which tinyhub never loads."""
+
+
+def clean_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the `module.` (DDP) and `_orig_mod.` (torch.compile) segments wrappers add to keys."""
+    cleaned = {}
+    for key, tensor in state_dict.items():
+        parts = [p for p in key.split(".") if p not in ("module", "_orig_mod")]
+        cleaned[".".join(parts)] = tensor
+    return cleaned
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Return the bare model inside DDP / torch.compile wrappers (any nesting)."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel) or type(model).__name__ == "DataParallel":
+            model = model.module
+        else:
+            return model
+
+
+def _default_id2label(num_classes: int) -> dict[str, str]:
+    return {str(i): str(i) for i in range(num_classes)}
+
+
+class TinyClassifier(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="tinyhub",
+    tags=["image-classification", "mnist", "tinyhub"],
+    license="mit",
+    pipeline_tag="image-classification",
+    repo_url="https://github.com/tinyhub/tinyhub",
+):
+    """Common behaviour of every registered architecture.
+
+    Subclasses set `architecture` (the registry name) and build their layers after calling
+    `super().__init__(num_classes=..., in_chans=..., input_size=..., mean=..., std=..., id2label=...)`.
+    The Hub mixin records every constructor argument in config.json; `save_pretrained` adds the
+    architecture name so that `modeling.from_pretrained` can rebuild the right class from the config alone.
+    """
+
+    architecture: str = ""
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_chans: int = 1,
+        input_size: int = 28,
+        mean: tuple[float, ...] = MNIST_MEAN,
+        std: tuple[float, ...] = MNIST_STD,
+        id2label: dict[str, str] | None = None,
+    ):
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.input_size = input_size
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.id2label = dict(id2label) if id2label else _default_id2label(num_classes)
+        if len(self.id2label) != num_classes:
+            raise ValueError(f"id2label has {len(self.id2label)} entries but num_classes is {num_classes}")
+
+    # ---- input checks -------------------------------------------------------------------------------
+    @property
+    def expected_input_shape(self) -> tuple[int, int, int]:
+        return (self.in_chans, self.input_size, self.input_size)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.expected_input_shape:
+            c, h, w = self.expected_input_shape
+            raise ValueError(
+                f"{self.architecture} expects input of shape (batch, {c}, {h}, {w}) "
+                f"(normalised with mean={self.mean}, std={self.std}); got {tuple(x.shape)}"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.forward_features(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        """uint8 images (N, C, H, W) in 0..255 -> the float input this model was trained on."""
+        mean = torch.tensor(self.mean, device=images_uint8.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images_uint8.device).view(1, -1, 1, 1)
+        return (images_uint8.float() / 255.0 - mean) / std
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ---- saving -------------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory, *, config=None, **kwargs):
+        config = dict(config if config is not None else (self._hub_mixin_config or {}))
+        # Families take the shared arguments through **common, so the mixin only records those passed
+        # explicitly: write the full set from the instance so config.json always describes the model.
+        config.update(
+            architecture=self.architecture,
+            num_classes=self.num_classes,
+            in_chans=self.in_chans,
+            input_size=self.input_size,
+            mean=list(self.mean),
+            std=list(self.std),
+            id2label=self.id2label,
+            num_parameters=self.num_parameters(),
+        )
+        return super().save_pretrained(save_directory, config=config, **kwargs)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        state = clean_state_dict(unwrap_model(self).state_dict())
+        # fp32 always, contiguous, detached copies: mixed-precision or channels_last training never leaks in.
+        state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+                 for k, v in state.items()}
+        target = Path(save_directory) / WEIGHTS_NAME
+        tmp = target.with_name(target.name + ".tmp")
+        save_file(state, str(tmp), metadata={"format": "pt", "architecture": self.architecture})
+        os.replace(tmp, target)
+
+    # ---- loading ------------------------------------------------------------------------------------
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir,
+        force_download: bool,
+        local_files_only: bool,
+        token,
+        map_location: str = "cpu",
+        strict: bool = True,
+        **model_kwargs,
+    ):
+        for extra in ("architecture", "num_parameters"):
+            model_kwargs.pop(extra, None)
+        weights_file = _resolve_weights(
+            model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
+            local_files_only=local_files_only, token=token,
+        )
+        model = cls(**model_kwargs)
+        load_weights(model, weights_file, map_location=map_location, strict=strict)
+        model.eval()
+        return model
+
+
+def load_weights(model: nn.Module, weights_file: str, map_location: str = "cpu", strict: bool = True) -> None:
+    """Load a safetensors file into `model`, naming every missing, unexpected or mis-shaped key."""
+    state = load_file(weights_file, device=str(map_location))
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if state[k].shape != expected[k].shape
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys: {unexpected}")
+    if mismatched:
+        problems.append(f"shape mismatches: {mismatched}")
+    if mismatched or (strict and problems):
+        raise WeightsMismatchError(
+            f"Weights in {weights_file} do not match {type(model).__name__}: " + "; ".join(problems)
+            + ". Check that config.json and model.safetensors come from the same save_pretrained call."
+        )
+    model.load_state_dict(state, strict=strict)
+
+
+def _refuse_pickles(files: list[str], where: str) -> None:
+    pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise PickleRefusedError(
+            f"{where} has no {WEIGHTS_NAME}, only pickled weights {pickles}. tinyhub never loads pickles: "
+            "unpickling runs arbitrary code. Ask the owner to re-save with save_pretrained (safetensors), or "
+            "convert a file you trust yourself with safetensors.torch.save_file."
+        )
+    raise FileNotFoundError(f"{where} has no {WEIGHTS_NAME}; files present: {sorted(files)}")
+
+
+def _resolve_weights(model_id: str, *, revision, cache_dir, force_download, local_files_only, token) -> str:
+    if os.path.isdir(model_id):
+        path = os.path.join(model_id, WEIGHTS_NAME)
+        if not os.path.isfile(path):
+            _refuse_pickles(os.listdir(model_id), f"Folder {model_id!r}")
+        return path
+    try:
+        return hf_hub_download(
+            repo_id=model_id, filename=WEIGHTS_NAME, revision=revision, cache_dir=cache_dir,
+            force_download=force_download, token=token, local_files_only=local_files_only,
+        )
+    except EntryNotFoundError:
+        files = list_repo_files(model_id, revision=revision, token=token)
+        _refuse_pickles(files, f"Repo {model_id!r} (revision {revision or 'main'})")
+        raise
+
+
+def read_config(model_id: str, *, revision=None, cache_dir=None, force_download=False,
+                local_files_only=False, token=None) -> dict:
+    """config.json of a local folder or a Hub repo, as a dict."""
+    if os.path.isdir(model_id):
+        path = os.path.join(model_id, CONFIG_NAME)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"Folder {model_id!r} has no {CONFIG_NAME}; save models with save_pretrained (or pass a run "
+                "directory's model/ folder)."
+            )
+    else:
+        path = hf_hub_download(
+            repo_id=model_id, filename=CONFIG_NAME, revision=revision, cache_dir=cache_dir,
+            force_download=force_download, token=token, local_files_only=local_files_only,
+        )
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); re-save the model with save_pretrained.") from e

@@ -1,0 +1,79 @@
+"""timm-style registry: `register_model`, `create_model(name, **kwargs)`, `list_models()`."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from ._base import TinyClassifier
+
+
+class UnknownModelError(KeyError):
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class ParameterBudgetError(ValueError):
+    """A model has more parameters than its declared budget."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    cls: type[TinyClassifier]
+    param_budget: int | None
+    design: str  # where the design comes from, for cards and docs
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_model(name: str, *, param_budget: int | None = None, design: str = ""):
+    """Class decorator: make `cls` available as `create_model(name)`."""
+
+    def wrap(cls: type[TinyClassifier]) -> type[TinyClassifier]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        cls.architecture = name
+        _REGISTRY[name] = _Entry(cls, param_budget, design)
+        return cls
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_model_class(name: str) -> type[TinyClassifier]:
+    return _entry(name).cls
+
+
+def model_info(name: str) -> dict:
+    entry = _entry(name)
+    return {"name": name, "class": entry.cls.__name__, "param_budget": entry.param_budget, "design": entry.design}
+
+
+def _entry(name: str) -> _Entry:
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownModelError(f"Unknown model {name!r}. Available models: {', '.join(list_models())}.{hint}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, *, param_budget: int | None = None, **kwargs) -> TinyClassifier:
+    """Build a registered model.
+
+    `param_budget` (or the budget the family registered) caps the parameter count: a model over it raises
+    ParameterBudgetError instead of silently training something bigger than intended.
+    """
+    entry = _entry(name)
+    model = entry.cls(**kwargs)
+    budget = param_budget if param_budget is not None else entry.param_budget
+    n = model.num_parameters()
+    if budget is not None and n > budget:
+        raise ParameterBudgetError(
+            f"{name} with {kwargs or 'default arguments'} has {n:,} parameters, over its budget of {budget:,}. "
+            "Reduce its width/channels or raise the budget (model.param_budget=...)."
+        )
+    return model
