@@ -144,6 +144,7 @@ class TinyClassifier(
         target = Path(save_directory) / WEIGHTS_NAME
         tmp = target.with_name(target.name + ".tmp")
         save_file(state, str(tmp), metadata={"format": "pt", "architecture": self.architecture})
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
 
     # ---- loading ------------------------------------------------------------------------------------

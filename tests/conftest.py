@@ -1,0 +1,72 @@
+"""Shared fixtures: real MNIST when available (../shared/data/mnist or $TINYHUB_TEST_DATA), else a synthetic
+IDX dataset with learnable classes; a per-session dataset cache; helpers to run the CLIs."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def make_synthetic_idx(folder: Path, n_train: int = 3000, n_test: int = 10000, seed: int = 0) -> Path:
+    """Ten classes of noisy blobs at class-specific positions: easy to learn, IDX-formatted like MNIST."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 40, (n, 28, 28))
+        for i, y in enumerate(labels):
+            r, c = 4 + (y // 5) * 12, 2 + (y % 5) * 5
+            images[i, r : r + 8, c : c + 4] = 255
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory) -> Path:
+    configured = os.environ.get("TINYHUB_TEST_DATA")
+    for candidate in (configured, SHARED_MNIST):
+        if candidate and Path(candidate, "train-images-idx3-ubyte.gz").is_file():
+            return Path(candidate)
+    return make_synthetic_idx(tmp_path_factory.mktemp("synthetic-mnist"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_caches(tmp_path_factory):
+    """Datasets are decoded into a session cache; nothing is written to the user's ~/.cache."""
+    cache = tmp_path_factory.mktemp("tinyhub-cache")
+    old = os.environ.get("TINYHUB_CACHE")
+    os.environ["TINYHUB_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("TINYHUB_CACHE", None)
+    else:
+        os.environ["TINYHUB_CACHE"] = old
+
+
+def run_script(*args: str, env_extra: dict | None = None, timeout: int = 300, launcher: list[str] | None = None):
+    env = {**os.environ, **(env_extra or {})}
+    cmd = (launcher or [sys.executable]) + [str(REPO / "scripts" / args[0]), *args[1:]]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# Small, fast, learnable settings shared by training tests.
+FAST = [
+    "data.subset=2000", "data.batch_size=64", "progress=false", "report_to=none",
+    "training.optimizer.name=adam", "training.optimizer.lr=0.01", "training.scheduler.name=none",
+]

@@ -1,0 +1,164 @@
+"""Data sources, cache, validation split, and every bad-input case with its message."""
+
+import gzip
+import shutil
+import time
+
+import pytest
+import torch
+
+from trainer import DataError, load_dataset_splits
+from trainer import data as data_mod
+
+
+def _copy(src, dst):
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.glob("*-ubyte.gz"):
+        shutil.copy(f, dst / f.name)
+    return dst
+
+
+def test_local_idx_loads_whole_splits_as_uint8(mnist_dir, tmp_path):
+    s = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))
+    assert s.train_images.dtype == torch.uint8 and s.train_images.shape[1:] == (1, 28, 28)
+    assert s.test_labels.dtype == torch.int64 and len(s.test_labels) == 10_000
+    assert s.label_names == [str(i) for i in range(10)]
+    assert s.source["kind"] == "local" and s.source["test_size"] == 10_000
+
+
+def test_canonical_mnist_is_verified(mnist_dir, tmp_path):
+    s = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))
+    if len(s.train_labels) != 60_000:
+        pytest.skip("synthetic stand-in data: the canonical checksums only apply to real MNIST")
+    assert s.source["canonical_mnist"] is True
+    assert s.source["sha256"]["train-images-idx3-ubyte.gz"] == data_mod.MNIST_SHA256["train-images-idx3-ubyte.gz"]
+
+
+def test_raw_and_torchvision_layouts(mnist_dir, tmp_path):
+    raw = tmp_path / "tv" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in mnist_dir.glob("*-ubyte.gz"):
+        (raw / f.name[:-3]).write_bytes(gzip.decompress(f.read_bytes()))
+    a = load_dataset_splits(dir=str(tmp_path / "tv"), cache_dir=str(tmp_path / "c1"))
+    b = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path / "c2"))
+    assert torch.equal(a.test_images, b.test_images) and torch.equal(a.train_labels, b.train_labels)
+
+
+def test_cache_is_reused_and_fast(mnist_dir, tmp_path, monkeypatch):
+    first = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))
+    cache_files = list(tmp_path.glob("*.safetensors"))
+    assert len(cache_files) == 1 and not list(tmp_path.glob("*.tmp"))
+
+    def no_decoding(*a, **k):
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(data_mod, "_decode_local", no_decoding)
+    t0 = time.perf_counter()
+    second = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))
+    assert time.perf_counter() - t0 < 1.0
+    assert torch.equal(first.train_images, second.train_images)
+    assert torch.equal(first.test_labels, second.test_labels)
+
+
+def test_corrupt_cache_is_rebuilt_not_trusted(mnist_dir, tmp_path):
+    load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))
+    cache = next(tmp_path.glob("*.safetensors"))
+    cache.write_bytes(b"garbage")
+    s = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))
+    assert len(s.test_labels) == 10_000
+
+
+def test_validation_split_is_carved_from_train(mnist_dir, tmp_path):
+    full = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))
+    s = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path), val_size=500)
+    assert len(s.val_labels) == 500 and len(s.train_labels) == len(full.train_labels) - 500
+    assert torch.equal(s.test_images, full.test_images)  # the test split is untouched
+    again = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path), val_size=500)
+    assert torch.equal(again.val_images, s.val_images)
+
+
+def test_hub_dataset_saved_to_disk(mnist_dir, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    import numpy as np
+
+    local = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path / "c"))
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+
+    def part(images, labels, n):
+        return datasets.Dataset.from_dict(
+            {"image": [np.asarray(im[0]) for im in images[:n].numpy()], "label": labels[:n].tolist()},
+            features=features)
+
+    dd = datasets.DatasetDict(train=part(local.train_images, local.train_labels, 300),
+                              test=part(local.test_images, local.test_labels, 200))
+    dd.save_to_disk(tmp_path / "hubds")
+    s = load_dataset_splits(source="hub", dataset=str(tmp_path / "hubds"), cache_dir=str(tmp_path / "c"))
+    assert s.label_names == names
+    assert torch.equal(s.train_images, local.train_images[:300])
+    assert torch.equal(s.test_labels, local.test_labels[:200])
+    assert s.source["kind"] == "hub"
+
+
+def test_offline_without_local_data_explains_how_to_point_at_files(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("TINYHUB_DATA_DIR", raising=False)
+    with pytest.raises(DataError, match=r"data.dir=/path/to/mnist"):
+        load_dataset_splits(source="auto", dataset="ylecun/mnist", cache_dir=str(tmp_path))
+
+
+def test_missing_file_is_named(mnist_dir, tmp_path):
+    d = _copy(mnist_dir, tmp_path / "d")
+    (d / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="no t10k-labels-idx1-ubyte"):
+        load_dataset_splits(dir=str(d), cache_dir=str(tmp_path / "c"))
+
+
+def test_truncated_gzip_is_named_and_nothing_is_cached(mnist_dir, tmp_path):
+    d = _copy(mnist_dir, tmp_path / "d")
+    f = d / "train-labels-idx1-ubyte.gz"
+    f.write_bytes(f.read_bytes()[:5000])
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz"):
+        load_dataset_splits(dir=str(d), cache_dir=str(tmp_path / "c"), verify=False)
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
+def test_truncated_raw_file_is_named(mnist_dir, tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    for f in mnist_dir.glob("*-ubyte.gz"):
+        (d / f.name[:-3]).write_bytes(gzip.decompress(f.read_bytes()))
+    raw = d / "t10k-images-idx3-ubyte"
+    raw.write_bytes(raw.read_bytes()[:-784])
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte is truncated or padded"):
+        load_dataset_splits(dir=str(d), cache_dir=str(tmp_path / "c"), name="custom")
+
+
+def test_checksum_mismatch_names_the_file(mnist_dir, tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    for f in mnist_dir.glob("*-ubyte.gz"):
+        (d / f.name[:-3]).write_bytes(gzip.decompress(f.read_bytes()))
+    labels = d / "train-labels-idx1-ubyte"
+    blob = bytearray(labels.read_bytes())
+    blob[100] = (blob[100] + 1) % 10  # still a valid IDX file, but not canonical MNIST
+    labels.write_bytes(bytes(blob))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte does not match the canonical MNIST checksum"):
+        load_dataset_splits(dir=str(d), cache_dir=str(tmp_path / "c"))
+    # Declared as another dataset, the same files load.
+    s = load_dataset_splits(dir=str(d), cache_dir=str(tmp_path / "c"), name="my-digits")
+    assert s.source["canonical_mnist"] is False
+
+
+def test_wrong_header_and_mismatched_counts(mnist_dir, tmp_path):
+    d = _copy(mnist_dir, tmp_path / "d")
+    # labels file where an images file should be
+    shutil.copy(d / "t10k-labels-idx1-ubyte.gz", d / "t10k-images-idx3-ubyte.gz")
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz is not an unsigned-byte IDX file with 3"):
+        load_dataset_splits(dir=str(d), cache_dir=str(tmp_path / "c"), name="x")
+    d2 = _copy(mnist_dir, tmp_path / "d2")
+    shutil.copy(d2 / "train-labels-idx1-ubyte.gz", d2 / "t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(DataError, match="do not belong together"):
+        load_dataset_splits(dir=str(d2), cache_dir=str(tmp_path / "c"), name="x")

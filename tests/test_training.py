@@ -1,0 +1,193 @@
+"""The training engine end to end on small subsets: learning, run directory, CLI, multi-process, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import modeling
+import trainer
+from trainer import checkpoint as ckpt
+from conftest import FAST, REPO, run_script
+
+
+def _train(mnist_dir, tmp_path, *overrides, name="run"):
+    cfg = trainer.load_config([*FAST, f"data.dir={mnist_dir}", f"run.dir={tmp_path / name}", *overrides])
+    return trainer.train(cfg)
+
+
+def _reevaluate(model_dir, mnist_dir):
+    """Independent accuracy of a saved model on the test split (no engine code involved)."""
+    model = modeling.from_pretrained(model_dir)
+    splits = trainer.load_dataset_splits(dir=str(mnist_dir))
+    with torch.no_grad():
+        pred = torch.cat([model(model.normalize(x)).argmax(1) for x in splits.test_images.split(1000)])
+    return int((pred == splits.test_labels).sum())
+
+
+@pytest.fixture(scope="module")
+def small_run(mnist_dir, tmp_path_factory):
+    return _train(mnist_dir, tmp_path_factory.mktemp("runs"), "training.epochs=3", "model=opt6k",
+                  "report_to=tensorboard")
+
+
+def test_loss_falls_and_accuracy_rises(small_run):
+    epochs = json.loads((small_run / "results.json").read_text())["epochs"]
+    assert len(epochs) == 3
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert epochs[-1]["test_accuracy"] > epochs[0]["test_accuracy"]
+    assert epochs[-1]["test_accuracy"] > 80.0
+
+
+def test_run_directory_is_complete_and_loadable(small_run, mnist_dir):
+    results = json.loads((small_run / "results.json").read_text())
+    assert results["schema_version"] == 1
+    assert results["model"] == "opt6k" and results["parameters"] == 6_132
+    assert results["macs"] == modeling.summary(modeling.create_model("opt6k")).macs
+    for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "epoch_seconds",
+                "images_per_second"):
+        assert key in results["epochs"][0]
+    final = results["final"]
+    assert final["test_total"] == 10_000 and final["test_accuracy"] == results["epochs"][-1]["test_accuracy"]
+    assert sum(map(sum, final["confusion_matrix"])) == 10_000
+    assert sum(final["confusion_matrix"][i][i] for i in range(10)) == final["test_correct"]
+    assert results["augmentation"]["per_sample"] is True
+    for key in ("seed", "world_size", "mixed_precision", "device", "hardware", "versions", "git", "wall_seconds",
+                "recipe", "data"):
+        assert key in results
+    assert results["versions"]["torch"] == torch.__version__.split("+")[0]
+    assert results["world_size"] == 1 and results["data"]["train_size"] == 2000
+    assert yaml.safe_load((small_run / "config.yaml").read_text())["model"]["name"] == "opt6k"
+    assert list((small_run / "logs").rglob("events.out.tfevents*")), "TensorBoard logs are written"
+    # The saved model reproduces the recorded accuracy exactly.
+    assert _reevaluate(small_run / "model", mnist_dir) == final["test_correct"]
+    weights = load_file(small_run / "model" / "model.safetensors")
+    assert all(t.dtype == torch.float32 for k, t in weights.items() if "num_batches" not in k)
+
+
+def test_checkpoints_are_rotated(small_run):
+    assert [e for e, _ in ckpt.list_checkpoints(small_run)] == [2, 3]  # keep_checkpoints=2
+    assert not list((small_run / "checkpoints").glob(".*tmp"))
+
+
+def test_a_half_written_checkpoint_never_becomes_latest(tmp_path):
+    root = tmp_path / "checkpoints"
+    (root / "epoch_2").mkdir(parents=True)
+    (root / "epoch_2" / ckpt.STATE_FILE).write_text('{"epoch": 2, "history": []}')
+    (root / ".epoch_3.tmp").mkdir()  # killed while writing
+    (root / ".epoch_3.tmp" / "model.safetensors").write_bytes(b"partial")
+    (root / "epoch_4").mkdir()  # no trainer_state.json: not complete
+    assert ckpt.latest_checkpoint(tmp_path) == root / "epoch_2"
+
+
+def test_hydra_overrides_and_custom_recipe(mnist_dir, tmp_path):
+    run = _train(mnist_dir, tmp_path, "model=opt6k", "training.epochs=1", "model.dropout=0.1",
+                 "data.batch_size=256")
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["architecture"] == "opt6k" and config["dropout"] == 0.1
+    assert json.loads((run / "results.json").read_text())["global_batch_size"] == 256
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "my_recipe.yaml").write_text(
+        "defaults:\n  - train\n  - override /model: net24k\n  - _self_\ntraining:\n  epochs: 1\n")
+    cfg = trainer.load_config(["data.batch_size=32"], config_name="my_recipe", config_dir=recipes)
+    assert cfg.model.name == "net24k" and cfg.training.epochs == 1 and cfg.data.batch_size == 32
+    assert cfg.recipe.target_accuracy == 98.5  # the packaged net24k recipe underneath
+    r = run_script("train.py", "--config-dir", str(recipes), "--config-name", "my_recipe", *FAST,
+                   f"data.dir={mnist_dir}", "data.subset=300", f"run.dir={tmp_path / 'cli'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "cli" / "results.json").read_text())["model"] == "net24k"
+
+
+def test_validation_split_feeds_plateau_scheduler(mnist_dir, tmp_path):
+    run = _train(mnist_dir, tmp_path, "training.epochs=2", "data.val_size=500",
+                 "training.scheduler.name=plateau", "training.scheduler.patience=0")
+    results = json.loads((run / "results.json").read_text())
+    assert "val_accuracy" in results["epochs"][0] and results["data"]["val_size"] == 500
+    assert results["data"]["train_size"] == 2000
+
+
+def test_bf16_on_cpu_saves_fp32(mnist_dir, tmp_path):
+    run = _train(mnist_dir, tmp_path, "training.epochs=1", "training.mixed_precision=bf16",
+                 "training.optimizer.name=sgd", "training.optimizer.lr=0.05", "training.ema=0.9",
+                 "training.grad_clip=1.0", "training.label_smoothing=0.1", "training.channels_last=true")
+    results = json.loads((run / "results.json").read_text())
+    assert results["mixed_precision"] == "bf16" and results["final"]["ema"] is True
+    weights = load_file(run / "model" / "model.safetensors")
+    assert {t.dtype for t in weights.values()} <= {torch.float32, torch.int64}
+
+
+def test_over_budget_model_is_refused(mnist_dir, tmp_path):
+    with pytest.raises(modeling.ParameterBudgetError):
+        _train(mnist_dir, tmp_path, "model=minimobilenet", "model.width=2.5", "training.epochs=1")
+
+
+def test_cli_bad_data_dir_exits_cleanly_without_run_dir(tmp_path):
+    r = run_script("train.py", f"data.dir={tmp_path / 'nope'}", f"run.dir={tmp_path / 'run'}", *FAST)
+    assert r.returncode == 2, r.stderr
+    assert "is not a directory" in r.stderr and "data.dir=/path/to/mnist" in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_two_processes_agree(mnist_dir, tmp_path):
+    run = tmp_path / "ddp"
+    r = run_script("train.py", *FAST, f"data.dir={mnist_dir}", f"run.dir={run}", "training.epochs=1",
+                   "training.device=cpu",
+                   launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", "29517"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("Done:") == 1  # only the main process prints
+    results = json.loads((run / "results.json").read_text())
+    assert results["world_size"] == 2 and results["global_batch_size"] == 128
+    assert results["epochs"][0]["train_images"] == 2000  # each training image once across both ranks
+    assert results["final"]["test_total"] == 10_000
+    # The weights written by rank 0 reproduce the accuracy both ranks measured together.
+    assert _reevaluate(run / "model", mnist_dir) == results["final"]["test_correct"]
+
+
+def test_accelerate_launch_works(mnist_dir, tmp_path):
+    run = tmp_path / "acc"
+    r = run_script("train.py", *FAST, f"data.dir={mnist_dir}", f"run.dir={run}", "training.epochs=1",
+                   "data.subset=500", launcher=[sys.executable, "-m", "accelerate.commands.launch",
+                                                "--num_processes", "1", "--cpu"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((run / "results.json").read_text())["final"]["test_total"] == 10_000
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(mnist_dir, tmp_path):
+    args = [*FAST, f"data.dir={mnist_dir}", "training.epochs=3", "training.deterministic=true",
+            "data.subset=1500", "training.threads=1", "training.keep_checkpoints=5"]
+    full = run_script("train.py", *args, f"run.dir={tmp_path / 'full'}")
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *args, f"run.dir={killed_dir}"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (killed_dir / "checkpoints" / "epoch_1").exists():
+        assert proc.poll() is None and time.time() < deadline, "run ended before its first checkpoint"
+        time.sleep(0.05)
+    time.sleep(0.3)  # now inside epoch 2
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed_dir / "results.json").exists()
+    assert [e for e, _ in ckpt.list_checkpoints(killed_dir)][-1] < 3
+
+    resumed = run_script("train.py", *args, f"run.dir={killed_dir}", "training.resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stdout
+    a = load_file(tmp_path / "full" / "model" / "model.safetensors")
+    b = load_file(killed_dir / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    ra = json.loads((tmp_path / "full" / "results.json").read_text())
+    rb = json.loads((killed_dir / "results.json").read_text())
+    assert [e["test_accuracy"] for e in ra["epochs"]] == [e["test_accuracy"] for e in rb["epochs"]]

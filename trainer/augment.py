@@ -1,0 +1,125 @@
+"""Batched on-device augmentation with independent random parameters per sample.
+
+One `affine_grid`/`grid_sample` call warps the whole batch; every image draws its own rotation, translation,
+scale, shear and (with probability p) the seeds' centre-crop zoom. Random erasing is one masked multiply.
+All randomness comes from a `torch.Generator` the caller seeds, so a run is reproducible and resumable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AugmentConfig:
+    rotation: float = 0.0  # degrees, uniform in [-rotation, rotation]
+    translate: tuple[float, float] = (0.0, 0.0)  # max fraction of width / height
+    scale: tuple[float, float] = (1.0, 1.0)  # uniform zoom range
+    shear: float = 0.0  # degrees, uniform in [-shear, shear] (x shear)
+    center_crop_size: int = 0  # the seeds' RandomApply(CenterCrop(k)) + resize back: 0 disables
+    center_crop_p: float = 0.0
+    erase_p: float = 0.0  # random erasing probability per image
+    erase_area: tuple[float, float] = (0.02, 0.15)  # fraction of the image area
+    erase_ratio: tuple[float, float] = (0.3, 3.3)  # aspect ratio range
+
+    def __post_init__(self):
+        self.translate = tuple(float(v) for v in self.translate)
+        self.scale = tuple(float(v) for v in self.scale)
+        self.erase_area = tuple(float(v) for v in self.erase_area)
+        self.erase_ratio = tuple(float(v) for v in self.erase_ratio)
+        problems = []
+        if self.rotation < 0 or self.shear < 0:
+            problems.append("rotation and shear are magnitudes in degrees and must be >= 0")
+        if len(self.translate) != 2 or not all(0 <= t < 1 for t in self.translate):
+            problems.append(f"translate must be two fractions in [0, 1), got {self.translate}")
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
+            problems.append(f"scale must be (low, high) with 0 < low <= high, got {self.scale}")
+        for name in ("center_crop_p", "erase_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name} must be a probability in [0, 1]")
+        if problems:
+            raise ValueError("Invalid augmentation: " + "; ".join(problems))
+
+    @property
+    def uses_affine(self) -> bool:
+        return bool(self.rotation or any(self.translate) or self.scale != (1.0, 1.0) or self.shear
+                    or (self.center_crop_size and self.center_crop_p))
+
+    @property
+    def enabled(self) -> bool:
+        return self.uses_affine or self.erase_p > 0
+
+    def describe(self) -> dict:
+        """The exact resolved parameters, for results.json and the model card."""
+        return {"enabled": self.enabled, "per_sample": True, **asdict(self)}
+
+
+def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=g, device=device) * (high - low) + low
+
+
+def affine_matrices(cfg: AugmentConfig, n: int, size: int, g: torch.Generator, device) -> torch.Tensor:
+    """(n, 2, 3) sampling matrices for `affine_grid`: one independent transform per image."""
+    angle = torch.deg2rad(_uniform(n, -cfg.rotation, cfg.rotation, g, device))
+    shear = torch.deg2rad(_uniform(n, -cfg.shear, cfg.shear, g, device))
+    zoom = _uniform(n, *cfg.scale, g, device)
+    if cfg.center_crop_size and cfg.center_crop_p:
+        crop = torch.rand(n, generator=g, device=device) < cfg.center_crop_p
+        zoom = torch.where(crop, zoom * (size / cfg.center_crop_size), zoom)
+    # Translations are fractions of the image; affine_grid coordinates span [-1, 1], i.e. 2 per image width.
+    tx = _uniform(n, -cfg.translate[0], cfg.translate[0], g, device) * 2
+    ty = _uniform(n, -cfg.translate[1], cfg.translate[1], g, device) * 2
+    cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(shear)
+    # Forward map of the content: x' = R @ Sh @ (zoom * x) + t. grid_sample needs the inverse (output -> input).
+    forward = torch.zeros(n, 3, 3, device=device)
+    forward[:, 0, 0] = zoom * cos
+    forward[:, 0, 1] = zoom * (cos * tan - sin)
+    forward[:, 1, 0] = zoom * sin
+    forward[:, 1, 1] = zoom * (sin * tan + cos)
+    forward[:, 0, 2], forward[:, 1, 2], forward[:, 2, 2] = tx, ty, 1.0
+    return torch.linalg.inv(forward)[:, :2, :]
+
+
+def erase_masks(cfg: AugmentConfig, n: int, h: int, w: int, g: torch.Generator, device) -> torch.Tensor:
+    """(n, 1, h, w) masks, 0 inside one random rectangle for the images chosen with probability erase_p."""
+    chosen = torch.rand(n, generator=g, device=device) < cfg.erase_p
+    area = _uniform(n, *cfg.erase_area, g, device) * h * w
+    log_ratio = _uniform(n, math.log(cfg.erase_ratio[0]), math.log(cfg.erase_ratio[1]), g, device)
+    ratio = torch.exp(log_ratio)
+    eh = torch.sqrt(area * ratio).clamp(1, h)
+    ew = torch.sqrt(area / ratio).clamp(1, w)
+    top = torch.rand(n, generator=g, device=device) * (h - eh)
+    left = torch.rand(n, generator=g, device=device) * (w - ew)
+    rows = torch.arange(h, device=device).view(1, h, 1)
+    cols = torch.arange(w, device=device).view(1, 1, w)
+    inside = ((rows >= top.view(n, 1, 1)) & (rows < (top + eh).view(n, 1, 1))
+              & (cols >= left.view(n, 1, 1)) & (cols < (left + ew).view(n, 1, 1)))
+    return (~(inside & chosen.view(n, 1, 1))).unsqueeze(1).float()
+
+
+def augment_batch(images: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """images: float (N, C, H, W) in [0, 1] (background 0). Returns the augmented batch, same shape."""
+    if not cfg.enabled:
+        return images
+    n, _, h, w = images.shape
+    if cfg.uses_affine:
+        theta = affine_matrices(cfg, n, w, g, images.device).to(images.dtype)
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if cfg.erase_p > 0:
+        images = images * erase_masks(cfg, n, h, w, g, images.device).to(images.dtype)
+    return images
+
+
+def make_generator(device, seed: int, epoch: int, rank: int) -> torch.Generator:
+    """A generator whose stream depends only on (seed, epoch, rank): resuming at an epoch boundary replays it."""
+    g = torch.Generator(device=device)
+    g.manual_seed(((seed * 1_000_003) + epoch * 101 + rank) % (2**63))
+    return g
+
+
+__all__ = ["AugmentConfig", "augment_batch", "affine_matrices", "erase_masks", "make_generator"]

@@ -1,0 +1,407 @@
+"""The training loop: Accelerate on a device-resident uint8 dataset, one readable function from data to run dir.
+
+data -> augment -> step -> eval -> run artifacts. Cards, evaluation and push read the run directory this
+writes; nothing here imports them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
+from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+import modeling
+
+from . import checkpoint as ckpt
+from .augment import AugmentConfig, augment_batch, make_generator
+from .data import epoch_permutation, load_dataset_splits, shard_batches
+from .run_info import RESULTS_SCHEMA_VERSION, environment_info, write_json_atomic
+
+
+# Accelerate logs every checkpoint file at INFO; tinyhub prints its own one-line progress instead.
+logging.getLogger("accelerate").setLevel(logging.WARNING)
+
+
+class ConfigError(ValueError):
+    """The resolved configuration cannot be trained."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building blocks the loop uses
+# ---------------------------------------------------------------------------------------------------------
+def build_optimizer(params, opt: dict) -> torch.optim.Optimizer:
+    name = opt["name"].lower()
+    wd = opt.get("weight_decay", 0.0)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=opt["lr"], momentum=opt.get("momentum", 0.9),
+                               nesterov=opt.get("nesterov", False), weight_decay=wd)
+    if name in ("adam", "adamw"):
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return cls(params, lr=opt["lr"], betas=tuple(opt.get("betas", (0.9, 0.999))), weight_decay=wd)
+    raise ConfigError(f"training.optimizer.name={name!r}: choose sgd, adam or adamw.")
+
+
+def build_scheduler(optimizer, sch: dict, epochs: int, steps_per_epoch: int):
+    """Returns (scheduler or None, when it steps: 'step' | 'epoch' | 'plateau' | None)."""
+    name = (sch.get("name") or "none").lower()
+    if name == "none":
+        return None, None
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, sch["step_size"], sch.get("gamma", 0.1)), "epoch"
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=sch["max_lr"], total_steps=epochs * steps_per_epoch,
+            pct_start=sch.get("pct_start", 0.25), div_factor=sch.get("div_factor", 25.0),
+            final_div_factor=sch.get("final_div_factor", 1e4), anneal_strategy=sch.get("anneal", "cos"),
+            three_phase=sch.get("three_phase", False),
+        ), "step"
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=epochs * steps_per_epoch, eta_min=sch.get("min_lr", 0.0)), "step"
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=sch.get("gamma", 0.1), patience=sch.get("patience", 1),
+            min_lr=sch.get("min_lr", 1e-6)), "plateau"
+    raise ConfigError(f"training.scheduler.name={name!r}: choose none, step, onecycle, cosine or plateau.")
+
+
+@torch.no_grad()
+def evaluate(model, images, labels, accelerator, batch_size: int, normalize, channels_last: bool = False) -> dict:
+    """Loss/accuracy over a whole split, sharded over processes, every image counted exactly once.
+
+    Each rank takes one contiguous slice (the last one padded by repeating its final index), so the gathered
+    tensors are in dataset order and the first `n` entries are exactly the split.
+    """
+    model.eval()
+    n, world, rank = len(labels), accelerator.num_processes, accelerator.process_index
+    per_rank = math.ceil(n / world)
+    idx = torch.arange(rank * per_rank, (rank + 1) * per_rank, device=labels.device).clamp_(max=n - 1)
+    losses, preds = [], []
+    for chunk in idx.split(batch_size):
+        x = normalize(images[chunk].float() / 255.0)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with accelerator.autocast():
+            logits = model(x)
+        losses.append(F.cross_entropy(logits.float(), labels[chunk], reduction="none"))
+        preds.append(logits.argmax(1))
+    loss = accelerator.gather_for_metrics(torch.cat(losses))[:n]
+    pred = accelerator.gather_for_metrics(torch.cat(preds))[:n]
+    correct = int((pred == labels[:n].to(pred.device)).sum())
+    return {"loss": float(loss.mean()), "accuracy": 100.0 * correct / n, "correct": correct, "total": n,
+            "predictions": pred}
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> list[list[int]]:
+    flat = target.cpu().long() * num_classes + pred.cpu().long()
+    return torch.bincount(flat, minlength=num_classes**2).view(num_classes, num_classes).tolist()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Run directory agreement
+# ---------------------------------------------------------------------------------------------------------
+def _resolve_run_dir(cfg: dict, state: PartialState) -> tuple[Path, Path | None]:
+    """(run_dir, checkpoint to resume from). The main process decides; every rank receives the same answer."""
+    resume = cfg["training"].get("resume")
+    run_cfg = cfg["run"]
+    decided = [None, None]
+    if state.is_main_process:
+        if resume and resume != "auto":
+            resume_path = Path(resume).expanduser().resolve()
+            if not (resume_path / ckpt.STATE_FILE).is_file():
+                decided = ["error", f"training.resume={resume!r} is not a complete checkpoint directory "
+                                    f"(no {ckpt.STATE_FILE}); use training.resume=auto with run.dir=RUN_DIR."]
+            else:
+                decided = [str(resume_path.parent.parent), str(resume_path)]
+        elif run_cfg.get("dir"):
+            run_dir = Path(run_cfg["dir"]).expanduser().resolve()
+            latest = ckpt.latest_checkpoint(run_dir) if resume == "auto" else None
+            if resume != "auto" and (run_dir / "results.json").exists():
+                decided = ["error", f"run.dir={str(run_dir)!r} already holds a finished run; choose another "
+                                    "run.dir, or continue it with training.resume=auto."]
+            else:
+                decided = [str(run_dir), str(latest) if latest else None]
+        else:
+            if resume == "auto":
+                decided = ["error", "training.resume=auto needs run.dir=PATH (the run to continue)."]
+            else:
+                stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+                base = Path(run_cfg.get("root") or "runs").expanduser().resolve()
+                name = run_cfg.get("name") or f"{cfg['model']['name']}-s{cfg['seed']}-{stamp}"
+                run_dir, k = base / name, 1
+                while run_dir.exists():
+                    k += 1
+                    run_dir = base / f"{name}-{k}"
+                decided = [str(run_dir), None]
+    broadcast_object_list(decided, from_process=0)
+    if decided[0] == "error":
+        raise ConfigError(decided[1])
+    return Path(decided[0]), (Path(decided[1]) if decided[1] else None)
+
+
+def _hparams(cfg: dict) -> dict:
+    """Flat scalar config for trackers."""
+    flat = {}
+
+    def walk(prefix, node):
+        for k, v in node.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                walk(key + ".", v)
+            elif isinstance(v, (int, float, str, bool)):
+                flat[key] = v
+            elif v is not None:
+                flat[key] = str(v)
+
+    walk("", cfg)
+    return flat
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------------------
+def train(cfg: DictConfig | dict) -> Path:
+    """Train one recipe and return its run directory (model/, results.json, config.yaml, checkpoints/, logs)."""
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    t_start = time.perf_counter()
+    tr, data_cfg, seed = cfg["training"], cfg["data"], int(cfg["seed"])
+    if tr.get("threads"):
+        torch.set_num_threads(int(tr["threads"]))
+    device_choice = tr.get("device", "auto")
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # Accelerate keeps its state in process-wide singletons; a second train() in one process (tests, notebooks,
+        # sweeps) may ask for another precision or device, so start from a clean state when not launched as a group.
+        AcceleratorState._reset_state(reset_partial_state=True)
+    state = PartialState(cpu=device_choice == "cpu")
+    run_dir, resume_from = _resolve_run_dir(cfg, state)
+
+    report_to = cfg.get("report_to") or "none"
+    accelerator = Accelerator(
+        cpu=device_choice == "cpu",
+        mixed_precision=str(tr.get("mixed_precision", "no")),
+        log_with=None if report_to == "none" else report_to,
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+    )
+    set_seed(seed, deterministic=bool(tr.get("deterministic", False)))
+    main = accelerator.is_main_process
+    say = accelerator.print
+
+    # ---- data: the whole split on the device as uint8 ----
+    with accelerator.main_process_first():  # one process decodes and caches, the others read the cache
+        splits = load_dataset_splits(
+            source=data_cfg.get("source", "auto"), dir=data_cfg.get("dir"), dataset=data_cfg.get("dataset"),
+            revision=data_cfg.get("revision"), name=data_cfg.get("name", "mnist"),
+            verify=data_cfg.get("verify", True), cache_dir=data_cfg.get("cache_dir"),
+            val_size=int(data_cfg.get("val_size") or 0), subset=int(data_cfg.get("subset") or 0),
+        )
+    data = splits.to(accelerator.device)
+    aug = AugmentConfig(**cfg.get("augment", {}))
+
+    # ---- model, optimizer, schedule ----
+    model_cfg = dict(cfg["model"])
+    name = model_cfg.pop("name")
+    c, h, w = splits.image_shape
+    model = modeling.create_model(
+        name, **model_cfg, num_classes=splits.num_classes, in_chans=c, input_size=h,
+        id2label={str(i): n for i, n in enumerate(splits.label_names)},
+    )
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    mean = torch.tensor(model.mean, device=accelerator.device).view(1, -1, 1, 1)
+    std = torch.tensor(model.std, device=accelerator.device).view(1, -1, 1, 1)
+
+    def normalize(x):
+        return (x - mean) / std
+
+    channels_last = bool(tr.get("channels_last", False))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    batch_size = int(data_cfg["batch_size"])
+    world, rank = accelerator.num_processes, accelerator.process_index
+    steps_per_epoch = math.ceil((len(data.train_labels) // world) / batch_size)
+    epochs = int(tr["epochs"])
+    optimizer = build_optimizer(model.parameters(), tr["optimizer"])
+    scheduler, sched_when = build_scheduler(optimizer, tr.get("scheduler") or {}, epochs, steps_per_epoch)
+    ema = None
+    if tr.get("ema"):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(tr["ema"])), use_buffers=True)
+        ema.to(accelerator.device)
+    train_model = torch.compile(model) if tr.get("compile") else model
+    train_model, optimizer = accelerator.prepare(train_model, optimizer)
+    for obj in (scheduler, ema):
+        if obj is not None:
+            accelerator.register_for_checkpointing(obj)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=float(tr.get("label_smoothing", 0.0)))
+
+    history: list[dict] = []
+    start_epoch = 1
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        saved = ckpt.read_trainer_state(resume_from)
+        history, start_epoch = saved["history"], saved["epoch"] + 1
+        say(f"Resuming from {resume_from} (epoch {saved['epoch']} of {epochs})")
+
+    if report_to != "none":
+        accelerator.init_trackers("tinyhub", config=_hparams(cfg))
+    summary = modeling.summary(model)
+    say(f"{name}: {summary.total_params:,} parameters, {summary.macs:,} MACs/image | "
+        f"{len(data.train_labels):,} train / {len(data.test_labels):,} test images on {accelerator.device} | "
+        f"{world} process(es), mixed precision {accelerator.mixed_precision} | run dir {run_dir}")
+
+    eval_bs = int(data_cfg.get("eval_batch_size", 1000))
+    eval_model = ema.module if ema is not None else train_model
+    test_result = None
+    for epoch in range(start_epoch, epochs + 1):
+        # Every source of randomness is a function of (seed, epoch, rank): resuming at an epoch boundary replays
+        # exactly what an uninterrupted run would have done.
+        torch.manual_seed(seed * 7919 + epoch * 104_729 + rank)
+        gen = make_generator(accelerator.device, seed, epoch, rank)
+        batches = shard_batches(epoch_permutation(len(data.train_labels), seed, epoch).to(accelerator.device),
+                                batch_size, rank, world)
+        train_model.train()
+        loss_sum = torch.zeros((), device=accelerator.device)
+        correct = torch.zeros((), device=accelerator.device, dtype=torch.long)
+        seen = 0
+        t0 = time.perf_counter()
+        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not (main and cfg.get("progress", True)),
+                   leave=False, dynamic_ncols=True)
+        for step, idx in enumerate(bar):
+            x = augment_batch(data.train_images[idx].float() / 255.0, aug, gen)
+            x = normalize(x)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = data.train_labels[idx]
+            logits = train_model(x)
+            loss = criterion(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if tr.get("grad_clip"):
+                accelerator.clip_grad_norm_(train_model.parameters(), float(tr["grad_clip"]))
+            optimizer.step()
+            if sched_when == "step":
+                scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == y).sum()
+            seen += len(idx)
+            if step % 25 == 0 and not bar.disable:
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%",
+                                img_s=f"{seen * world / (time.perf_counter() - t0):,.0f}")
+        bar.close()
+        totals = accelerator.reduce(torch.stack([loss_sum, correct.float(),
+                                                 torch.tensor(float(seen), device=accelerator.device)]), "sum")
+        train_time = time.perf_counter() - t0
+        record = {
+            "epoch": epoch,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": float(totals[0] / totals[2]),
+            "train_accuracy": float(100 * totals[1] / totals[2]),
+            "train_images": int(totals[2]),
+            "epoch_seconds": round(train_time, 3),
+            "images_per_second": round(float(totals[2]) / train_time, 1),
+        }
+        if data.val_labels is not None:
+            val = evaluate(eval_model, data.val_images, data.val_labels, accelerator, eval_bs, normalize, channels_last)
+            record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        test_result = evaluate(eval_model, data.test_images, data.test_labels, accelerator, eval_bs, normalize,
+                               channels_last)
+        record.update(test_loss=test_result["loss"], test_accuracy=test_result["accuracy"],
+                      test_correct=test_result["correct"], test_total=test_result["total"],
+                      eval_seconds=round(time.perf_counter() - t0 - train_time, 3))
+        if sched_when == "epoch":
+            scheduler.step()
+        elif sched_when == "plateau":
+            # Never the test split: validation accuracy when carved, otherwise training accuracy.
+            scheduler.step(record.get("val_accuracy", record["train_accuracy"]))
+        history.append(record)
+        if report_to != "none":
+            accelerator.log({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
+        val_txt = f" | val {record['val_accuracy']:.2f}%" if "val_accuracy" in record else ""
+        say(f"epoch {epoch:>3}/{epochs} | loss {record['train_loss']:.4f} | train {record['train_accuracy']:.2f}%"
+            f"{val_txt} | test {record['test_accuracy']:.2f}% ({record['test_correct']}/{record['test_total']}) | "
+            f"lr {record['lr']:.2e} | {record['epoch_seconds']:.1f}s, {record['images_per_second']:,.0f} img/s")
+        every = int(tr.get("checkpoint_every", 1) or 0)
+        if every and (epoch % every == 0 or epoch == epochs):
+            ckpt.save_checkpoint(accelerator, run_dir, epoch, {"epoch": epoch, "history": history},
+                                 keep=int(tr.get("keep_checkpoints", 2)))
+
+    if test_result is None:  # resumed a run whose last checkpoint was already the final epoch
+        test_result = evaluate(eval_model, data.test_images, data.test_labels, accelerator, eval_bs, normalize,
+                               channels_last)
+
+    # ---- run artifacts (main process only) ----
+    accelerator.wait_for_everyone()
+    final_model = modeling.unwrap_model(ema.module if ema is not None else accelerator.unwrap_model(train_model))
+    wall = time.perf_counter() - t_start
+    if main:
+        tmp = run_dir / ".model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        final_model.save_pretrained(tmp)
+        shutil.rmtree(run_dir / "model", ignore_errors=True)
+        os.replace(tmp, run_dir / "model")
+        last = history[-1]
+        results = {
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "model": name,
+            "model_kwargs": model_cfg,
+            "parameters": summary.total_params,
+            "macs": summary.macs,
+            "summary": summary.as_dict(),
+            "param_budget": model_cfg.get("param_budget") or modeling.model_info(name)["param_budget"],
+            "target_accuracy": (cfg.get("recipe") or {}).get("target_accuracy"),
+            "final": {
+                "epoch": last["epoch"],
+                "test_accuracy": test_result["accuracy"],
+                "test_loss": test_result["loss"],
+                "test_correct": test_result["correct"],
+                "test_total": test_result["total"],
+                "train_accuracy": last["train_accuracy"],
+                "train_loss": last["train_loss"],
+                **({"val_accuracy": last["val_accuracy"]} if "val_accuracy" in last else {}),
+                "confusion_matrix": confusion_matrix(test_result["predictions"], data.test_labels,
+                                                     splits.num_classes),
+                "ema": ema is not None,
+            },
+            "epochs": history,
+            "recipe": cfg,
+            "augmentation": aug.describe(),
+            "data": splits.source,
+            "seed": seed,
+            "world_size": world,
+            "mixed_precision": accelerator.mixed_precision,
+            "batch_size_per_process": batch_size,
+            "global_batch_size": batch_size * world,
+            "compile": bool(tr.get("compile")),
+            "channels_last": channels_last,
+            "deterministic": bool(tr.get("deterministic")),
+            "resumed_from": str(resume_from) if resume_from else None,
+            "wall_seconds": round(wall, 2),
+            "train_seconds": round(sum(r["epoch_seconds"] for r in history), 2),
+            **environment_info(accelerator.device),
+        }
+        write_json_atomic(run_dir / "results.json", results)
+    if report_to != "none":
+        accelerator.end_training()
+    say(
+        f"\nDone: {name} ({summary.total_params:,} params) | final test accuracy {test_result['accuracy']:.2f}% "
+        f"({test_result['correct']}/{test_result['total']}) after {history[-1]['epoch']} epochs | "
+        f"{wall:.1f}s wall\n  model:   {run_dir / 'model'}\n  metrics: {run_dir / 'results.json'}"
+    )
+    return run_dir
