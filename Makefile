@@ -20,6 +20,6 @@ train: $(STAMP)
 	$(VENV)/bin/python scripts/train.py $(if $(DATA_DIR),data.dir=$(abspath $(DATA_DIR))) $(ARGS)
 
 test: $(STAMP)
-	TINYHUB_TEST_DATA=$(abspath $(DATA_DIR)) $(VENV)/bin/python -m pytest -q $(ARGS)
+	TINYHUB_TEST_DATA=$(if $(DATA_DIR),$(abspath $(DATA_DIR))) $(VENV)/bin/python -m pytest -q $(ARGS)
 
 .PHONY: setup train test

@@ -191,3 +191,23 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(mnist_dir, tmp_path):
     ra = json.loads((tmp_path / "full" / "results.json").read_text())
     rb = json.loads((killed_dir / "results.json").read_text())
     assert [e["test_accuracy"] for e in ra["epochs"]] == [e["test_accuracy"] for e in rb["epochs"]]
+
+
+def test_wandb_offline_writes_a_run(mnist_dir, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = _train(mnist_dir, tmp_path, "training.epochs=1", "data.subset=300", "report_to=wandb")
+    assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_tracker_choice_is_checked(mnist_dir, tmp_path, monkeypatch):
+    with pytest.raises(trainer.ConfigError, match="choose one of none, tensorboard, wandb, trackio"):
+        _train(mnist_dir, tmp_path, "report_to=mlflow")
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trackio" else real(name, *a))
+    with pytest.raises(trainer.ConfigError, match="needs the trackio package"):
+        _train(mnist_dir, tmp_path, "report_to=trackio")
+    assert not (tmp_path / "run").exists()

@@ -151,6 +151,22 @@ def _resolve_run_dir(cfg: dict, state: PartialState) -> tuple[Path, Path | None]
     return Path(decided[0]), (Path(decided[1]) if decided[1] else None)
 
 
+TRACKERS = {"none": None, "tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
+
+
+def _check_tracker(report_to: str) -> None:
+    """Accelerate only warns when a tracker is missing; a user who asked for one should know it is not logging."""
+    if report_to not in TRACKERS:
+        raise ConfigError(f"report_to={report_to!r}: choose one of {', '.join(TRACKERS)}.")
+    module = TRACKERS[report_to]
+    if module is not None:
+        import importlib.util
+
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"report_to={report_to} needs the {module} package: pip install {module} "
+                              "(or `pip install tinyhub[tracking]`), or choose report_to=tensorboard|none.")
+
+
 def _hparams(cfg: dict) -> dict:
     """Flat scalar config for trackers."""
     flat = {}
@@ -186,9 +202,9 @@ def train(cfg: DictConfig | dict) -> Path:
         # sweeps) may ask for another precision or device, so start from a clean state when not launched as a group.
         AcceleratorState._reset_state(reset_partial_state=True)
     state = PartialState(cpu=device_choice == "cpu")
+    report_to = str(cfg.get("report_to") or "none")
+    _check_tracker(report_to)
     run_dir, resume_from = _resolve_run_dir(cfg, state)
-
-    report_to = cfg.get("report_to") or "none"
     accelerator = Accelerator(
         cpu=device_choice == "cpu",
         mixed_precision=str(tr.get("mixed_precision", "no")),
@@ -258,7 +274,8 @@ def train(cfg: DictConfig | dict) -> Path:
         say(f"Resuming from {resume_from} (epoch {saved['epoch']} of {epochs})")
 
     if report_to != "none":
-        accelerator.init_trackers("tinyhub", config=_hparams(cfg))
+        accelerator.init_trackers("tinyhub", config=_hparams(cfg),
+                                  init_kwargs={"wandb": {"dir": str(run_dir), "name": run_dir.name}})
     summary = modeling.summary(model)
     say(f"{name}: {summary.total_params:,} parameters, {summary.macs:,} MACs/image | "
         f"{len(data.train_labels):,} train / {len(data.test_labels):,} test images on {accelerator.device} | "
