@@ -70,3 +70,17 @@ FAST = [
     "data.subset=2000", "data.batch_size=64", "progress=false", "report_to=none",
     "training.optimizer.name=adam", "training.optimizer.lr=0.01", "training.scheduler.name=none",
 ]
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(mnist_dir, tmp_path_factory):
+    """Two finished runs of the same small recipe (seeds 0 and 1) in one runs folder."""
+    import trainer
+
+    root = tmp_path_factory.mktemp("tiny-runs")
+    runs = []
+    for seed in (0, 1):
+        cfg = trainer.load_config([*FAST, "model=opt6k", "training.epochs=2", "data.subset=1000",
+                                   f"data.dir={mnist_dir}", f"seed={seed}", f"run.dir={root / f'opt6k-s{seed}'}"])
+        runs.append(trainer.train(cfg))
+    return runs

@@ -1,0 +1,256 @@
+"""Model cards built from a run directory alone: every number comes from results.json, none is typed."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.repocard_data import model_index_to_eval_results
+from huggingface_hub.utils import yaml_dump
+
+TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+BEGIN, END = "<!-- tinyhub:begin", "<!-- tinyhub:end -->"
+MNIST_CREDIT = ("MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges "
+                "(http://yann.lecun.com/exdb/mnist/), via the Hugging Face dataset `ylecun/mnist`.")
+
+
+class CardError(ValueError):
+    """A run cannot be carded, or a card failed validation. Nothing is uploaded."""
+
+
+def load_run(run_dir: str | Path) -> dict:
+    """results.json of a finished run, checked for what a card needs."""
+    run_dir = Path(run_dir)
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise CardError(f"{run_dir} has no results.json: it is not a finished tinyhub run (train it to the end, "
+                        "or resume it with training.resume=auto).")
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CardError(f"{path} is not valid JSON ({e}).") from e
+    final = results.get("final") or {}
+    if final.get("test_total") is None or final.get("test_accuracy") is None or not results.get("epochs"):
+        raise CardError(f"{path} has no final evaluation on the test split; the run did not finish.")
+    if not (run_dir / "model" / "model.safetensors").is_file() or not (run_dir / "model" / "config.json").is_file():
+        raise CardError(f"{run_dir}/model must hold config.json and model.safetensors (save_pretrained output).")
+    return results
+
+
+def dataset_identity(results: dict) -> dict:
+    data = results.get("data") or {}
+    if data.get("kind") == "hub" and not Path(str(data.get("dataset_id"))).exists():
+        ds_id = data["dataset_id"]
+        name = ds_id.split("/")[-1].upper() if ds_id.endswith("mnist") else ds_id
+        return {"id": ds_id, "name": name, "revision": data.get("revision"), "credit": MNIST_CREDIT
+                if ds_id.endswith("mnist") else f"the Hugging Face dataset `{ds_id}`."}
+    if data.get("canonical_mnist") or data.get("name") == "mnist":
+        return {"id": "ylecun/mnist", "name": "MNIST", "revision": None, "credit": MNIST_CREDIT}
+    name = data.get("name") or "custom"
+    return {"id": name, "name": name, "revision": None, "credit": f"the `{name}` dataset (local IDX files)."}
+
+
+def accuracy_stats(runs: list[dict]) -> dict:
+    values = [r["final"]["test_accuracy"] for r in runs]
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": mean, "std": std, "n": len(values), "values": values, "min": min(values),
+            "seeds": [r.get("seed") for r in runs]}
+
+
+def param_size_tag(parameters: int) -> str:
+    return f"{max(1, round(parameters / 1000))}k-params"
+
+
+def _architecture_table(summary: dict) -> str:
+    lines = ["| layer | type | output shape | parameters | MACs |", "|---|---|---|---:|---:|"]
+    for r in summary["layers"]:
+        lines.append(f"| {r['name']} | {r['kind']} | {r['output_shape']} | {r['params']:,} | {r['macs']:,} |")
+    lines.append(f"| **total** | | | **{summary['total_params']:,}** | **{summary['macs']:,}** |")
+    return "\n".join(lines)
+
+
+def _hyperparameters(results: dict) -> list[tuple[str, str]]:
+    tr = results["recipe"]["training"]
+    opt, sch = tr["optimizer"], tr.get("scheduler") or {}
+    opt_text = f"{opt['name']} (lr {opt['lr']}, weight decay {opt.get('weight_decay', 0)}"
+    if opt["name"] == "sgd":
+        opt_text += f", momentum {opt.get('momentum')}, nesterov {opt.get('nesterov')}"
+    opt_text += ")"
+    sched_keys = {"step": ("step_size", "gamma"), "onecycle": ("max_lr", "pct_start"), "cosine": ("min_lr",),
+                  "plateau": ("gamma", "patience", "min_lr")}.get(sch.get("name"), ())
+    sched_text = sch.get("name", "none") + "".join(f", {k} {sch[k]}" for k in sched_keys if k in sch)
+    model_kwargs = {k: v for k, v in (results.get("model_kwargs") or {}).items() if k != "param_budget"}
+    return [
+        ("model arguments", ", ".join(f"{k}={v}" for k, v in model_kwargs.items()) or "defaults"),
+        ("epochs", str(len(results["epochs"]))),
+        ("optimizer", opt_text),
+        ("scheduler", sched_text),
+        ("batch size", f"{results['global_batch_size']} ({results['batch_size_per_process']} × "
+                       f"{results['world_size']} process{'es' if results['world_size'] > 1 else ''})"),
+        ("label smoothing", str(tr.get("label_smoothing", 0.0))),
+        ("gradient clipping", str(tr.get("grad_clip") or "off")),
+        ("EMA of weights", str(tr.get("ema") or "off")),
+        ("mixed precision", str(results.get("mixed_precision"))),
+        ("training images", f"{results['data'].get('train_size', 0):,}"
+                            + (f" (+{results['data']['val_size']:,} held out for validation)"
+                               if results["data"].get("val_size") else "")),
+        ("seed", str(results.get("seed"))),
+    ]
+
+
+def _augmentation_rows(results: dict) -> list[tuple[str, str]]:
+    aug = dict(results.get("augmentation") or {})
+    if not aug.get("enabled"):
+        return [("augmentation", "none")]
+    rows = [("rotation (degrees, ±)", aug["rotation"]), ("translate (fraction, ±x, ±y)", aug["translate"]),
+            ("scale", aug["scale"]), ("shear (degrees, ±)", aug["shear"])]
+    if aug.get("center_crop_size") and aug.get("center_crop_p"):
+        rows.append(("centre crop then resize", f"{aug['center_crop_size']} px with p={aug['center_crop_p']}"))
+    if aug.get("erase_p"):
+        rows.append(("random erasing", f"p={aug['erase_p']}, area {aug['erase_area']}, ratio {aug['erase_ratio']}"))
+    return [(k, str(tuple(v) if isinstance(v, list) else v)) for k, v in rows]
+
+
+def _hardware(results: dict) -> str:
+    hw = results.get("hardware") or {}
+    device = hw.get("gpu") or f"CPU: {hw.get('cpu', 'unknown')}, {hw.get('torch_threads')} threads"
+    world = results.get("world_size", 1)
+    return f"{device}" + (f" × {world} processes" if world > 1 else "")
+
+
+def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
+               seed_runs: list[str | Path] = ()) -> ModelCard:
+    """The card for `run_dir`. `seed_runs` are other seeds of the same recipe: the card then reports their mean."""
+    results = load_run(run_dir)
+    others = [load_run(r) for r in seed_runs]
+    for o in others:
+        if o["model"] != results["model"] or o.get("model_kwargs") != results.get("model_kwargs"):
+            raise CardError("seed runs must train the same model with the same arguments as the main run.")
+    stats = accuracy_stats([results, *others])
+    ds = dataset_identity(results)
+    config = json.loads((Path(run_dir) / "model" / "config.json").read_text())
+    arch = results["model"]
+    accuracy = round(stats["mean"], 4)
+    card_data = ModelCardData(
+        model_name=repo_id.split("/")[-1],
+        library_name="tinyhub",
+        license="mit",
+        pipeline_tag="image-classification",
+        tags=sorted({"image-classification", "mnist", "tinyhub", "pytorch", "safetensors", "model_hub_mixin",
+                     arch, param_size_tag(results["parameters"])}),
+        datasets=[ds["id"]],
+        metrics=["accuracy"],
+        eval_results=[EvalResult(
+            task_type="image-classification", task_name="Image Classification",
+            dataset_type=ds["id"], dataset_name=ds["name"], dataset_split="test",
+            dataset_revision=ds["revision"], metric_type="accuracy", metric_name="Test accuracy (%)",
+            metric_value=accuracy,
+        )],
+    )
+    card_data.tinyhub = {"parameters": results["parameters"], "architecture": arch,
+                         "test_accuracy_mean": accuracy, "test_accuracy_std": round(stats["std"], 4),
+                         "n_seeds": stats["n"], "epochs": len(results["epochs"])}
+    if stats["n"] > 1:
+        accuracy_text = f"{stats['mean']:.2f}% ± {stats['std']:.2f} (mean ± std, n={stats['n']})"
+    else:
+        accuracy_text = f"{stats['mean']:.2f}%"
+    target = results.get("target_accuracy")
+    target_text = "—" if target is None else (
+        f"≥ {target}% ({'met' if stats['mean'] >= target else 'not met'})")
+    versions = ", ".join(f"{k} {v}" for k, v in (results.get("versions") or {}).items() if v)
+    train_s = results.get("train_seconds") or 0
+    git = results.get("git") or {}
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        title=f"{arch} — {results['parameters']:,} parameters, {stats['mean']:.2f}% on {ds['name']}",
+        architecture=arch,
+        design=(results.get("recipe") or {}).get("recipe", {}).get("design") or arch,
+        parameters=results["parameters"],
+        macs=results["macs"],
+        dataset_name=ds["name"],
+        dataset_split="test",
+        accuracy_text=accuracy_text,
+        own_accuracy=results["final"]["test_accuracy"],
+        target_text=target_text,
+        epochs=len(results["epochs"]),
+        train_time=f"{train_s / 60:.1f} min ({train_s:.0f} s training, {results.get('wall_seconds', 0):.0f} s wall)",
+        hardware=_hardware(results),
+        repo_id=repo_id,
+        revision=revision,
+        input_shape=[config["in_chans"], config["input_size"], config["input_size"]],
+        mean=tuple(config["mean"]),
+        std=tuple(config["std"]),
+        n_runs=stats["n"],
+        seeds=", ".join(str(s) for s in stats["seeds"]),
+        per_seed=", ".join(f"seed {s}: {v:.2f}%" for s, v in zip(stats["seeds"], stats["values"])),
+        seed=results.get("seed"),
+        history=results["epochs"],
+        has_val=all("val_accuracy" in e for e in results["epochs"]),
+        architecture_table=_architecture_table(results["summary"]),
+        hyperparameters=_hyperparameters(results),
+        augmentation=_augmentation_rows(results),
+        command=_reproduce_command(results),
+        git_commit=git.get("commit") or "unknown",
+        git_dirty=bool(git.get("dirty")),
+        versions=versions,
+        dataset_credit=ds["credit"],
+    )
+    validate_card(card.content, expected_accuracy=accuracy, dataset_id=ds["id"])
+    return card
+
+
+def _reproduce_command(results: dict) -> str:
+    cmd = results.get("command") or "train.py"
+    parts = cmd.split()
+    args = [a for a in parts[1:] if not a.startswith(("run.dir=", "run.root=", "progress="))]
+    launcher = "python"
+    if results.get("world_size", 1) > 1:
+        launcher = f"accelerate launch --num_processes {results['world_size']}"
+    return " ".join([launcher, "scripts/train.py", *args]).strip()
+
+
+def validate_card(text: str, *, expected_accuracy: float | None = None, dataset_id: str | None = None) -> None:
+    """Parse the card as the Hub does and check what tinyhub promises; raise CardError naming the problem."""
+    try:
+        card = ModelCard(text)
+    except Exception as e:  # noqa: BLE001 - any parse failure means the Hub would not read it either
+        raise CardError(f"the card does not parse with ModelCard: {e}") from e
+    data = card.data.to_dict()
+    missing = [k for k in ("license", "library_name", "pipeline_tag", "tags", "model-index", "datasets")
+               if not data.get(k)]
+    if missing:
+        raise CardError(f"the card's metadata lacks required fields: {missing}")
+    for tag in ("image-classification", "mnist"):
+        if tag not in data["tags"]:
+            raise CardError(f"the card's tags lack {tag!r}")
+    try:
+        _, results = model_index_to_eval_results(data["model-index"])
+    except Exception as e:  # noqa: BLE001
+        raise CardError(f"the card's model-index does not parse: {e}") from e
+    accuracy = [r for r in results if r.metric_type == "accuracy" and r.dataset_split == "test"]
+    if not accuracy:
+        raise CardError("the card's model-index has no test accuracy")
+    if expected_accuracy is not None and abs(float(accuracy[0].metric_value) - expected_accuracy) > 1e-9:
+        raise CardError(f"model-index accuracy {accuracy[0].metric_value} != results {expected_accuracy}")
+    if dataset_id is not None and accuracy[0].dataset_type != dataset_id:
+        raise CardError(f"model-index dataset {accuracy[0].dataset_type!r} != {dataset_id!r}")
+    if BEGIN not in card.content or END not in card.content:
+        raise CardError("the card lacks the tinyhub markers around its generated part")
+
+
+def merge_with_existing(generated: str, existing: str | None) -> str:
+    """Keep hand-written text outside the markers of a README already on the Hub; replace the generated part
+    and the metadata. Metadata keys a person added (not produced by tinyhub) are kept."""
+    if not existing or BEGIN not in existing or END not in existing:
+        return generated
+    new, old = ModelCard(generated), ModelCard(existing)
+    meta = {**old.data.to_dict(), **new.data.to_dict()}
+    gen_block = new.text[new.text.index(BEGIN): new.text.index(END) + len(END)]
+    old_text = old.text
+    merged_body = old_text[: old_text.index(BEGIN)] + gen_block + old_text[old_text.index(END) + len(END):]
+    body = merged_body if merged_body.startswith("\n") else "\n" + merged_body
+    return f"---\n{yaml_dump(meta, sort_keys=False)}---\n{body}"

@@ -1,0 +1,59 @@
+"""The card's images, drawn from results.json: training curves and the confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on training machines
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+# No timestamps in the files: the same results always give the same bytes, so an unchanged run re-pushes nothing.
+_PNG_META = {"Software": None}
+
+
+def training_curves(results: dict, path: Path) -> Path:
+    epochs = [e["epoch"] for e in results["epochs"]]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax_loss.plot(epochs, [e["train_loss"] for e in results["epochs"]], "o-", label="train")
+    ax_loss.plot(epochs, [e["test_loss"] for e in results["epochs"]], "s-", label="test")
+    ax_acc.plot(epochs, [e["train_accuracy"] for e in results["epochs"]], "o-", label="train")
+    ax_acc.plot(epochs, [e["test_accuracy"] for e in results["epochs"]], "s-", label="test")
+    if all("val_accuracy" in e for e in results["epochs"]):
+        ax_loss.plot(epochs, [e["val_loss"] for e in results["epochs"]], "^-", label="validation")
+        ax_acc.plot(epochs, [e["val_accuracy"] for e in results["epochs"]], "^-", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{results['model']} ({results['parameters']:,} parameters)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata=_PNG_META)
+    plt.close(fig)
+    return path
+
+
+def confusion_matrix_plot(results: dict, labels: list[str], path: Path) -> Path:
+    matrix = results["final"]["confusion_matrix"]
+    n = len(matrix)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    im = ax.imshow(matrix, cmap="Blues")
+    vmax = max(max(row) for row in matrix) or 1
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=7,
+                    color="white" if matrix[i][j] > vmax / 2 else "black")
+    ax.set(xticks=range(n), yticks=range(n), xticklabels=labels, yticklabels=labels,
+           xlabel="predicted", ylabel="true",
+           title=f"Test confusion matrix ({results['final']['test_correct']}/{results['final']['test_total']})")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata=_PNG_META)
+    plt.close(fig)
+    return path

@@ -1,0 +1,275 @@
+"""Publish a run directory to the Hub: one commit with weights, config, card, results and images; then verify.
+
+The token comes only from the environment (HF_TOKEN) or the huggingface_hub login; it is passed to the client
+and never printed, logged or written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token, hf_hub_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    HFValidationError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import validate_repo_id
+
+from .card import CardError, build_card, load_run, merge_with_existing
+from .images import confusion_matrix_plot, training_curves
+
+UPLOADED = ("config.json", "model.safetensors", "README.md", "results.json",
+            "images/training_curves.png", "images/confusion_matrix.png")
+RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+class PushError(RuntimeError):
+    """The push could not be done; nothing (or nothing new) was published."""
+
+
+@dataclass
+class PushResult:
+    repo_id: str
+    url: str
+    commit: str
+    revision: str
+    changed: bool
+    tag: str | None
+    weights_sha256: str
+    pr_url: str | None = None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _git_blob_sha1(path: Path) -> str:
+    data = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def check_repo_id(repo_id: str) -> None:
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1:
+        raise PushError(f"--repo-id {repo_id!r} must be NAMESPACE/NAME (your user or organisation, then the model).")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise PushError(f"--repo-id {repo_id!r} is not a valid Hub repo id: {e}") from e
+
+
+def require_token() -> str:
+    token = get_token()
+    if not token:
+        raise PushError("No Hugging Face token found. Set HF_TOKEN in the environment or run `hf auth login`; "
+                        "tinyhub never asks for it on the command line.")
+    return token
+
+
+def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revision: str,
+                 seed_runs=(), existing_readme: str | None = None, include_logs: bool = False) -> Path:
+    """Write exactly what would be uploaded into `out_dir` (which must not exist yet)."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    results = load_run(run_dir)
+    card = build_card(run_dir, repo_id=repo_id, revision=revision, seed_runs=list(seed_runs))
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "images").mkdir(parents=True)
+    shutil.copy(run_dir / "model" / "config.json", tmp / "config.json")
+    shutil.copy(run_dir / "model" / "model.safetensors", tmp / "model.safetensors")
+    shutil.copy(run_dir / "results.json", tmp / "results.json")
+    (tmp / "README.md").write_text(merge_with_existing(card.content, existing_readme))
+    labels = list(json.loads((run_dir / "model" / "config.json").read_text())["id2label"].values())
+    training_curves(results, tmp / "images" / "training_curves.png")
+    confusion_matrix_plot(results, labels, tmp / "images" / "confusion_matrix.png")
+    if include_logs and (run_dir / "logs").is_dir():
+        shutil.copytree(run_dir / "logs", tmp / "logs")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def _with_retries(fn, what: str, attempts: int = 4):
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except HfHubHTTPError as e:
+            status = e.response.status_code if e.response is not None else None
+            if status not in RETRY_STATUS or attempt == attempts:
+                raise
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
+    raise AssertionError("unreachable")
+
+
+def _branch_head(api: HfApi, repo_id: str, branch: str) -> str | None:
+    refs = api.list_repo_refs(repo_id)
+    for b in refs.branches:
+        if b.name == branch:
+            return b.target_commit
+    return None
+
+
+def _remote_matches(api: HfApi, repo_id: str, commit: str, folder: Path) -> bool:
+    remote = {f.path: f for f in api.list_repo_tree(repo_id, revision=commit, recursive=True)
+              if hasattr(f, "blob_id")}
+    local = [p for p in folder.rglob("*") if p.is_file()]
+    for p in local:
+        rel = p.relative_to(folder).as_posix()
+        r = remote.get(rel)
+        if r is None:
+            return False
+        if r.lfs is not None:
+            if r.lfs.sha256 != _sha256(p):
+                return False
+        elif r.blob_id != _git_blob_sha1(p):
+            return False
+    return True
+
+
+def _existing_readme(repo_id: str, revision: str | None) -> str | None:
+    if revision is None:
+        return None
+    try:
+        return Path(hf_hub_download(repo_id, "README.md", revision=revision)).read_text()
+    except EntryNotFoundError:
+        return None
+
+
+def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch: str | None = None,
+             tag: str | None = None, create_pr: bool = False, commit_message: str | None = None,
+             seed_runs=(), include_logs: bool = False, log=print) -> PushResult:
+    """Create the repo if needed and publish `run_dir` in ONE commit, then verify what the Hub serves."""
+    check_repo_id(repo_id)
+    run_dir = Path(run_dir)
+    results = load_run(run_dir)  # a run without a final evaluation stops here, before any network call
+    token = require_token()
+    api = HfApi(token=token)
+    branch = branch or "main"
+    revision_for_card = tag or branch
+
+    repo_url = _with_retries(lambda: api.create_repo(repo_id, private=private, exist_ok=True), "create_repo")
+    head = _branch_head(api, repo_id, branch)
+    if head is None and branch != "main":
+        main_head = _branch_head(api, repo_id, "main")
+        if main_head is not None:
+            api.create_branch(repo_id, branch=branch, revision=main_head)
+            head = main_head
+    with tempfile.TemporaryDirectory(prefix="tinyhub-push-") as tmp:
+        folder = stage_folder(run_dir, Path(tmp) / "upload", repo_id=repo_id, revision=revision_for_card,
+                              seed_runs=seed_runs, existing_readme=_existing_readme(repo_id, head),
+                              include_logs=include_logs)
+        weights_sha = _sha256(folder / "model.safetensors")
+        changed = not (head is not None and _remote_matches(api, repo_id, head, folder))
+        commit, pr_url = head, None
+        if changed:
+            ops = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
+                   for p in sorted(folder.rglob("*")) if p.is_file()]
+            if head is not None:  # files tinyhub published before but no longer produces
+                ours = {op.path_in_repo for op in ops}
+                stale = [f.path for f in api.list_repo_tree(repo_id, revision=head, recursive=True)
+                         if hasattr(f, "blob_id") and f.path.startswith(("images/", "logs/")) and f.path not in ours]
+                ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
+            message = commit_message or (f"tinyhub: {results['model']} "
+                                         f"{results['final']['test_accuracy']:.2f}% from {run_dir.name}")
+
+            def do_commit():
+                return api.create_commit(repo_id, ops, commit_message=message, revision=branch,
+                                         parent_commit=head, create_pr=create_pr)
+
+            try:
+                info = _with_retries(do_commit, "create_commit")
+            except HfHubHTTPError as e:
+                status = e.response.status_code if e.response is not None else None
+                if status in (409, 412):
+                    # The branch moved under us: maybe our own earlier attempt landed before a 5xx reply.
+                    now = _branch_head(api, repo_id, branch)
+                    if now is not None and _remote_matches(api, repo_id, now, folder):
+                        info = None
+                        commit = now
+                    else:
+                        raise PushError(f"{repo_id}@{branch} changed while pushing (someone else committed); "
+                                        "nothing was overwritten. Re-run the push to build on their change.") from e
+                else:
+                    raise
+            else:
+                commit = info.oid
+                pr_url = info.pr_url
+        else:
+            log(f"{repo_id}@{branch} already holds exactly this run (commit {head}); no new commit.")
+        if tag and not create_pr:
+            existing = {t.name: t.target_commit for t in api.list_repo_refs(repo_id).tags}
+            if tag not in existing:
+                api.create_tag(repo_id, tag=tag, revision=commit)
+            elif existing[tag] != commit:
+                log(f"tag {tag!r} already exists at {existing[tag]}; left where it is.")
+        _verify(repo_id, commit, weights_sha)
+    url = f"{str(repo_url).rstrip('/')}"
+    log(f"Published {repo_id} at commit {commit}: {url}" + (f" (pull request {pr_url})" if pr_url else ""))
+    return PushResult(repo_id, url, commit, revision_for_card, changed, tag, weights_sha, pr_url)
+
+
+def _verify(repo_id: str, commit: str, weights_sha: str) -> None:
+    """Download what the Hub serves at `commit`, check the bytes and load it strictly."""
+    import modeling
+
+    with tempfile.TemporaryDirectory(prefix="tinyhub-verify-") as cache:
+        weights = Path(hf_hub_download(repo_id, "model.safetensors", revision=commit, cache_dir=cache))
+        if _sha256(weights) != weights_sha:
+            raise PushError(f"verification failed: the weights served at {commit} differ from the run's.")
+        modeling.from_pretrained(repo_id, revision=commit, cache_dir=cache)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The zoo: every run in a folder, one repo per model
+# ---------------------------------------------------------------------------------------------------------
+def find_runs(runs_dir: str | Path) -> dict[str, list[Path]]:
+    """Finished runs grouped by model; each group sorted by seed (the lowest seed's weights are published)."""
+    groups: dict[str, list[tuple[int, Path]]] = {}
+    for results_file in sorted(Path(runs_dir).rglob("results.json")):
+        run = results_file.parent
+        try:
+            results = load_run(run)
+        except CardError:
+            continue
+        groups.setdefault(results["model"], []).append((int(results.get("seed") or 0), run))
+    return {model: [p for _, p in sorted(runs)] for model, runs in sorted(groups.items())}
+
+
+def zoo_repo_id(namespace: str, model: str) -> str:
+    return f"{namespace}/tinyhub-{re.sub(r'[^A-Za-z0-9._-]', '-', model)}-mnist"
+
+
+def push_all(runs_dir: str | Path, namespace: str, *, private: bool = False, tag: str | None = None,
+             log=print) -> tuple[list[PushResult], str]:
+    groups = find_runs(runs_dir)
+    if not groups:
+        raise PushError(f"{runs_dir} holds no finished runs (folders with results.json and model/).")
+    pushed, rows = [], ["| model | parameters | test accuracy | seeds | repo |", "|---|---:|---:|---:|---|"]
+    for model, runs in groups.items():
+        repo_id = zoo_repo_id(namespace, model)
+        res = push_run(runs[0], repo_id, private=private, tag=tag, seed_runs=runs[1:], log=log)
+        pushed.append(res)
+        all_results = [load_run(r) for r in runs]
+        values = [r["final"]["test_accuracy"] for r in all_results]
+        mean = sum(values) / len(values)
+        if len(values) > 1:
+            std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+            acc = f"{mean:.2f}% ± {std:.2f}"
+        else:
+            acc = f"{mean:.2f}%"
+        rows.append(f"| {model} | {all_results[0]['parameters']:,} | {acc} | {len(values)} | [{repo_id}]({res.url}) |")
+    return pushed, "\n".join(rows) + "\n"

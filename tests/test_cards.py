@@ -1,0 +1,116 @@
+"""Model cards: built from results.json alone, validated like the Hub would, hand edits preserved."""
+
+import json
+import shutil
+
+import pytest
+from huggingface_hub import ModelCard
+from huggingface_hub.repocard_data import model_index_to_eval_results
+
+import cards
+from cards.card import BEGIN, END
+from conftest import run_script
+from cards.publish import UPLOADED
+
+
+def test_card_numbers_come_from_results(tiny_runs):
+    run = tiny_runs[0]
+    results = json.loads((run / "results.json").read_text())
+    card = cards.build_card(run, repo_id="me/opt6k-mnist", revision="v1")
+    parsed = ModelCard(card.content)
+    data = parsed.data.to_dict()
+    assert data["library_name"] == "tinyhub" and data["license"] == "mit"
+    assert data["pipeline_tag"] == "image-classification"
+    assert {"image-classification", "mnist", "opt6k", "6k-params"} <= set(data["tags"])
+    assert data["datasets"] == ["ylecun/mnist"]
+    _, evals = model_index_to_eval_results(data["model-index"])
+    assert evals[0].metric_value == round(results["final"]["test_accuracy"], 4)
+    assert (evals[0].task_type, evals[0].dataset_type, evals[0].dataset_split) == \
+        ("image-classification", "ylecun/mnist", "test")
+    text = parsed.text
+    assert f"{results['final']['test_accuracy']:.2f}%" in text
+    assert "| Parameters | 6,132 |" in text
+    assert 'modeling.from_pretrained("me/opt6k-mnist", revision="v1")' in text
+    assert text.count("\n| 1 | ") == 1 and "\n| 2 | " in text  # one row per epoch
+    assert "| **total** | | | **6,132** |" in text  # architecture table from modeling.summary
+    assert "| rotation (degrees, ±) | 8.0 |" in text  # the recipe's exact augmentation
+    assert results["git"]["commit"] is None or results["git"]["commit"][:7] in text
+    assert "LeCun" in text and "seed 004" in text  # credits: data and design
+    assert "scripts/train.py" in text and "run.dir=" not in text  # reproduce command
+
+
+def test_multi_seed_card_reports_mean_std_n(tiny_runs):
+    values = [json.loads((r / "results.json").read_text())["final"]["test_accuracy"] for r in tiny_runs]
+    mean = sum(values) / 2
+    std = abs(values[0] - values[1]) / 2 ** 0.5
+    card = cards.build_card(tiny_runs[0], repo_id="me/opt6k-mnist", seed_runs=[tiny_runs[1]])
+    data = card.data.to_dict()
+    _, evals = model_index_to_eval_results(data["model-index"])
+    assert evals[0].metric_value == pytest.approx(round(mean, 4))
+    assert f"{mean:.2f}% ± {std:.2f} (mean ± std, n=2)" in card.text
+
+
+def test_validation_rejects_broken_cards(tiny_runs):
+    good = cards.build_card(tiny_runs[0], repo_id="me/x").content
+    cards.validate_card(good)
+    no_license = good.replace("license: mit\n", "")
+    with pytest.raises(cards.CardError, match="license"):
+        cards.validate_card(no_license)
+    with pytest.raises(cards.CardError, match="model-index accuracy"):
+        cards.validate_card(good, expected_accuracy=12.34)
+    with pytest.raises(cards.CardError, match="markers"):
+        cards.validate_card(good.replace(END, ""))
+
+
+def test_hand_edits_outside_markers_survive(tiny_runs):
+    first = cards.build_card(tiny_runs[0], repo_id="me/x", revision="v1").content
+    edited = first.replace(BEGIN, "## A note from the author\n\nKeep this.\n\n" + BEGIN)
+    edited = edited.replace(END, END + "\n\nThanks to my lab.\n")
+    edited = edited.replace("license: mit", "license: mit\nlanguage: en")  # metadata a person added
+    second = cards.build_card(tiny_runs[1], repo_id="me/x", revision="v2").content
+    merged = cards.merge_with_existing(second, edited)
+    assert "Keep this." in merged and "Thanks to my lab." in merged
+    assert 'revision="v2"' in merged and 'revision="v1"' not in merged
+    assert ModelCard(merged).data.to_dict()["language"] == "en"
+    cards.validate_card(merged)
+
+
+def test_unfinished_run_is_refused(tiny_runs, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_runs[0], broken)
+    results = json.loads((broken / "results.json").read_text())
+    del results["final"]
+    (broken / "results.json").write_text(json.dumps(results))
+    with pytest.raises(cards.CardError, match="no final evaluation"):
+        cards.build_card(broken, repo_id="me/x")
+    (broken / "results.json").unlink()
+    with pytest.raises(cards.CardError, match="not a finished tinyhub run"):
+        cards.build_card(broken, repo_id="me/x")
+
+
+def test_dry_run_writes_exactly_the_upload_folder(tiny_runs, tmp_path):
+    out = tmp_path / "upload"
+    r = run_script("push.py", str(tiny_runs[0]), "--repo-id", "me/opt6k", "--dry-run", str(out),
+                   env_extra={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": ""})
+    assert r.returncode == 0, r.stderr
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == sorted(UPLOADED)
+    assert (out / "model.safetensors").read_bytes() == (tiny_runs[0] / "model" / "model.safetensors").read_bytes()
+    cards.validate_card((out / "README.md").read_text())
+    # Same run, same bytes: images carry no timestamps, so an unchanged run uploads nothing new.
+    r2 = run_script("push.py", str(tiny_runs[0]), "--repo-id", "me/opt6k", "--dry-run", str(tmp_path / "again"))
+    assert r2.returncode == 0
+    for f in files:
+        assert (out / f).read_bytes() == (tmp_path / "again" / f).read_bytes(), f
+
+
+@pytest.mark.parametrize("repo_id", ["no-namespace", "me/bad name", "a/b/c", "me/--x"])
+def test_invalid_repo_id_is_refused_before_anything(tiny_runs, repo_id):
+    r = run_script("push.py", str(tiny_runs[0]), "--repo-id", repo_id, env_extra={"HF_TOKEN": "x"})
+    assert r.returncode == 2 and "repo-id" in r.stderr
+
+
+def test_missing_token_is_refused_before_any_upload(tiny_runs, tmp_path):
+    r = run_script("push.py", str(tiny_runs[0]), "--repo-id", "me/opt6k",
+                   env_extra={"HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert r.returncode == 2 and "No Hugging Face token" in r.stderr
