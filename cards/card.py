@@ -36,6 +36,9 @@ def load_run(run_dir: str | Path) -> dict:
         raise CardError(f"{path} has no final evaluation on the test split; the run did not finish.")
     if not (run_dir / "model" / "model.safetensors").is_file() or not (run_dir / "model" / "config.json").is_file():
         raise CardError(f"{run_dir}/model must hold config.json and model.safetensors (save_pretrained output).")
+    missing = [p for p in ("images/training_curves.png", "images/confusion_matrix.png") if not (run_dir / p).is_file()]
+    if missing:
+        raise CardError(f"{run_dir} lacks {missing}, which every finished run writes; was it copied incompletely?")
     return results
 
 

@@ -26,11 +26,27 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from .card import CardError, build_card, load_run, merge_with_existing
-from .images import confusion_matrix_plot, training_curves
 
 UPLOADED = ("config.json", "model.safetensors", "README.md", "results.json",
             "images/training_curves.png", "images/confusion_matrix.png")
 RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Connection failures as the installed HTTP stack spells them (httpx or requests, depending on versions)."""
+    import importlib
+
+    errors: list[type[BaseException]] = [OSError]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
+                         ("requests", "ConnectionError"), ("requests", "Timeout")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+NETWORK_ERRORS = _network_errors()
 
 
 class PushError(RuntimeError):
@@ -83,7 +99,7 @@ def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revi
                  seed_runs=(), existing_readme: str | None = None, include_logs: bool = False) -> Path:
     """Write exactly what would be uploaded into `out_dir` (which must not exist yet)."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    results = load_run(run_dir)
+    load_run(run_dir)
     card = build_card(run_dir, repo_id=repo_id, revision=revision, seed_runs=list(seed_runs))
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -92,9 +108,8 @@ def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revi
     shutil.copy(run_dir / "model" / "model.safetensors", tmp / "model.safetensors")
     shutil.copy(run_dir / "results.json", tmp / "results.json")
     (tmp / "README.md").write_text(merge_with_existing(card.content, existing_readme))
-    labels = list(json.loads((run_dir / "model" / "config.json").read_text())["id2label"].values())
-    training_curves(results, tmp / "images" / "training_curves.png")
-    confusion_matrix_plot(results, labels, tmp / "images" / "confusion_matrix.png")
+    for image in ("training_curves.png", "confusion_matrix.png"):
+        shutil.copy(run_dir / "images" / image, tmp / "images" / image)
     if include_logs and (run_dir / "logs").is_dir():
         shutil.copytree(run_dir / "logs", tmp / "logs")
     if out_dir.exists():

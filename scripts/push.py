@@ -14,7 +14,7 @@ from pathlib import Path
 from huggingface_hub.errors import HfHubHTTPError
 
 from cards import CardError
-from cards.publish import PushError, check_repo_id, push_all, push_run, stage_folder
+from cards.publish import NETWORK_ERRORS, PushError, check_repo_id, push_all, push_run, stage_folder
 
 
 def main(argv=None) -> int:
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         hint = " Check HF_TOKEN (or `hf auth login`) and that it can write to this namespace." if status in (401, 403) else ""
         print(f"error: the Hub answered {status}: {e.server_message or e}.{hint}", file=sys.stderr)
         return 2
-    except OSError as e:  # network down, DNS, refused connections
+    except NETWORK_ERRORS as e:  # network down, DNS, refused connections, timeouts
         print(f"error: could not reach the Hub ({e.__class__.__name__}: {e}). Nothing was published.", file=sys.stderr)
         return 2
 

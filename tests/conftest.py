@@ -84,3 +84,22 @@ def tiny_runs(mnist_dir, tmp_path_factory):
                                    f"data.dir={mnist_dir}", f"seed={seed}", f"run.dir={root / f'opt6k-s{seed}'}"])
         runs.append(trainer.train(cfg))
     return runs
+
+
+@pytest.fixture(scope="session")
+def hub():
+    """A local Hub-compatible server (tests/hubserver.py) for the whole session; token hf_test_token = 'tester'."""
+    from hubserver import HubServer
+
+    with HubServer({"hf_test_token": "tester"}) as server:
+        yield server
+
+
+def hub_client(hub, tmp_path, *args, token="hf_test_token", offline=False, code=None, timeout=300):
+    """Run scripts/<args[0]> (or `python -c code`) against the local Hub in a fresh process: HF_ENDPOINT and
+    HF_HUB_DISABLE_XET must be set before huggingface_hub is imported."""
+    env = hub.client_env(tmp_path / "hf_home", token=token, offline=offline)
+    env["TINYHUB_CACHE"] = os.environ.get("TINYHUB_CACHE", "")
+    cmd = [sys.executable, "-c", code] if code is not None else [sys.executable, str(REPO / "scripts" / args[0]),
+                                                                 *args[1:]]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

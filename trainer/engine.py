@@ -27,6 +27,7 @@ import modeling
 from . import checkpoint as ckpt
 from .augment import AugmentConfig, augment_batch, make_generator
 from .data import epoch_permutation, load_dataset_splits, shard_batches
+from .report import write_run_report
 from .run_info import RESULTS_SCHEMA_VERSION, environment_info, write_json_atomic
 
 
@@ -378,6 +379,7 @@ def train(cfg: DictConfig | dict) -> Path:
             "schema_version": RESULTS_SCHEMA_VERSION,
             "model": name,
             "model_kwargs": model_cfg,
+            "label_names": splits.label_names,
             "parameters": summary.total_params,
             "macs": summary.macs,
             "summary": summary.as_dict(),
@@ -413,6 +415,7 @@ def train(cfg: DictConfig | dict) -> Path:
             "train_seconds": round(sum(r["epoch_seconds"] for r in history), 2),
             **environment_info(accelerator.device),
         }
+        write_run_report(run_dir, results)  # PNGs for the card and report.html, before results.json marks it done
         write_json_atomic(run_dir / "results.json", results)
     if report_to != "none":
         accelerator.end_training()

@@ -1,8 +1,13 @@
-"""The card's images, drawn from results.json: training curves and the confusion matrix."""
+"""Run reports, drawn from results.json: training-curve and confusion-matrix PNGs (the card uses them) and a
+self-contained HTML report with everything about the run."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
+
+import yaml
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 import matplotlib
 
@@ -57,3 +62,34 @@ def confusion_matrix_plot(results: dict, labels: list[str], path: Path) -> Path:
     fig.savefig(path, dpi=110, metadata=_PNG_META)
     plt.close(fig)
     return path
+
+
+def write_run_report(run_dir: str | Path, results: dict) -> dict[str, Path]:
+    """images/training_curves.png, images/confusion_matrix.png and report.html in `run_dir`."""
+    run_dir = Path(run_dir)
+    curves = training_curves(results, run_dir / "images" / "training_curves.png")
+    labels = results.get("label_names") or [str(i) for i in range(len(results["final"]["confusion_matrix"]))]
+    confusion = confusion_matrix_plot(results, labels, run_dir / "images" / "confusion_matrix.png")
+    html = render_html(results, curves.read_bytes(), confusion.read_bytes())
+    report = run_dir / "report.html"
+    tmp = report.with_name(".report.html.tmp")
+    tmp.write_text(html)
+    tmp.replace(report)
+    return {"curves": curves, "confusion": confusion, "report": report}
+
+
+def render_html(results: dict, curves_png: bytes, confusion_png: bytes) -> str:
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                      autoescape=select_autoescape(["html", "j2"]))
+    hw = results.get("hardware") or {}
+    return env.get_template("report.html.j2").render(
+        title=f"{results['model']} — {results['final']['test_accuracy']:.2f}% test accuracy",
+        final=results["final"], parameters=results["parameters"], macs=results["macs"],
+        epochs=results["epochs"], has_val=all("val_accuracy" in e for e in results["epochs"]),
+        train_seconds=results.get("train_seconds", 0), device=results.get("device"),
+        hardware=hw.get("gpu") or hw.get("cpu"), summary=results["summary"], world_size=results.get("world_size"),
+        mixed_precision=results.get("mixed_precision"), wall_seconds=results.get("wall_seconds", 0),
+        git=results.get("git") or {}, versions=results.get("versions") or {}, command=results.get("command"),
+        config_yaml=yaml.safe_dump(results.get("recipe"), sort_keys=False),
+        curves_png=base64.b64encode(curves_png).decode(), confusion_png=base64.b64encode(confusion_png).decode(),
+    )
