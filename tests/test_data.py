@@ -9,6 +9,7 @@ import torch
 
 from trainer import DataError, load_dataset_splits
 from trainer import data as data_mod
+from conftest import is_real_mnist
 
 
 def _copy(src, dst):
@@ -27,9 +28,9 @@ def test_local_idx_loads_whole_splits_as_uint8(mnist_dir, tmp_path):
 
 
 def test_canonical_mnist_is_verified(mnist_dir, tmp_path):
-    s = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))
-    if len(s.train_labels) != 60_000:
+    if not is_real_mnist(mnist_dir):
         pytest.skip("synthetic stand-in data: the canonical checksums only apply to real MNIST")
+    s = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path), name="mnist")
     assert s.source["canonical_mnist"] is True
     assert s.source["sha256"]["train-images-idx3-ubyte.gz"] == data_mod.MNIST_SHA256["train-images-idx3-ubyte.gz"]
 
@@ -137,6 +138,8 @@ def test_truncated_raw_file_is_named(mnist_dir, tmp_path):
 
 
 def test_checksum_mismatch_names_the_file(mnist_dir, tmp_path):
+    if not is_real_mnist(mnist_dir):
+        pytest.skip("needs the real MNIST files: the test tampers with one canonical file")
     d = tmp_path / "d"
     d.mkdir()
     for f in mnist_dir.glob("*-ubyte.gz"):
@@ -146,7 +149,7 @@ def test_checksum_mismatch_names_the_file(mnist_dir, tmp_path):
     blob[100] = (blob[100] + 1) % 10  # still a valid IDX file, but not canonical MNIST
     labels.write_bytes(bytes(blob))
     with pytest.raises(DataError, match=r"train-labels-idx1-ubyte does not match the canonical MNIST checksum"):
-        load_dataset_splits(dir=str(d), cache_dir=str(tmp_path / "c"))
+        load_dataset_splits(dir=str(d), cache_dir=str(tmp_path / "c"), name="mnist")
     # Declared as another dataset, the same files load.
     s = load_dataset_splits(dir=str(d), cache_dir=str(tmp_path / "c"), name="my-digits")
     assert s.source["canonical_mnist"] is False

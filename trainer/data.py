@@ -230,7 +230,7 @@ def load_dataset_splits(
     dir: str | None = None,
     dataset: str = "ylecun/mnist",
     revision: str | None = None,
-    name: str = "mnist",
+    name: str | None = None,
     verify: bool = True,
     cache_dir: str | None = None,
     val_size: int = 0,
@@ -242,9 +242,13 @@ def load_dataset_splits(
     source: "local" (IDX files in `dir`), "hub" (`dataset`: a Hub id or a folder saved with
     `DatasetDict.save_to_disk`), or "auto" (local when `dir` or TINYHUB_DATA_DIR is set, else hub).
     subset: keep only the first N training images (tests and smoke runs); 0 keeps all.
+    name: the dataset's name (default $TINYHUB_DATA_NAME or "mnist"); files of a dataset named "mnist" must
+    match the canonical MNIST checksums, so another IDX dataset with the same file names (Fashion-MNIST) needs
+    its own name.
     """
     t0 = time.perf_counter()
     dir = dir or os.environ.get("TINYHUB_DATA_DIR") or None
+    name = name or os.environ.get("TINYHUB_DATA_NAME") or "mnist"
     if source == "auto":
         source = "local" if dir else "hub"
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()

@@ -27,6 +27,7 @@ import modeling
 from . import checkpoint as ckpt
 from .augment import AugmentConfig, augment_batch, make_generator
 from .data import epoch_permutation, load_dataset_splits, shard_batches
+from .evaluation import predict
 from .report import write_run_report
 from .run_info import RESULTS_SCHEMA_VERSION, environment_info, write_json_atomic
 
@@ -78,31 +79,15 @@ def build_scheduler(optimizer, sch: dict, epochs: int, steps_per_epoch: int):
     raise ConfigError(f"training.scheduler.name={name!r}: choose none, step, onecycle, cosine or plateau.")
 
 
-@torch.no_grad()
 def evaluate(model, images, labels, accelerator, batch_size: int, normalize, channels_last: bool = False) -> dict:
-    """Loss/accuracy over a whole split, sharded over processes, every image counted exactly once.
-
-    Each rank takes one contiguous slice (the last one padded by repeating its final index), so the gathered
-    tensors are in dataset order and the first `n` entries are exactly the split.
-    """
-    model.eval()
-    n, world, rank = len(labels), accelerator.num_processes, accelerator.process_index
-    per_rank = math.ceil(n / world)
-    idx = torch.arange(rank * per_rank, (rank + 1) * per_rank, device=labels.device).clamp_(max=n - 1)
-    losses, preds = [], []
-    for chunk in idx.split(batch_size):
-        x = normalize(images[chunk].float() / 255.0)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with accelerator.autocast():
-            logits = model(x)
-        losses.append(F.cross_entropy(logits.float(), labels[chunk], reduction="none"))
-        preds.append(logits.argmax(1))
-    loss = accelerator.gather_for_metrics(torch.cat(losses))[:n]
-    pred = accelerator.gather_for_metrics(torch.cat(preds))[:n]
-    correct = int((pred == labels[:n].to(pred.device)).sum())
-    return {"loss": float(loss.mean()), "accuracy": 100.0 * correct / n, "correct": correct, "total": n,
-            "predictions": pred}
+    """Loss/accuracy over a whole split, sharded over processes, every image counted exactly once."""
+    log_probs = predict(model, images, accelerator, batch_size, normalize, channels_last=channels_last)
+    labels = labels[: len(log_probs)].to(log_probs.device)
+    pred = log_probs.argmax(1)
+    correct = int((pred == labels).sum())
+    n = len(labels)
+    return {"loss": float(F.nll_loss(log_probs, labels)), "accuracy": 100.0 * correct / n, "correct": correct,
+            "total": n, "predictions": pred}
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> list[list[int]]:
@@ -189,8 +174,12 @@ def _hparams(cfg: dict) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------------------
-def train(cfg: DictConfig | dict) -> Path:
-    """Train one recipe and return its run directory (model/, results.json, config.yaml, checkpoints/, logs)."""
+def train(cfg: DictConfig | dict, on_epoch_end=None) -> Path:
+    """Train one recipe and return its run directory (model/, results.json, config.yaml, checkpoints/, logs).
+
+    on_epoch_end(record): called on every process after each epoch with that epoch's metrics (the sweep reports
+    them to Ray Tune this way); it may raise to stop the run.
+    """
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
     t_start = time.perf_counter()
@@ -220,7 +209,7 @@ def train(cfg: DictConfig | dict) -> Path:
     with accelerator.main_process_first():  # one process decodes and caches, the others read the cache
         splits = load_dataset_splits(
             source=data_cfg.get("source", "auto"), dir=data_cfg.get("dir"), dataset=data_cfg.get("dataset"),
-            revision=data_cfg.get("revision"), name=data_cfg.get("name", "mnist"),
+            revision=data_cfg.get("revision"), name=data_cfg.get("name"),
             verify=data_cfg.get("verify", True), cache_dir=data_cfg.get("cache_dir"),
             val_size=int(data_cfg.get("val_size") or 0), subset=int(data_cfg.get("subset") or 0),
         )
@@ -349,6 +338,8 @@ def train(cfg: DictConfig | dict) -> Path:
             # Never the test split: validation accuracy when carved, otherwise training accuracy.
             scheduler.step(record.get("val_accuracy", record["train_accuracy"]))
         history.append(record)
+        if on_epoch_end is not None:
+            on_epoch_end(dict(record))
         if report_to != "none":
             accelerator.log({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
         val_txt = f" | val {record['val_accuracy']:.2f}%" if "val_accuracy" in record else ""

@@ -4,6 +4,7 @@ self-contained HTML report with everything about the run."""
 from __future__ import annotations
 
 import base64
+import math
 from pathlib import Path
 
 import yaml
@@ -93,3 +94,27 @@ def render_html(results: dict, curves_png: bytes, confusion_png: bytes) -> str:
         config_yaml=yaml.safe_dump(results.get("recipe"), sort_keys=False),
         curves_png=base64.b64encode(curves_png).decode(), confusion_png=base64.b64encode(confusion_png).decode(),
     )
+
+
+def misclassified_grid(images, true, pred, losses, labels: list[str], path: Path, k: int = 25) -> Path:
+    """The k misclassified images with the highest loss, each titled with its true and predicted label."""
+    import torch
+
+    wrong = (true != pred).nonzero().flatten()
+    order = wrong[torch.argsort(losses[wrong], descending=True)][:k]
+    cols = 5
+    rows = max(1, math.ceil(len(order) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.8))
+    for ax in list(getattr(axes, "flat", [axes])):
+        ax.axis("off")
+    for ax, i in zip(getattr(axes, "flat", [axes]), order.tolist()):
+        ax.imshow(images[i, 0].cpu().numpy(), cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(f"true {labels[true[i]]} / pred {labels[pred[i]]}", fontsize=7)
+    if not len(order):
+        fig.text(0.5, 0.5, "no misclassified images", ha="center")
+    fig.suptitle(f"Worst {len(order)} of {len(wrong)} misclassified (highest loss first)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata=_PNG_META)
+    plt.close(fig)
+    return path

@@ -1,0 +1,136 @@
+"""Evaluating a saved model (run directory, model folder or Hub repo) on a whole split, on one process or many.
+
+Metrics are tinyhub's own `evaluate` modules in trainer/metrics, loaded by path: nothing is downloaded and no
+scikit-learn is needed. Results are written with `evaluate.save` next to the model, where the card finds them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+METRICS_DIR = Path(__file__).parent / "metrics"
+# Test-time augmentation: the image itself and one-pixel shifts in the four directions.
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+class EvaluationError(RuntimeError):
+    """The model or data to evaluate could not be found or read. The message says which and how to fix it."""
+
+
+def shift_images(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Shift a batch by whole pixels, filling with the background (zeros in uint8/[0,1] space)."""
+    if dy == 0 and dx == 0:
+        return x
+    out = torch.zeros_like(x)
+    h, w = x.shape[-2:]
+    out[..., max(dy, 0): h + min(dy, 0), max(dx, 0): w + min(dx, 0)] = \
+        x[..., max(-dy, 0): h + min(-dy, 0), max(-dx, 0): w + min(-dx, 0)]
+    return out
+
+
+@torch.no_grad()
+def predict(model, images: torch.Tensor, accelerator, batch_size: int, normalize, *, channels_last: bool = False,
+            tta: bool = False) -> torch.Tensor:
+    """Log-probabilities (N, C) for a whole split, in dataset order, each image computed exactly once.
+
+    Each process takes one contiguous slice (the last padded by repeating its final index), so gathering in rank
+    order and keeping the first N rows gives exactly the split, whatever the number of processes.
+    """
+    model.eval()
+    n, world, rank = len(images), accelerator.num_processes, accelerator.process_index
+    per_rank = math.ceil(n / world)
+    idx = torch.arange(rank * per_rank, (rank + 1) * per_rank, device=images.device).clamp_(max=n - 1)
+    shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
+    outputs = []
+    for chunk in idx.split(batch_size):
+        raw = images[chunk].float() / 255.0
+        probs = None
+        for dy, dx in shifts:
+            x = normalize(shift_images(raw, dy, dx))
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with accelerator.autocast():
+                logp = F.log_softmax(model(x).float(), dim=1)
+            probs = logp.exp() if probs is None else probs + logp.exp()
+        outputs.append(logp if len(shifts) == 1 else (probs / len(shifts)).log())
+    return accelerator.gather_for_metrics(torch.cat(outputs))[:n]
+
+
+def load_metric(name: str):
+    import evaluate
+
+    return evaluate.load(str(METRICS_DIR / name))
+
+
+def compute_metrics(log_probs: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
+    pred = log_probs.argmax(1).cpu().tolist()
+    ref = labels.cpu().tolist()
+    out = {"loss": float(F.nll_loss(log_probs.float().cpu(), labels.cpu()))}
+    out.update(load_metric("accuracy").compute(predictions=pred, references=ref))
+    out.update(load_metric("per_class_accuracy").compute(predictions=pred, references=ref, num_classes=num_classes))
+    out.update(load_metric("confusion_matrix").compute(predictions=pred, references=ref, num_classes=num_classes))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Which model, which data
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class ModelSource:
+    kind: str  # "run" | "folder" | "hub"
+    model_ref: str  # what modeling.from_pretrained takes
+    revision: str | None
+    run_results: dict | None  # results.json of a run directory
+    default_output: Path
+
+
+def resolve_model(spec: str) -> ModelSource:
+    path = Path(spec)
+    if path.is_dir():
+        if (path / "results.json").is_file() and (path / "model").is_dir():
+            try:
+                results = json.loads((path / "results.json").read_text())
+            except json.JSONDecodeError as e:
+                raise EvaluationError(f"{path / 'results.json'} is corrupt ({e}).") from e
+            return ModelSource("run", str(path / "model"), None, results, path / "eval")
+        if (path / "config.json").is_file():
+            return ModelSource("folder", str(path), None, None, path / "eval")
+        raise EvaluationError(f"{spec} is a folder but neither a tinyhub run (results.json + model/) nor a saved "
+                              "model (config.json + model.safetensors).")
+    if os.sep in spec and spec.count("/") > 1 or spec.startswith((".", "~")):
+        raise EvaluationError(f"{spec} does not exist. Give a run directory, a model folder or a Hub repo id.")
+    repo_id, _, revision = spec.partition("@")
+    return ModelSource("hub", repo_id, revision or None, None,
+                       Path("eval") / (repo_id.replace("/", "__") + (f"@{revision}" if revision else "")))
+
+
+def load_model(source: ModelSource):
+    import modeling
+    from huggingface_hub.errors import HfHubHTTPError
+    from safetensors import SafetensorError
+
+    try:
+        return modeling.from_pretrained(source.model_ref, revision=source.revision)
+    except (FileNotFoundError, SafetensorError, json.JSONDecodeError, ValueError) as e:
+        raise EvaluationError(f"cannot load the model from {source.model_ref!r}: {e}") from e
+    except HfHubHTTPError as e:
+        raise EvaluationError(f"cannot load {source.model_ref!r}@{source.revision or 'main'} from the Hub: {e}") from e
+
+
+def data_arguments(source: ModelSource, data_dir: str | None) -> dict:
+    """Where the evaluation data comes from: --data-dir, else the run's own recorded source, else the defaults."""
+    if data_dir:
+        return {"source": "local", "dir": data_dir}
+    recorded = (source.run_results or {}).get("data") or {}
+    if recorded.get("kind") == "local" and Path(recorded.get("dir", "")).is_dir():
+        return {"source": "local", "dir": recorded["dir"], "name": recorded.get("name")}
+    if recorded.get("kind") == "hub":
+        return {"source": "hub", "dataset": recorded["dataset_id"], "revision": recorded.get("revision")}
+    return {"source": "auto"}
