@@ -118,3 +118,92 @@ def misclassified_grid(images, true, pred, losses, labels: list[str], path: Path
     fig.savefig(path, dpi=110, metadata=_PNG_META)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Comparing runs
+# ---------------------------------------------------------------------------------------------------------
+COMPARE_COLUMNS = ("run", "model", "parameters", "epochs", "batch size", "learning rate", "dropout", "augmentation",
+                   "train acc %", "test acc %", "gap", "time (s)")
+
+
+def _augmentation_text(aug: dict) -> str:
+    if not aug.get("enabled"):
+        return "none"
+    parts = []
+    if aug.get("rotation"):
+        parts.append(f"rot ±{aug['rotation']:g}°")
+    if any(aug.get("translate") or ()):
+        parts.append("shift ±" + "/".join(f"{t:g}" for t in aug["translate"]))
+    if tuple(aug.get("scale") or (1, 1)) != (1.0, 1.0):
+        parts.append("scale " + "-".join(f"{v:g}" for v in aug["scale"]))
+    if aug.get("shear"):
+        parts.append(f"shear ±{aug['shear']:g}°")
+    if aug.get("center_crop_size") and aug.get("center_crop_p"):
+        parts.append(f"crop {aug['center_crop_size']} p={aug['center_crop_p']:g}")
+    if aug.get("erase_p"):
+        parts.append(f"erase p={aug['erase_p']:g}")
+    return ", ".join(parts)
+
+
+def comparison_rows(runs: list[tuple[str, dict]]) -> list[dict]:
+    rows = []
+    for name, r in runs:
+        tr = r["recipe"]["training"]
+        opt, sch = tr["optimizer"], tr.get("scheduler") or {}
+        lr = f"{opt['lr']:g}" + (f" (max {sch['max_lr']:g})" if sch.get("name") == "onecycle" else "")
+        train_acc, test_acc = r["final"]["train_accuracy"], r["final"]["test_accuracy"]
+        rows.append({
+            "run": name, "model": r["model"], "parameters": f"{r['parameters']:,}", "epochs": len(r["epochs"]),
+            "batch size": r.get("global_batch_size"), "learning rate": f"{opt['name']} {lr}",
+            "dropout": (r.get("model_kwargs") or {}).get("dropout", "—"),
+            "augmentation": _augmentation_text(r.get("augmentation") or {}),
+            "train acc %": f"{train_acc:.2f}", "test acc %": f"{test_acc:.2f}", "gap": f"{train_acc - test_acc:+.2f}",
+            "time (s)": f"{r.get('train_seconds', 0):.0f}",
+        })
+    return rows
+
+
+def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
+    """comparison.md, comparison.html and test_accuracy.png (overlaid curves) for finished runs."""
+    import html as html_lib
+    import json
+
+    runs = []
+    for d in run_dirs:
+        f = Path(d) / "results.json"
+        if not f.is_file():
+            raise FileNotFoundError(f"{d} is not a finished run (no results.json)")
+        runs.append((Path(d).name, json.loads(f.read_text())))
+    if not runs:
+        raise FileNotFoundError("no runs to compare")
+    rows = comparison_rows(runs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = ["| " + " | ".join(COMPARE_COLUMNS) + " |", "|" + "---|" * len(COMPARE_COLUMNS)]
+    md += ["| " + " | ".join(str(row[c]) for c in COMPARE_COLUMNS) + " |" for row in rows]
+    (out_dir / "comparison.md").write_text("\n".join(md) + "\n")
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, r in runs:
+        ax.plot([e["epoch"] for e in r["epochs"]], [e["test_accuracy"] for e in r["epochs"]], "o-",
+                label=f"{name} ({r['model']})")
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy per epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    png = out_dir / "test_accuracy.png"
+    fig.savefig(png, dpi=110, metadata=_PNG_META)
+    plt.close(fig)
+
+    cells = "".join("<th>" + html_lib.escape(c) + "</th>" for c in COMPARE_COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html_lib.escape(str(row[c]))}</td>" for c in COMPARE_COLUMNS) + "</tr>"
+                   for row in rows)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>tinyhub run comparison</title>"
+            "<style>body{font-family:system-ui,sans-serif;margin:2rem}table{border-collapse:collapse;font-size:.85rem}"
+            "td,th{border:1px solid #ddd;padding:3px 8px}th{background:#f4f4f4}</style></head><body>"
+            f"<h1>Run comparison</h1><table id='comparison'><tr>{cells}</tr>{body}</table>"
+            f"<h2>Test accuracy</h2><img id='curves' alt='test accuracy curves' "
+            f"src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'></body></html>")
+    (out_dir / "comparison.html").write_text(page)
+    return {"markdown": out_dir / "comparison.md", "html": out_dir / "comparison.html", "plot": png}
