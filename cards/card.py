@@ -201,9 +201,22 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         git_dirty=bool(git.get("dirty")),
         versions=versions,
         dataset_credit=ds["credit"],
+        per_class=_per_class(Path(run_dir), results),
     )
     validate_card(card.content, expected_accuracy=accuracy, dataset_id=ds["id"])
     return card
+
+
+def _per_class(run_dir: Path, results: dict) -> list[dict] | None:
+    """Per-class test accuracy from scripts/evaluate.py's saved results, when they match this run's weights."""
+    path = Path(run_dir) / "eval" / "eval_test.json"
+    if not path.is_file():
+        return None
+    ev = json.loads(path.read_text())
+    if ev.get("tta") or ev.get("correct") != results["final"]["test_correct"]:
+        return None  # stale or made differently: never mix numbers from different evaluations
+    return [{"label": label, "correct": c, "total": t, "accuracy": 100 * c / t if t else None}
+            for label, c, t in zip(ev["labels"], ev["per_class_correct"], ev["per_class_total"])]
 
 
 def _reproduce_command(results: dict) -> str:

@@ -115,3 +115,15 @@ def test_missing_token_is_refused_before_any_upload(tiny_runs, tmp_path):
     r = run_script("push.py", str(tiny_runs[0]), "--repo-id", "me/opt6k",
                    env_extra={"HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"})
     assert r.returncode == 2 and "No Hugging Face token" in r.stderr
+
+
+def test_card_includes_per_class_accuracy_from_evaluate(tiny_runs, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs[0], run)
+    assert "Per class" not in cards.build_card(run, repo_id="me/x").text
+    r = run_script("evaluate.py", str(run), "--cpu")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ev = json.loads((run / "eval" / "eval_test.json").read_text())
+    text = cards.build_card(run, repo_id="me/x").text
+    assert "Per class" in text
+    assert f"| 0 | {ev['per_class_correct'][0]} | {ev['per_class_total'][0]} |" in text
