@@ -28,10 +28,14 @@ def make_synthetic_idx(folder: Path, n_train: int = 3000, n_test: int = 10000, s
     folder.mkdir(parents=True, exist_ok=True)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
         labels = rng.integers(0, 10, n)
-        images = rng.integers(0, 40, (n, 28, 28))
+        images = rng.integers(0, 70, (n, 28, 28))
         for i, y in enumerate(labels):
-            r, c = 4 + (y // 5) * 12, 2 + (y % 5) * 5
-            images[i, r : r + 8, c : c + 4] = 255
+            # a bar at a class-specific place, jittered, plus a distractor bar anywhere: learnable, not instant
+            r, c = 4 + (y // 5) * 12 + rng.integers(-2, 3), 2 + (y % 5) * 5 + rng.integers(-1, 2)
+            images[i, r : r + 8, c : c + 3] = rng.integers(200, 256)
+            for _ in range(2):
+                dr, dc = rng.integers(0, 20), rng.integers(0, 25)
+                images[i, dr : dr + 8, dc : dc + 3] = rng.integers(100, 180)
         _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
         _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
     return folder
