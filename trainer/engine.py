@@ -29,7 +29,7 @@ from .augment import AugmentConfig, augment_batch, make_generator
 from .data import epoch_permutation, load_dataset_splits, shard_batches
 from .evaluation import predict
 from .report import write_run_report
-from .run_info import RESULTS_SCHEMA_VERSION, environment_info, write_json_atomic
+from .run_info import RESULTS_SCHEMA_VERSION, environment_info, git_state, write_json_atomic
 
 
 # Accelerate logs every checkpoint file at INFO; tinyhub prints its own one-line progress instead.
@@ -183,6 +183,7 @@ def train(cfg: DictConfig | dict, on_epoch_end=None) -> Path:
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
     t_start = time.perf_counter()
+    git_at_start = git_state()  # the code that trains is the code checked out now, not at the end
     tr, data_cfg, seed = cfg["training"], cfg["data"], int(cfg["seed"])
     if tr.get("threads"):
         torch.set_num_threads(int(tr["threads"]))
@@ -405,6 +406,7 @@ def train(cfg: DictConfig | dict, on_epoch_end=None) -> Path:
             "wall_seconds": round(wall, 2),
             "train_seconds": round(sum(r["epoch_seconds"] for r in history), 2),
             **environment_info(accelerator.device),
+            "git": git_at_start,
         }
         write_run_report(run_dir, results)  # PNGs for the card and report.html, before results.json marks it done
         write_json_atomic(run_dir / "results.json", results)

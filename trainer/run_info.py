@@ -64,6 +64,5 @@ def environment_info(device: torch.device) -> dict:
         "hardware": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                      "gpu": gpu, "platform": platform.platform()},
         "versions": library_versions(),
-        "git": git_state(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
