@@ -1,0 +1,122 @@
+"""Train every recipe for several seeds, evaluate, and write results/<model>/seed_<k>.json and RESULTS.md.
+
+    python scripts/reproduce.py                                 # all five recipes, seeds 0 1 2
+    python scripts/reproduce.py --models net24k --seeds 0 1 2   # a subset
+    python scripts/reproduce.py --table-only                    # rebuild RESULTS.md (and README) from results/
+
+Runs already finished in --runs-dir are reused, so an interrupted reproduction continues where it stopped.
+Numbers are the final epoch's test accuracy of each run, averaged over seeds; nothing is selected on the test split.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet")
+README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def run_one(model: str, seed: int, runs_dir: Path, data_dir: str | None, extra: list[str]) -> Path:
+    run_dir = runs_dir / f"{model}-s{seed}"
+    if (run_dir / "results.json").is_file():
+        print(f"[{model} seed {seed}] already finished: {run_dir}")
+        return run_dir
+    args = [sys.executable, str(REPO / "scripts" / "train.py"), f"model={model}", f"seed={seed}",
+            f"run.dir={run_dir}", "progress=false", *extra]
+    if data_dir:
+        args.append(f"data.dir={data_dir}")
+    if (run_dir / "checkpoints").is_dir():
+        args.append("training.resume=auto")
+    print(f"[{model} seed {seed}] training: {' '.join(args[1:])}", flush=True)
+    t0 = time.time()
+    proc = subprocess.run(args, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"[{model} seed {seed}] training failed (exit {proc.returncode}); fix it and re-run.")
+    print(f"[{model} seed {seed}] done in {time.time() - t0:.0f}s", flush=True)
+    return run_dir
+
+
+def record(run_dir: Path, out_root: Path) -> Path:
+    r = json.loads((run_dir / "results.json").read_text())
+    hw = r.get("hardware") or {}
+    summary = {
+        "model": r["model"], "seed": r["seed"], "parameters": r["parameters"],
+        "target_accuracy": r.get("target_accuracy"), "test_accuracy": r["final"]["test_accuracy"],
+        "test_correct": r["final"]["test_correct"], "test_total": r["final"]["test_total"],
+        "train_accuracy": r["final"]["train_accuracy"], "epochs": len(r["epochs"]),
+        "train_seconds": r.get("train_seconds"), "wall_seconds": r.get("wall_seconds"),
+        "hardware": hw.get("gpu") or f"CPU {hw.get('cpu')} ({hw.get('torch_threads')} threads)",
+        "world_size": r.get("world_size"), "mixed_precision": r.get("mixed_precision"), "git": r.get("git"),
+        "run_dir": str(run_dir), "recipe": r.get("recipe"),
+    }
+    out = out_root / r["model"] / f"seed_{r['seed']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1))
+    return out
+
+
+def table(out_root: Path) -> str:
+    lines = ["| model | parameters | target | seeds | test accuracy (mean ± std) | min | epochs | "
+             "train time per run | hardware | target met |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for model in MODELS:
+        files = sorted((out_root / model).glob("seed_*.json"))
+        if not files:
+            continue
+        rs = [json.loads(f.read_text()) for f in files]
+        acc = [r["test_accuracy"] for r in rs]
+        mean = statistics.fmean(acc)
+        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        target = rs[0]["target_accuracy"]
+        met = "—" if target is None else ("yes" if mean >= target else "no")
+        secs = statistics.fmean(r["train_seconds"] or 0 for r in rs)
+        hardware = ", ".join(sorted({r["hardware"] for r in rs}))
+        lines.append(f"| {model} | {rs[0]['parameters']:,} | {target if target is not None else '—'}% | {len(rs)} "
+                     f"| {mean:.2f}% ± {std:.2f} | {min(acc):.2f}% | {rs[0]['epochs']} | {secs:.0f} s | {hardware} "
+                     f"| {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(out_root: Path) -> str:
+    text = table(out_root)
+    body = ("# Results\n\nMNIST test accuracy of each recipe at its final epoch, over training seeds, written by "
+            "`scripts/reproduce.py` from the runs in `results/`. No epoch or seed is selected on the test split.\n\n"
+            + text)
+    (REPO / "RESULTS.md").write_text(body)
+    readme = REPO / "README.md"
+    content = readme.read_text()
+    if README_BEGIN in content and README_END in content:
+        start, end = content.index(README_BEGIN) + len(README_BEGIN), content.index(README_END)
+        readme.write_text(content[:start] + "\n" + text + content[end:])
+    return text
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--runs-dir", default="runs/reproduce")
+    p.add_argument("--out", default=str(REPO / "results"))
+    p.add_argument("--data-dir", default=os.environ.get("TINYHUB_DATA_DIR"))
+    p.add_argument("--table-only", action="store_true")
+    p.add_argument("overrides", nargs="*", help="extra training overrides for every run (e.g. training.threads=2)")
+    args = p.parse_args(argv)
+    out_root = Path(args.out)
+    if not args.table_only:
+        for model in args.models:
+            for seed in args.seeds:
+                run_dir = run_one(model, seed, Path(args.runs_dir).resolve(), args.data_dir, args.overrides)
+                print(f"  -> {record(run_dir, out_root)}", flush=True)
+                write_tables(out_root)
+    print(write_tables(out_root))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
