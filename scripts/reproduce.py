@@ -83,14 +83,13 @@ def table(out_root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(out_root: Path) -> str:
+def write_tables(out_root: Path, results_md: Path = REPO / "RESULTS.md", readme: Path = REPO / "README.md") -> str:
     text = table(out_root)
     body = ("# Results\n\nMNIST test accuracy of each recipe at its final epoch, over training seeds, written by "
             "`scripts/reproduce.py` from the runs in `results/`. No epoch or seed is selected on the test split.\n\n"
             + text)
-    (REPO / "RESULTS.md").write_text(body)
-    readme = REPO / "README.md"
-    content = readme.read_text()
+    results_md.write_text(body)
+    content = readme.read_text() if readme.is_file() else ""
     if README_BEGIN in content and README_END in content:
         start, end = content.index(README_BEGIN) + len(README_BEGIN), content.index(README_END)
         readme.write_text(content[:start] + "\n" + text + content[end:])
@@ -105,6 +104,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(REPO / "results"))
     p.add_argument("--data-dir", default=os.environ.get("TINYHUB_DATA_DIR"))
     p.add_argument("--table-only", action="store_true")
+    p.add_argument("--results-md", default=str(REPO / "RESULTS.md"))
+    p.add_argument("--readme", default=str(REPO / "README.md"), help="README whose results table is replaced")
     p.add_argument("overrides", nargs="*", help="extra training overrides for every run (e.g. training.threads=2)")
     args = p.parse_args(argv)
     out_root = Path(args.out)
@@ -113,8 +114,8 @@ def main(argv=None) -> int:
             for seed in args.seeds:
                 run_dir = run_one(model, seed, Path(args.runs_dir).resolve(), args.data_dir, args.overrides)
                 print(f"  -> {record(run_dir, out_root)}", flush=True)
-                write_tables(out_root)
-    print(write_tables(out_root))
+                write_tables(out_root, Path(args.results_md), Path(args.readme))
+    print(write_tables(out_root, Path(args.results_md), Path(args.readme)))
     return 0
 
 

@@ -1,0 +1,40 @@
+"""The long-run scripts in their smoke modes: they run and print their figures (timings are not asserted)."""
+
+import json
+import re
+
+from conftest import run_script
+
+
+def test_bench_quick_prints_side_by_side_figures(mnist_dir):
+    r = run_script("bench.py", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    seeds = re.search(r"seeds' pipeline \(DataLoader \+ PIL\)\s+([\d,]+)\s+([\d.]+)\s+1\.00x", r.stdout)
+    ours = re.search(r"\ntinyhub\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)x", r.stdout)
+    assert seeds and ours, r.stdout
+    assert "peak process RSS" in r.stdout
+
+
+def test_bench_time_to_target(tiny_runs, mnist_dir):
+    r = run_script("bench.py", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), "--time-to-target",
+                   str(tiny_runs[0]), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "opt6k: target 99.4% not reached in 2 epochs" in r.stdout
+
+
+def test_reproduce_records_runs_and_writes_tables(tiny_runs, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:begin -->\nold\n<!-- results:end -->\nrest\n")
+    r = run_script("reproduce.py", "--models", "opt6k", "--seeds", "0", "1", "--runs-dir", str(tiny_runs[0].parent),
+                   "--out", str(tmp_path / "results"), "--results-md", str(tmp_path / "RESULTS.md"),
+                   "--readme", str(readme))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "already finished" in r.stdout  # reused, not retrained
+    acc = [json.loads((t / "results.json").read_text())["final"]["test_accuracy"] for t in tiny_runs]
+    seed1 = json.loads((tmp_path / "results" / "opt6k" / "seed_1.json").read_text())
+    assert seed1["test_accuracy"] == acc[1] and seed1["epochs"] == 2
+    mean = sum(acc) / 2
+    row = next(line for line in (tmp_path / "RESULTS.md").read_text().splitlines() if line.startswith("| opt6k"))
+    assert f"| 2 | {mean:.2f}% ±" in row and f"{min(acc):.2f}%" in row and row.endswith("| no |")
+    text = readme.read_text()
+    assert "old" not in text and row in text and text.startswith("intro") and text.endswith("rest\n")
