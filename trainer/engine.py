@@ -265,7 +265,7 @@ def train(cfg: DictConfig | dict, on_epoch_end=None) -> Path:
         say(f"Resuming from {resume_from} (epoch {saved['epoch']} of {epochs})")
 
     if report_to != "none":
-        accelerator.init_trackers("tinyhub", config=_hparams(cfg),
+        accelerator.init_trackers(str(cfg.get("tracker_project") or "tinyhub"), config=_hparams(cfg),
                                   init_kwargs={"wandb": {"dir": str(run_dir), "name": run_dir.name}})
     summary = modeling.summary(model)
     say(f"{name}: {summary.total_params:,} parameters, {summary.macs:,} MACs/image | "

@@ -1,0 +1,250 @@
+"""Hyperparameter search (scripts/sweep.py, trainer/sweep.py): validation before Ray, a small ASHA sweep end to end,
+the best recipe training with scripts/train.py, W&B offline logging from trials."""
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import trainer
+from trainer import sweep
+from conftest import REPO, run_script
+
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray[tune] (tinyhub[hpo])")
+
+# Tiny trials on 2 CPUs: a new local Ray whatever RAY_ADDRESS says, no progress bars, no network.
+SMALL = ["model=opt6k", "progress=false", "training.optimizer.name=adam", "training.scheduler.name=none",
+         "hpo.address=local", "hpo.num_cpus=2"]
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+GOOD_LR, BAD_LR, FAILING_LR = 0.01, 1e-6, -1.0
+
+
+def _plan(*overrides):
+    return sweep.prepare_sweep(trainer.load_config(list(overrides), config_name="sweep"))
+
+
+@pytest.fixture(scope="module")
+def asha_sweep(mnist_dir, tmp_path_factory):
+    """Three trials, one at a time, 2 epochs, ASHA rung at epoch 1: a learning rate that learns, one too small to
+    learn anything (ASHA stops it after epoch 1) and an invalid one (the trial fails). Batch size and rotation are
+    sampled."""
+    out = tmp_path_factory.mktemp("sweeps") / "asha"
+    r = run_script(
+        "sweep.py", *SMALL, f"data.dir={mnist_dir}", "data.subset=1000", "hpo.val_size=500", "training.epochs=2",
+        "hpo.num_samples=1", "hpo.seed=0",
+        "hpo.max_concurrent=1", "hpo.scheduler.grace_period=1", "hpo.scheduler.reduction_factor=2", f"hpo.dir={out}",
+        "~hpo.space",
+        f"+hpo.space={{training.optimizer.lr:{{type:grid,values:[{GOOD_LR},{BAD_LR},{FAILING_LR}]}},"
+        "data.batch_size:{type:choice,values:[32,64]},augment.rotation:{type:uniform,low:0,high:5}}",
+        env_extra=RAY_ENV, timeout=600)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    summary = json.loads((out / "results.json").read_text())
+    by_lr = {t["config"]["training.optimizer.lr"]: t for t in summary["trials"]}
+    return out, r, summary, by_lr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Validation: clear errors before Ray starts
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("overrides, message", [
+    (["hpo.space=null"], "hpo.space is empty"),
+    (["~hpo.space", "+hpo.space={}"], "hpo.space is empty"),
+    (["hpo.space.lr=null", "hpo.space.data.batch_size=null"], "every parameter is switched off"),
+    (["hpo.space.lr.type=normal"], "unknown type 'normal'"),
+    (["hpo.space.lr.low=0.1"], "low=0.1 must be less than high=0.01"),
+    (["hpo.space.lr.low=0", "hpo.space.lr.type=loguniform"], "loguniform needs 0 < low"),
+    (["hpo.space.data.batch_size.values=[]"], "choice needs a non-empty list"),
+    (["+hpo.space.data.batch_size.hight=3"], "choice takes values, not hight"),
+    (["+hpo.space.training.optimzer.lr={type:uniform,low:0,high:1}"], "Did you mean training.optimizer.lr"),
+    (["+hpo.space.augment={type:choice,values:[1]}"], "is a config section"),
+    (["+hpo.space.training.epochs={type:randint,low:1,high:3}"], "training.epochs is the sweep's epoch budget"),
+    (["+hpo.space.data.val_size={type:choice,values:[10,20]}"], "same validation split"),
+    (["+hpo.space.hpo.num_samples={type:choice,values:[1,2]}"], "cannot be searched"),
+    (["+hpo.space.seed={type:randint,low:3,high:3}"], "low=3 must be less than high=3"),
+    (["hpo.search=optuna", "+hpo.space.seed={type:grid,values:[0,1]}"], "need hpo.search=random"),
+    (["model=minimobilenet", "+hpo.space.training.optimizer.lr={type:uniform,low:0.1,high:1}"],
+     "has no effect with training.scheduler.name=onecycle"),
+    (["hpo.scheduler.grace_period=99"], "ASHA could never stop a trial"),
+    (["hpo.search=grid"], "choose random or optuna"),
+    (["+hpo.num_sample=3"], "hpo.num_sample (hpo.num_samples?)"),
+])
+def test_invalid_sweeps_fail_before_ray(overrides, message, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # any `import ray` during validation would raise ImportError
+    with pytest.raises(sweep.SweepConfigError) as err:
+        _plan(*overrides)
+    assert message in str(err.value)
+
+
+def test_selection_is_on_validation_never_test(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(sweep.SweepConfigError, match="never chooses on the test split"):
+        _plan("hpo.val_size=0")
+    with pytest.raises(sweep.SweepConfigError, match="never chooses on the test split"):
+        _plan("data.val_size=0", "hpo.val_size=0")
+    with pytest.raises(sweep.SweepConfigError, match="validation split only"):
+        _plan("hpo.metric=test_accuracy")
+    with pytest.raises(sweep.SweepConfigError, match="would select the worst trial"):
+        _plan("hpo.metric=val_loss")
+    plan = _plan("hpo.metric=val_loss", "hpo.mode=min", f"hpo.dir={tmp_path / 's'}")
+    assert plan.metric == "val_loss" and plan.val_size == 5000 and plan.base["data"]["val_size"] == 5000
+    assert _plan("data.val_size=700").val_size == 700
+
+
+def test_cli_refuses_an_invalid_sweep_without_starting_anything(tmp_path):
+    out = tmp_path / "never"
+    r = run_script("sweep.py", "hpo.space.lr.type=normal", f"hpo.dir={out}", env_extra=RAY_ENV, timeout=120)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "error: hpo.space.lr: unknown type 'normal'" in r.stderr
+    assert "Started a local Ray instance" not in r.stdout + r.stderr and not out.exists()
+    r = run_script("sweep.py", "hpo.val_size=0", f"hpo.dir={out}", env_extra=RAY_ENV, timeout=120)
+    assert r.returncode == 2 and "never chooses on the test split" in r.stderr and not out.exists()
+
+
+def test_space_aliases_and_trial_config(tmp_path):
+    # `lr` is the learning rate that drives training: OneCycle's peak, else the optimizer's.
+    onecycle = _plan("model=minimobilenet", f"hpo.dir={tmp_path / 'a'}")
+    assert [p.key for p in onecycle.params] == ["training.scheduler.max_lr", "data.batch_size"]
+    assert onecycle.params[0].alias == "lr" and onecycle.model_group == "minimobilenet"
+    plain = _plan("model=opt6k", "training.scheduler.name=step", f"hpo.dir={tmp_path / 'b'}",
+                  "+hpo.space.augment.rotation={type:uniform,low:0,high:15}",
+                  "+hpo.space.model.dropout={type:uniform,low:0,high:0.2}",
+                  "+hpo.space.training.label_smoothing={type:uniform,low:0,high:0.1}",
+                  "+hpo.space.training.optimizer.weight_decay={type:loguniform,low:1e-6,high:1e-3}",
+                  "+hpo.space.training.ema={type:choice,values:[0.0,0.99]}",
+                  "+hpo.space.seed={type:randint,low:0,high:3}")
+    assert [p.key for p in plain.params][:2] == ["training.optimizer.lr", "data.batch_size"]
+    cfg = sweep.trial_config(plain.base, {"training.optimizer.lr": 0.003, "augment.rotation": 7.5, "seed": 2})
+    assert cfg["training"]["optimizer"]["lr"] == 0.003 and cfg["augment"]["rotation"] == 7.5 and cfg["seed"] == 2
+    assert plain.base["training"]["optimizer"]["lr"] == 0.05  # the plan itself is untouched
+    # Paths a trial uses are absolute (Ray runs trials in their own working directories).
+    assert plain.base["run"]["root"].startswith("/") and plain.dir.is_absolute()
+
+
+def test_a_sweep_recipe_builds_on_sweep_yaml(tmp_path):
+    (tmp_path / "my_sweep.yaml").write_text(
+        "defaults:\n  - sweep\n  - override /model: net24k\n  - _self_\n"
+        "training:\n  epochs: 4\n"
+        "hpo:\n  num_samples: 4\n  space:\n    data:\n      batch_size: null\n"
+        "    augment.rotation: {type: uniform, low: 0.0, high: 12}\n")
+    cfg = trainer.load_config([f"hpo.dir={tmp_path / 'out'}"], config_name="my_sweep", config_dir=tmp_path)
+    plan = sweep.prepare_sweep(cfg)
+    assert [p.key for p in plan.params] == ["training.scheduler.max_lr", "augment.rotation"]  # net24k: onecycle
+    assert plan.model_group == "net24k" and plan.epochs == 4 and plan.num_samples == 4
+    assert plan.baseline["model"]["name"] == "net24k" and plan.baseline["training"]["epochs"] != 4
+
+
+@needs_ray
+def test_tune_space_matches_the_config(tmp_path):
+    from ray import tune
+
+    plan = _plan("model=opt6k", "training.scheduler.name=none", f"hpo.dir={tmp_path / 's'}",
+                 "+hpo.space.seed={type:randint,low:0,high:2}")
+    space = sweep._tune_space(plan.params)
+    assert isinstance(space["training.optimizer.lr"], tune.search.sample.Float)
+    assert space["data.batch_size"].categories == [32, 64, 128]
+    assert (space["seed"].lower, space["seed"].upper) == (0, 3)  # both ends included
+
+
+def test_importing_trainer_never_needs_ray():
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "import trainer, trainer.sweep\n"
+            "print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A real sweep
+# ---------------------------------------------------------------------------------------------------------
+@needs_ray
+def test_sweep_writes_the_table_and_the_best_recipe(asha_sweep):
+    out, r, summary, by_lr = asha_sweep
+    for name in ("results.md", "results.csv", "results.json", "best_recipe.yaml", "report.md", "sweep_config.yaml"):
+        assert (out / name).is_file(), name
+    assert len(summary["trials"]) == 3 and summary["epochs"] == 2
+    assert summary["metric"] == "val_accuracy" and summary["mode"] == "max"
+    best = summary["best"]
+    assert best["trial"] == by_lr[GOOD_LR]["trial"] and best["config"]["training.optimizer.lr"] == GOOD_LR
+    assert best["config"]["data.batch_size"] in (32, 64) and 0 <= best["config"]["augment.rotation"] <= 5
+    # The table: printed, and as Markdown and CSV.
+    assert "| rank | trial | training.optimizer.lr |" in r.stdout
+    assert f"best recipe: {out / 'best_recipe.yaml'}" in r.stdout
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert {row["trial"] for row in rows} == {t["trial"] for t in summary["trials"]}
+    assert "best_val_accuracy" in rows[0] and "stopped_early" in rows[0]
+    assert (out / "results.md").read_text().count("\n") == 2 + 3
+    assert "## Best configuration" in (out / "report.md").read_text()
+    # Every trial's run directory is under the sweep folder; a finished trial's is complete.
+    winner = json.loads((out / "trials" / best["trial"] / "results.json").read_text())
+    assert winner["data"]["val_size"] == 500 and winner["data"]["train_size"] == 1000
+    assert winner["recipe"]["training"]["optimizer"]["lr"] == GOOD_LR
+    assert max(e["val_accuracy"] for e in winner["epochs"]) == best["value"]
+    assert set(winner["recipe"]["training"]["optimizer"]) >= {"lr", "name"}
+    # The recipe: the packaged model recipe plus the sampled values and the sweep's own overrides.
+    recipe = yaml.safe_load((out / "best_recipe.yaml").read_text())
+    assert recipe["defaults"] == ["train", {"override /model": "opt6k"}, "_self_"]
+    assert recipe["training"]["optimizer"] == {"name": "adam", "lr": GOOD_LR}
+    assert recipe["training"]["epochs"] == 2 and recipe["data"]["subset"] == 1000
+    assert "val_size" not in recipe["data"] and "run" not in recipe and "hpo" not in recipe
+
+
+@needs_ray
+def test_asha_stops_the_weak_trial_early(asha_sweep):
+    _, _, summary, by_lr = asha_sweep
+    good, weak = by_lr[GOOD_LR], by_lr[BAD_LR]
+    assert summary["scheduler"] == {"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_t": 2}
+    assert weak["status"] == "TERMINATED" and weak["stopped_early"] is True and weak["epochs_run"] == 1
+    assert good["status"] == "TERMINATED" and good["stopped_early"] is False and good["epochs_run"] == 2
+    assert good["best"] > weak["best"]
+    assert [h["epoch"] for h in good["history"]] == [1, 2]
+
+
+@needs_ray
+def test_a_failing_trial_is_a_table_row_not_the_end(asha_sweep):
+    out, _, summary, by_lr = asha_sweep
+    failed = by_lr[FAILING_LR]
+    assert failed["status"] == "ERROR" and "Invalid learning rate" in failed["error"]
+    assert failed["rank"] is None and failed["epochs_run"] == 0
+    assert "ERROR: ValueError: Invalid learning rate" in (out / "results.md").read_text()
+
+
+@needs_ray
+def test_test_split_never_reaches_tune(asha_sweep):
+    out, _, summary, _ = asha_sweep
+    assert summary["metric"] == "val_accuracy" and "validation split" in summary["selection"]
+    for progress in (out / "tune").glob("*/progress.csv"):
+        header = progress.read_text().splitlines()[0].split(",")
+        assert "val_accuracy" in header and not [h for h in header if h.startswith("test_")]
+
+
+@needs_ray
+def test_best_recipe_trains_with_train_py(asha_sweep, tmp_path):
+    out = asha_sweep[0]
+    run = tmp_path / "best"
+    r = run_script("train.py", "--config-dir", str(out), "--config-name", "best_recipe", "training.epochs=1",
+                   "data.subset=300", "report_to=none", f"run.dir={run}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert results["model"] == "opt6k" and results["recipe"]["training"]["optimizer"]["lr"] == GOOD_LR
+    assert results["data"]["val_size"] == 0  # the final run trains on the whole training split
+
+
+@needs_ray
+def test_wandb_offline_optuna_sweep_writes_a_run(mnist_dir, tmp_path):
+    pytest.importorskip("wandb")
+    pytest.importorskip("optuna")
+    out = tmp_path / "wb"
+    r = run_script("sweep.py", *SMALL, f"data.dir={mnist_dir}", "data.subset=400", "hpo.val_size=300",
+                   "training.epochs=1", "hpo.num_samples=1", "hpo.search=optuna", "hpo.seed=0", "hpo.wandb=true",
+                   "hpo.scheduler.name=none", f"hpo.dir={out}",
+                   env_extra={**RAY_ENV, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}, timeout=600)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["search"] == "optuna" and summary["best"] is not None
+    (trial,) = summary["trials"]
+    assert 1e-4 <= trial["config"]["training.optimizer.lr"] <= 1e-2
+    assert list((out / "trials" / trial["trial"] / "wandb").glob("offline-run-*/run-*.wandb"))
