@@ -86,11 +86,8 @@ def _find_idx_file(data_dir: Path, stem: str) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _read_idx(path: Path, expect_ndim: int) -> torch.Tensor:
