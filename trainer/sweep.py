@@ -599,7 +599,9 @@ def _connect(plan: SweepPlan) -> bool:
     if plan.local:
         kwargs.update(num_cpus=plan.num_cpus, include_dashboard=False)
     try:
-        ray.init(address=plan.address, **kwargs)
+        # "local" always starts a fresh instance; address=None would join whatever /tmp/ray/ray_current_cluster
+        # names, even a cluster that has since died.
+        ray.init(address="local" if plan.local else plan.address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = "a new local Ray instance" if plan.local else f"the Ray cluster at {plan.address!r}"
         hint = "" if plan.local else " Is it running (`ray start --head` on the head node)? Or use hpo.address=local."
