@@ -51,7 +51,8 @@ def record(run_dir: Path, out_root: Path) -> Path:
         "test_correct": r["final"]["test_correct"], "test_total": r["final"]["test_total"],
         "train_accuracy": r["final"]["train_accuracy"], "epochs": len(r["epochs"]),
         "train_seconds": r.get("train_seconds"), "wall_seconds": r.get("wall_seconds"),
-        "hardware": hw.get("gpu") or f"CPU {hw.get('cpu')} ({hw.get('torch_threads')} threads)",
+        "hardware": hw.get("gpu") or (f"CPU {hw.get('cpu')}, {hw.get('torch_threads')} "
+                                      f"thread{'' if hw.get('torch_threads') == 1 else 's'}"),
         "world_size": r.get("world_size"), "mixed_precision": r.get("mixed_precision"), "git": r.get("git"),
         "run_dir": str(run_dir), "recipe": r.get("recipe"),
     }
