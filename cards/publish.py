@@ -7,7 +7,6 @@ and never printed, logged or written.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 import tempfile
@@ -20,8 +19,6 @@ from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
     HFValidationError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
 )
 from huggingface_hub.utils import validate_repo_id
 
@@ -115,7 +112,7 @@ def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revi
     return out_dir
 
 
-def _with_retries(fn, what: str, attempts: int = 4):
+def _with_retries(fn, attempts: int = 4):
     for attempt in range(1, attempts + 1):
         try:
             return fn()
@@ -173,7 +170,7 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
     branch = branch or "main"
     revision_for_card = tag or branch
 
-    repo_url = _with_retries(lambda: api.create_repo(repo_id, private=private, exist_ok=True), "create_repo")
+    repo_url = _with_retries(lambda: api.create_repo(repo_id, private=private, exist_ok=True))
     head = _branch_head(api, repo_id, branch)
     if head is None and branch != "main":
         main_head = _branch_head(api, repo_id, "main")
@@ -203,7 +200,7 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
                                          parent_commit=head, create_pr=create_pr)
 
             try:
-                info = _with_retries(do_commit, "create_commit")
+                info = _with_retries(do_commit)
             except HfHubHTTPError as e:
                 status = e.response.status_code if e.response is not None else None
                 if status in (409, 412):

@@ -1,7 +1,6 @@
 """The training engine end to end on small subsets: learning, run directory, CLI, multi-process, resume."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +103,7 @@ def resolve_model(spec: str) -> ModelSource:
             return ModelSource("folder", str(path), None, None, path / "eval")
         raise EvaluationError(f"{spec} is a folder but neither a tinyhub run (results.json + model/) nor a saved "
                               "model (config.json + model.safetensors).")
-    if os.sep in spec and spec.count("/") > 1 or spec.startswith((".", "~")):
+    if spec.count("/") > 1 or spec.startswith((".", "~", "/")):  # a path, not NAMESPACE/NAME
         raise EvaluationError(f"{spec} does not exist. Give a run directory, a model folder or a Hub repo id.")
     repo_id, _, revision = spec.partition("@")
     return ModelSource("hub", repo_id, revision or None, None,

@@ -33,7 +33,6 @@ import json
 import math
 import numbers
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
