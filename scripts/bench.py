@@ -46,11 +46,11 @@ def _step_fn(model, optimizer, device, mixed_precision):
     return step
 
 
-def bench_tinyhub(name, splits, aug_cfg, *, batch_size, steps, warmup, device, channels_last=False,
+def bench_tinyhub(name, model_kwargs, splits, aug_cfg, *, batch_size, steps, warmup, device, channels_last=False,
                   compile=False, mixed_precision="no"):
     """images/s of tinyhub's training step: uint8 data on the device, batched per-sample augmentation."""
     torch.manual_seed(0)
-    model = modeling.create_model(name).to(device)
+    model = modeling.create_model(name, **model_kwargs).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -89,12 +89,12 @@ def _raw_mnist_root(data_dir: Path, tmp: Path) -> Path:
     return tmp
 
 
-def bench_seed_pipeline(name, data_dir, aug_cfg, *, batch_size, steps, warmup, device, workers):
+def bench_seed_pipeline(name, model_kwargs, data_dir, aug_cfg, *, batch_size, steps, warmup, device, workers):
     """images/s of the seeds' pipeline: torchvision dataset + PIL transforms + DataLoader workers."""
     from torchvision import datasets, transforms
 
     torch.manual_seed(0)
-    model = modeling.create_model(name).to(device)
+    model = modeling.create_model(name, **model_kwargs).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     step = _step_fn(model, optimizer, device, "no")
     tf = transforms.Compose([
@@ -156,15 +156,18 @@ def main(argv=None) -> int:
         print(f"error: unknown model {args.model!r}; choose from {modeling.list_models()}", file=sys.stderr)
         return 2
     aug = AugmentConfig(**{k: v for k, v in dict(recipe.augment).items()})
+    # The recipe's model (its dropout, width, ...) on both sides: the comparison is of pipelines, not models.
+    model_kwargs = {k: v for k, v in dict(recipe.model).items() if k != "name"}
     splits = trainer.load_dataset_splits(dir=args.data_dir)
     hw = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"model {args.model} ({modeling.create_model(args.model).num_parameters():,} params), batch "
+    n_params = modeling.create_model(args.model, **model_kwargs).num_parameters()
+    print(f"model {args.model} ({n_params:,} params, recipe {model_kwargs}), batch "
           f"{args.batch_size}, augmentation {aug.describe()['rotation']}° rotation + affine, {hw}, "
           f"{args.steps} timed steps after {args.warmup} warm-up")
 
     common = dict(steps=args.steps, warmup=args.warmup, device=device)
     rows = []
-    seeds_ips = bench_seed_pipeline(args.model, args.data_dir, aug, batch_size=args.batch_size,
+    seeds_ips = bench_seed_pipeline(args.model, model_kwargs, args.data_dir, aug, batch_size=args.batch_size,
                                     workers=args.workers, **common)
     rows.append(("seeds' pipeline (DataLoader + PIL)", seeds_ips))
     variants = [("tinyhub", {})]
@@ -176,7 +179,7 @@ def main(argv=None) -> int:
                      ("tinyhub, batch 512", {"batch_size": 512})]
     for label, kw in variants:
         kw = {"batch_size": args.batch_size, **kw}
-        rows.append((label, bench_tinyhub(args.model, splits, aug, **kw, **common)))
+        rows.append((label, bench_tinyhub(args.model, model_kwargs, splits, aug, **kw, **common)))
     n = len(splits.train_labels)
     print(f"\n{'pipeline':<38}{'images/s':>12}{'s/epoch':>10}{'vs seeds':>10}")
     for label, ips in rows:

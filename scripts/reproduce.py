@@ -1,6 +1,6 @@
 """Train every recipe for several seeds, evaluate, and write results/<model>/seed_<k>.json and RESULTS.md.
 
-    python scripts/reproduce.py                                 # all five recipes, seeds 0 1 2
+    python scripts/reproduce.py                                 # every recipe, seeds 0 1 2
     python scripts/reproduce.py --models net24k --seeds 0 1 2   # a subset
     python scripts/reproduce.py --table-only                    # rebuild RESULTS.md (and README) from results/
 
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet")
+MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet", "gap8k")
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
