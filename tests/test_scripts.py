@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 from conftest import run_script
 
@@ -38,3 +39,25 @@ def test_reproduce_records_runs_and_writes_tables(tiny_runs, tmp_path):
     assert f"| 2 | {mean:.2f}% ±" in row and f"{min(acc):.2f}%" in row and row.endswith("| no |")
     text = readme.read_text()
     assert "old" not in text and row in text and text.startswith("intro") and text.endswith("rest\n")
+
+
+def test_reproduce_rerun_retrains_a_recorded_seed_and_compares(tiny_runs, tmp_path, mnist_dir):
+    from conftest import FAST
+
+    common = ["--models", "opt6k", "--seeds", "0", "--out", str(tmp_path / "results"),
+              "--results-md", str(tmp_path / "RESULTS.md"), "--readme", str(tmp_path / "README.md")]
+    r = run_script("reproduce.py", *common, "--runs-dir", str(tiny_runs[0].parent))  # records seed 0
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs_dir = tmp_path / "runs" / "reproduce"
+    r = run_script("reproduce.py", *common, "--runs-dir", str(runs_dir), "--rerun", *FAST, "training.epochs=2",
+                   "data.subset=1000", f"data.dir={mnist_dir}", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    recorded = json.loads((tiny_runs[0] / "results.json").read_text())["final"]["test_accuracy"]
+    (entry,) = json.loads((tmp_path / "results" / "reruns.json").read_text())
+    assert entry["model"] == "opt6k" and entry["seed"] == 0 and entry["recorded_accuracy"] == recorded
+    again = json.loads((Path(entry["run_dir"]) / "results.json").read_text())["final"]["test_accuracy"]
+    assert Path(entry["run_dir"]).parent.parent == runs_dir.parent  # a fresh folder, not the recorded run
+    assert entry["rerun_accuracy"] == again and abs(entry["difference"] - (again - recorded)) < 1e-6
+    assert abs(entry["difference"]) < 3.0  # same recipe and seed: the same model up to kernel noise
+    assert f"recorded {recorded:.2f}%, rerun {again:.2f}%" in r.stdout
+    assert "## Reruns" in (tmp_path / "RESULTS.md").read_text()
