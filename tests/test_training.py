@@ -121,6 +121,8 @@ def test_bf16_on_cpu_saves_fp32(mnist_dir, tmp_path):
     assert results["mixed_precision"] == "bf16" and results["final"]["ema"] is True
     weights = load_file(run / "model" / "model.safetensors")
     assert {t.dtype for t in weights.values()} <= {torch.float32, torch.int64}
+    # The recorded accuracy is that of the saved fp32 weights, evaluated in full precision as users will.
+    assert _reevaluate(run / "model", mnist_dir) == results["final"]["test_correct"]
 
 
 def test_over_budget_model_is_refused(mnist_dir, tmp_path):

@@ -55,8 +55,9 @@ def predict(model, images: torch.Tensor, accelerator, batch_size: int, normalize
             x = normalize(shift_images(raw, dy, dx))
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with accelerator.autocast():
-                logp = F.log_softmax(model(x).float(), dim=1)
+            # Full precision even when training uses bf16/fp16 autocast: the recorded accuracy is then exactly
+            # what anyone gets from the saved fp32 weights (evaluation is a tiny share of the time).
+            logp = F.log_softmax(model(x).float(), dim=1)
             probs = logp.exp() if probs is None else probs + logp.exp()
         outputs.append(logp if len(shifts) == 1 else (probs / len(shifts)).log())
     return accelerator.gather_for_metrics(torch.cat(outputs))[:n]
