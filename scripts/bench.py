@@ -165,12 +165,24 @@ def main(argv=None) -> int:
           f"{args.batch_size}, augmentation {aug.describe()['rotation']}° rotation + affine, {hw}, "
           f"{args.steps} timed steps after {args.warmup} warm-up")
 
-    common = dict(steps=args.steps, warmup=args.warmup, device=device)
+    common = {"steps": args.steps, "warmup": args.warmup, "device": device}
     rows = []
     seeds_ips = bench_seed_pipeline(args.model, model_kwargs, args.data_dir, aug, batch_size=args.batch_size,
                                     workers=args.workers, **common)
     rows.append(("seeds' pipeline (DataLoader + PIL)", seeds_ips))
     variants = [("tinyhub", {})]
+    # What the recipe itself trains with, when it differs from the plain fp32 batch-128 step.
+    recipe_kw = {}
+    if recipe.training.mixed_precision == "bf16":
+        recipe_kw["mixed_precision"] = "bf16"
+    for flag in ("channels_last", "compile"):
+        if recipe.training[flag]:
+            recipe_kw[flag] = True
+    if recipe.data.batch_size != args.batch_size:
+        recipe_kw["batch_size"] = recipe.data.batch_size
+    if recipe_kw:
+        variants.append((f"tinyhub as the recipe trains ({', '.join(f'{k}={v}' for k, v in recipe_kw.items())})",
+                         recipe_kw))
     if args.variants == "all":
         variants += [("tinyhub + channels_last", {"channels_last": True}),
                      ("tinyhub + bf16", {"mixed_precision": "bf16"}),
@@ -181,9 +193,10 @@ def main(argv=None) -> int:
         kw = {"batch_size": args.batch_size, **kw}
         rows.append((label, bench_tinyhub(args.model, model_kwargs, splits, aug, **kw, **common)))
     n = len(splits.train_labels)
-    print(f"\n{'pipeline':<38}{'images/s':>12}{'s/epoch':>10}{'vs seeds':>10}")
+    width = max(38, *(len(label) + 2 for label, _ in rows))
+    print(f"\n{'pipeline':<{width}}{'images/s':>12}{'s/epoch':>10}{'vs seeds':>10}")
     for label, ips in rows:
-        print(f"{label:<38}{ips:>12,.0f}{n / ips:>10.1f}{ips / seeds_ips:>9.2f}x")
+        print(f"{label:<{width}}{ips:>12,.0f}{n / ips:>10.1f}{ips / seeds_ips:>9.2f}x")
     mem = f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB, " if device.type == "cuda" else ""
     print(f"\n{mem}peak process RSS {_peak_rss_mb():.0f} MiB (whole benchmark process)")
     for run in args.time_to_target:
