@@ -122,7 +122,9 @@ def table(out_root: Path) -> str:
 def write_tables(out_root: Path, results_md: Path = REPO / "RESULTS.md", readme: Path = REPO / "README.md") -> str:
     text = table(out_root)
     body = ("# Results\n\nMNIST test accuracy of each recipe at its final epoch, over training seeds, written by "
-            "`scripts/reproduce.py` from the runs in `results/`. No epoch or seed is selected on the test split.\n\n"
+            "`scripts/reproduce.py` from the runs in `results/`. No epoch or seed is selected on the test split. "
+            "Train time is the measured time of each run's training epochs on the hardware named, often with other "
+            "runs sharing the machine; `scripts/bench.py` is the speed measurement.\n\n"
             + text)
     reruns = reruns_table(out_root)
     if reruns:
