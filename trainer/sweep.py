@@ -704,7 +704,14 @@ def _collect(plan: SweepPlan, grid) -> list[dict]:
             history = []
         epochs_run = int(metrics.get("epoch") or 0)
         best = metrics.get(f"best_{plan.metric}")
-        status = "ERROR" if result.error is not None else "TERMINATED"
+        if result.error is not None:
+            status = "ERROR"
+        elif epochs_run == 0:
+            status = "NOT RUN"  # the sweep was interrupted (Ctrl+C) before this trial reported an epoch
+        elif plan.scheduler.get("name") == "none" and epochs_run < plan.epochs:
+            status = "INTERRUPTED"  # nothing stops trials early without a scheduler
+        else:
+            status = "TERMINATED"
         trials.append({
             "trial": trial_id,
             "status": status,
@@ -713,7 +720,7 @@ def _collect(plan: SweepPlan, grid) -> list[dict]:
             "best_epoch": metrics.get("best_epoch"),
             "last": None if plan.metric not in metrics else float(metrics[plan.metric]),
             "epochs_run": epochs_run,
-            "stopped_early": status != "ERROR" and epochs_run < plan.epochs,
+            "stopped_early": status == "TERMINATED" and epochs_run < plan.epochs,
             "error": None if result.error is None else _error_line(result.error),
             "run_dir": str(plan.dir / "trials" / trial_id),
             "history": history,
