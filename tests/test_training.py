@@ -212,3 +212,21 @@ def test_tracker_choice_is_checked(mnist_dir, tmp_path, monkeypatch):
     with pytest.raises(trainer.ConfigError, match="needs the trackio package"):
         _train(mnist_dir, tmp_path, "report_to=trackio")
     assert not (tmp_path / "run").exists()
+
+
+def test_git_state_ignores_only_the_generated_results_files(monkeypatch):
+    from trainer import run_info
+
+    def fake_run(args, **kw):
+        out = "abc123\n" if "rev-parse" in args else porcelain
+        return subprocess.CompletedProcess(args, 0, stdout=out, stderr="")
+
+    monkeypatch.setattr(run_info.subprocess, "run", fake_run)
+    porcelain = " M README.md\n M RESULTS.md\n M results/model4/seed_0.json\n"
+    state = run_info.git_state()
+    assert state == {"commit": "abc123", "dirty": False,
+                     "changed_files": ["README.md", "RESULTS.md", "results/model4/seed_0.json"]}
+    porcelain = " M RESULTS.md\n M trainer/recipes/model/model4.yaml\n"
+    assert run_info.git_state()["dirty"] is True  # a recipe edit changes what a run does
+    porcelain = "M  results_extra.py\n"
+    assert run_info.git_state()["dirty"] is True

@@ -44,17 +44,29 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+#: Files scripts/reproduce.py rewrites while other runs are training; they cannot change what a run does.
+GENERATED_PATHS = ("README.md", "RESULTS.md", "results/")
+
+
+def _is_generated(path: str) -> bool:
+    return any(path == g or (g.endswith("/") and path.startswith(g)) for g in GENERATED_PATHS)
+
+
 def git_state() -> dict:
-    """Commit and dirty flag of the checkout this code runs from (None outside a git checkout)."""
+    """Commit of the checkout this code runs from, the tracked files changed since it (`changed_files`), and
+    `dirty`: whether any of those could change a run (anything but the generated results files and tables).
+    All None outside a git checkout."""
     repo = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
-        return {"commit": commit, "dirty": dirty}
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+        changed = [line[3:].split(" -> ")[-1].strip('"') for line in status.splitlines() if line.strip()]
+        dirty = any(not _is_generated(path) for path in changed)
+        return {"commit": commit, "dirty": dirty, "changed_files": changed}
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        return {"commit": None, "dirty": None, "changed_files": None}
 
 
 def environment_info(device: torch.device) -> dict:
