@@ -98,9 +98,9 @@ def reruns_table(out_root: Path) -> str:
 
 
 def table(out_root: Path) -> str:
-    lines = [("| model | parameters | target | seeds | test accuracy (mean ± std) | min | epochs | "
+    lines = [("| model | parameters | budget | target | seeds | test accuracy (mean ± std) | min | epochs | "
               "train time per run | hardware | target met |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for model in MODELS:
         files = sorted((out_root / model).glob("seed_*.json"))
         if not files:
@@ -113,7 +113,8 @@ def table(out_root: Path) -> str:
         met = "—" if target is None else ("yes" if mean >= target else "no")
         secs = statistics.fmean(r["train_seconds"] or 0 for r in rs)
         hardware = ", ".join(sorted({r["hardware"] for r in rs}))
-        lines.append(f"| {model} | {rs[0]['parameters']:,} | {target if target is not None else '—'}% | {len(rs)} "
+        budget = ((rs[0].get("recipe") or {}).get("model") or {}).get("param_budget")
+        lines.append(f"| {model} | {rs[0]['parameters']:,} | {f'<{budget:,}' if budget else '—'} | {target if target is not None else '—'}% | {len(rs)} "
                      f"| {mean:.2f}% ± {std:.2f} | {min(acc):.2f}% | {rs[0]['epochs']} | {secs:.0f} s | {hardware} "
                      f"| {met} |")
     return "\n".join(lines) + "\n"
