@@ -44,17 +44,21 @@ def run_one(model: str, seed: int, runs_dir: Path, data_dir: str | None, extra: 
     return run_dir
 
 
+def _hardware(results: dict) -> str:
+    hw = results.get("hardware") or {}
+    return hw.get("gpu") or (f"CPU {hw.get('cpu')}, {hw.get('torch_threads')} "
+                             f"thread{'' if hw.get('torch_threads') == 1 else 's'}")
+
+
 def record(run_dir: Path, out_root: Path) -> Path:
     r = json.loads((run_dir / "results.json").read_text())
-    hw = r.get("hardware") or {}
     summary = {
         "model": r["model"], "seed": r["seed"], "parameters": r["parameters"],
         "target_accuracy": r.get("target_accuracy"), "test_accuracy": r["final"]["test_accuracy"],
         "test_correct": r["final"]["test_correct"], "test_total": r["final"]["test_total"],
         "train_accuracy": r["final"]["train_accuracy"], "epochs": len(r["epochs"]),
         "train_seconds": r.get("train_seconds"), "wall_seconds": r.get("wall_seconds"),
-        "hardware": hw.get("gpu") or (f"CPU {hw.get('cpu')}, {hw.get('torch_threads')} "
-                                      f"thread{'' if hw.get('torch_threads') == 1 else 's'}"),
+        "hardware": _hardware(r),
         "world_size": r.get("world_size"), "mixed_precision": r.get("mixed_precision"), "git": r.get("git"),
         "run_dir": str(run_dir), "recipe": r.get("recipe"),
     }
@@ -75,6 +79,7 @@ def rerun(model: str, seed: int, runs_root: Path, out_root: Path, data_dir: str 
     entry = {"model": model, "seed": seed, "recorded_accuracy": recorded["test_accuracy"],
              "rerun_accuracy": again["final"]["test_accuracy"],
              "difference": round(again["final"]["test_accuracy"] - recorded["test_accuracy"], 4),
+             "recorded_hardware": recorded.get("hardware"), "rerun_hardware": _hardware(again),
              "recorded_commit": (recorded.get("git") or {}).get("commit"),
              "rerun_commit": (again.get("git") or {}).get("commit"), "run_dir": str(run_dir),
              "date": time.strftime("%Y-%m-%d")}
@@ -90,10 +95,12 @@ def reruns_table(out_root: Path) -> str:
     log_file = out_root / "reruns.json"
     if not log_file.is_file():
         return ""
-    lines = ["| model | seed | recorded | rerun | difference | date |", "|---|---:|---:|---:|---:|---|"]
+    lines = ["| model | seed | recorded | rerun | difference | recorded on | rerun on | date |",
+             "|---|---:|---:|---:|---:|---|---|---|"]
     for e in json.loads(log_file.read_text()):
         lines.append(f"| {e['model']} | {e['seed']} | {e['recorded_accuracy']:.2f}% | {e['rerun_accuracy']:.2f}% "
-                     f"| {e['difference']:+.2f} | {e['date']} |")
+                     f"| {e['difference']:+.2f} | {e.get('recorded_hardware', '')} | {e.get('rerun_hardware', '')} "
+                     f"| {e['date']} |")
     return "\n".join(lines) + "\n"
 
 
