@@ -16,6 +16,16 @@ def test_bench_quick_prints_side_by_side_figures(mnist_dir):
     assert "peak process RSS" in r.stdout
 
 
+def test_bench_times_the_recipe_model_and_settings(mnist_dir):
+    # minimobilenet's recipe: no dropout, batch 256, channels_last -- the bench builds that model on both sides
+    # and adds a row for the step exactly as the recipe trains it.
+    r = run_script("bench.py", "--quick", "--model", "minimobilenet", "--data-dir", str(mnist_dir), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "'dropout': 0.0" in r.stdout and "3,114 params" in r.stdout
+    assert re.search(r"tinyhub as the recipe trains \(channels_last=True, batch_size=256\)\s+[\d,]+\s+[\d.]+\s+[\d.]+x",
+                     r.stdout), r.stdout
+
+
 def test_bench_time_to_target(tiny_runs, mnist_dir):
     r = run_script("bench.py", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), "--time-to-target",
                    str(tiny_runs[0]), timeout=600)
