@@ -71,3 +71,22 @@ def test_reproduce_rerun_retrains_a_recorded_seed_and_compares(tiny_runs, tmp_pa
     assert abs(entry["difference"]) < 3.0  # same recipe and seed: the same model up to kernel noise
     assert f"recorded {recorded:.2f}%, rerun {again:.2f}%" in r.stdout
     assert "## Reruns" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_results_table_compares_the_exact_mean_with_the_target(tmp_path):
+    def write(counts):
+        for seed, correct in enumerate(counts):
+            rec = {"model": "opt6k", "seed": seed, "parameters": 6132, "target_accuracy": 99.4,
+                   "test_accuracy": correct / 100, "test_correct": correct, "test_total": 10_000, "epochs": 15,
+                   "train_seconds": 1.0, "hardware": "CPU test", "recipe": {"model": {"param_budget": 8000}}}
+            out = tmp_path / "results" / "opt6k" / f"seed_{seed}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(rec))
+        r = run_script("reproduce.py", "--table-only", "--out", str(tmp_path / "results"),
+                       "--results-md", str(tmp_path / "RESULTS.md"), "--readme", str(tmp_path / "README.md"))
+        assert r.returncode == 0, r.stderr[-3000:]
+        return next(line for line in r.stdout.splitlines() if line.startswith("| opt6k"))
+
+    # 29,820 of 30,000 is exactly 99.40%; the float mean of 99.45, 99.42, 99.33 is 99.39999999999999.
+    assert write([9945, 9942, 9933]).endswith("| yes |")
+    assert write([9945, 9942, 9932]).endswith("| no |")
