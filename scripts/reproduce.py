@@ -121,14 +121,17 @@ def table(out_root: Path) -> str:
             continue
         rs = [json.loads(f.read_text()) for f in files]
         acc = [r["test_accuracy"] for r in rs]
-        mean = statistics.fmean(acc)
+        exact_mean = _exact_mean_percent(rs)  # one mean for both the printed figure and the target check
+        mean = float(exact_mean)
         std = statistics.stdev(acc) if len(acc) > 1 else 0.0
         target = rs[0]["target_accuracy"]
-        met = "—" if target is None else ("yes" if _exact_mean_percent(rs) >= Fraction(str(target)) else "no")
+        met = "—" if target is None else ("yes" if exact_mean >= Fraction(str(target)) else "no")
         secs = statistics.fmean(r["train_seconds"] or 0 for r in rs)
         hardware = ", ".join(sorted({r["hardware"] for r in rs}))
         budget = ((rs[0].get("recipe") or {}).get("model") or {}).get("param_budget")
-        lines.append(f"| {model} | {rs[0]['parameters']:,} | {f'<{budget:,}' if budget else '—'} | {target if target is not None else '—'}% | {len(rs)} "
+        budget_txt = f"<{budget:,}" if budget else "—"
+        lines.append(f"| {model} | {rs[0]['parameters']:,} | {budget_txt} | {target if target is not None else '—'}% "
+                     f"| {len(rs)} "
                      f"| {mean:.2f}% ± {std:.2f} | {min(acc):.2f}% | {rs[0]['epochs']} | {secs:.0f} s | {hardware} "
                      f"| {met} |")
     return "\n".join(lines) + "\n"
