@@ -2,7 +2,7 @@
 
     >>> import modeling
     >>> modeling.list_models()
-    ['efficient', 'gap8k', 'minimobilenet', 'model4', 'net24k', 'opt6k']
+    ['efficient', 'gap20k', 'gap8k', 'minimobilenet', 'model4', 'net24k', 'opt6k']
     >>> model = modeling.create_model("model4")
     >>> model.save_pretrained("model4-mnist")           # config.json + model.safetensors
     >>> same = modeling.from_pretrained("model4-mnist")  # or a Hub repo id, revision="v1"
@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from . import efficient, gap8k, minimobilenet, model4, net24k, opt6k  # noqa: F401  (registers the families)
+from . import efficient, gap, minimobilenet, model4, net24k, opt6k  # noqa: F401  (registers the families)
 from ._base import (
     PickleRefusedError,
     TinyClassifier,

@@ -21,7 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet", "gap8k")
+MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet", "gap8k", "gap20k")
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
