@@ -6,6 +6,7 @@ Same model, same batch size, same augmentation, same machine, one run; ratios pr
     python scripts/bench.py --model opt6k --variants all         # + channels_last, compile, bf16, batch 256/512
     python scripts/bench.py --time-to-target runs/model4-s0-...  # epochs/seconds until the recipe's target
     python scripts/bench.py --quick                              # smoke test: a few steps, same figures
+    python scripts/bench.py --model model4 model.dropout=0 training.mixed_precision=bf16   # a candidate recipe
 
 The seeds' pipeline: torchvision MNIST (PIL images), RandomAffine with the recipe's parameters, ToTensor,
 Normalize, DataLoader(batch 128, shuffle, 2 workers) — what the five seed projects ran.
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
 
 import modeling
 import trainer
@@ -147,13 +150,19 @@ def main(argv=None) -> int:
     p.add_argument("--variants", choices=["default", "all"], default="default")
     p.add_argument("--time-to-target", nargs="*", default=[], metavar="RUN_DIR")
     p.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="recipe overrides, as for train.py (model.dropout=0, training.mixed_precision=bf16, ...)")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.warmup = 4, 1
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    recipe = trainer.load_config([f"model={args.model}"]) if args.model in modeling.list_models() else None
-    if recipe is None:
+    if args.model not in modeling.list_models():
         print(f"error: unknown model {args.model!r}; choose from {modeling.list_models()}", file=sys.stderr)
+        return 2
+    try:
+        recipe = trainer.load_config([f"model={args.model}", *args.overrides])
+    except (HydraException, OmegaConfBaseException) as e:
+        print(f"error: bad recipe override in {args.overrides}: {e}", file=sys.stderr)
         return 2
     aug = AugmentConfig(**{k: v for k, v in dict(recipe.augment).items()})
     # The recipe's model (its dropout, width, ...) on both sides: the comparison is of pipelines, not models.
