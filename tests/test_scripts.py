@@ -26,6 +26,20 @@ def test_bench_times_the_recipe_model_and_settings(mnist_dir):
                      r.stdout), r.stdout
 
 
+def test_bench_takes_recipe_overrides(mnist_dir):
+    # A candidate recipe is timed before it is adopted: the override reaches the model on both sides and the
+    # recipe row; a misspelt key stops with a clear error instead of timing the unchanged recipe.
+    r = run_script("bench.py", "--quick", "--model", "minimobilenet", "--data-dir", str(mnist_dir),
+                   "model.dropout=0.1", "data.batch_size=128", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "'dropout': 0.1" in r.stdout
+    assert re.search(r"tinyhub as the recipe trains \(channels_last=True\)\s+[\d,]+", r.stdout), r.stdout
+    bad = run_script("bench.py", "--quick", "--model", "minimobilenet", "--data-dir", str(mnist_dir),
+                     "model.dropuot=0", timeout=600)
+    assert bad.returncode == 2
+    assert "bad recipe override" in bad.stderr and "model.dropuot" in bad.stderr
+
+
 def test_bench_time_to_target(tiny_runs, mnist_dir):
     r = run_script("bench.py", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), "--time-to-target",
                    str(tiny_runs[0]), timeout=600)
