@@ -159,6 +159,12 @@ def main(argv=None) -> int:
     if args.model not in modeling.list_models():
         print(f"error: unknown model {args.model!r}; choose from {modeling.list_models()}", file=sys.stderr)
         return 2
+    # Checked before minutes of timing, not after.
+    unfinished = [run for run in args.time_to_target if not (Path(run) / "results.json").is_file()]
+    if unfinished:
+        print(f"error: --time-to-target needs finished run directories (with results.json); not one: "
+              f"{', '.join(unfinished)}. Point it at a folder written by scripts/train.py.", file=sys.stderr)
+        return 2
     try:
         recipe = trainer.load_config([f"model={args.model}", *args.overrides])
     except (HydraException, OmegaConfBaseException) as e:

@@ -45,6 +45,11 @@ def test_bench_time_to_target(tiny_runs, mnist_dir):
                    str(tiny_runs[0]), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "opt6k: target 99.4% not reached in 2 epochs" in r.stdout
+    missing = run_script("bench.py", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), "--time-to-target",
+                         str(tiny_runs[0]), str(tiny_runs[0] / "no-such-run"), timeout=600)
+    assert missing.returncode == 2
+    assert "needs finished run directories" in missing.stderr and "no-such-run" in missing.stderr
+    assert "Traceback" not in missing.stderr and "images/s" not in missing.stdout
 
 
 def test_reproduce_records_runs_and_writes_tables(tiny_runs, tmp_path):
