@@ -125,6 +125,20 @@ def test_bf16_on_cpu_saves_fp32(mnist_dir, tmp_path):
     assert _reevaluate(run / "model", mnist_dir) == results["final"]["test_correct"]
 
 
+def test_bf16_without_ema_records_the_saved_weights_accuracy(mnist_dir, tmp_path):
+    # Without EMA the engine evaluates the Accelerate-prepared model, whose forward Accelerate wraps in bf16
+    # autocast. The recorded test loss must still be the fp32 loss of the saved weights (bf16 moves it by ~1e-3).
+    run = _train(mnist_dir, tmp_path, "training.epochs=1", "training.mixed_precision=bf16")
+    results = json.loads((run / "results.json").read_text())
+    model = modeling.from_pretrained(run / "model")
+    splits = trainer.load_dataset_splits(dir=str(mnist_dir))
+    with torch.no_grad():
+        logits = torch.cat([model(model.normalize(x)) for x in splits.test_images.split(1000)])
+    loss = torch.nn.functional.cross_entropy(logits, splits.test_labels).item()
+    assert results["final"]["test_loss"] == pytest.approx(loss, rel=1e-5, abs=1e-6)
+    assert int((logits.argmax(1) == splits.test_labels).sum()) == results["final"]["test_correct"]
+
+
 def test_over_budget_model_is_refused(mnist_dir, tmp_path):
     with pytest.raises(modeling.ParameterBudgetError):
         _train(mnist_dir, tmp_path, "model=minimobilenet", "model.width=2.5", "training.epochs=1")

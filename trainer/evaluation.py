@@ -35,6 +35,20 @@ def shift_images(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _full_precision_forward(model):
+    """The model's own forward, without the autocast wrapper that Accelerate's prepare() installs under mixed
+    precision (it keeps the original as `_original_forward`; an outer `autocast(enabled=False)` cannot undo it)."""
+    bare = model
+    while True:  # DDP / torch.compile wrappers: the patched module is inside them
+        if hasattr(bare, "_orig_mod"):
+            bare = bare._orig_mod
+        elif isinstance(bare, torch.nn.parallel.DistributedDataParallel):
+            bare = bare.module
+        else:
+            break
+    return getattr(bare, "_original_forward", model)
+
+
 def predict(model, images: torch.Tensor, accelerator, batch_size: int, normalize, *, channels_last: bool = False,
             tta: bool = False) -> torch.Tensor:
     """Log-probabilities (N, C) for a whole split, in dataset order, each image computed exactly once.
@@ -43,6 +57,7 @@ def predict(model, images: torch.Tensor, accelerator, batch_size: int, normalize
     order and keeping the first N rows gives exactly the split, whatever the number of processes.
     """
     model.eval()
+    forward = _full_precision_forward(model)
     n, world, rank = len(images), accelerator.num_processes, accelerator.process_index
     per_rank = math.ceil(n / world)
     idx = torch.arange(rank * per_rank, (rank + 1) * per_rank, device=images.device).clamp_(max=n - 1)
@@ -57,7 +72,7 @@ def predict(model, images: torch.Tensor, accelerator, batch_size: int, normalize
                 x = x.contiguous(memory_format=torch.channels_last)
             # Full precision even when training uses bf16/fp16 autocast: the recorded accuracy is then exactly
             # what anyone gets from the saved fp32 weights (evaluation is a tiny share of the time).
-            logp = F.log_softmax(model(x).float(), dim=1)
+            logp = F.log_softmax(forward(x).float(), dim=1)
             probs = logp.exp() if probs is None else probs + logp.exp()
         outputs.append(logp if len(shifts) == 1 else (probs / len(shifts)).log())
     return accelerator.gather_for_metrics(torch.cat(outputs))[:n]
