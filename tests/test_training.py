@@ -139,6 +139,18 @@ def test_bf16_without_ema_records_the_saved_weights_accuracy(mnist_dir, tmp_path
     assert int((logits.argmax(1) == splits.test_labels).sum()) == results["final"]["test_correct"]
 
 
+def test_predict_builds_no_autograd_graph():
+    # Evaluation runs every epoch; tracking gradients there would cost time and memory for nothing.
+    from accelerate import Accelerator
+
+    from trainer.evaluation import predict
+
+    model = modeling.create_model("opt6k")
+    images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
+    log_probs = predict(model, images, Accelerator(cpu=True), 4, model.normalize)
+    assert log_probs.shape == (8, 10) and not log_probs.requires_grad
+
+
 def test_over_budget_model_is_refused(mnist_dir, tmp_path):
     with pytest.raises(modeling.ParameterBudgetError):
         _train(mnist_dir, tmp_path, "model=minimobilenet", "model.width=2.5", "training.epochs=1")

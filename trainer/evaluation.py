@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+import modeling
+
 METRICS_DIR = Path(__file__).parent / "metrics"
 # Test-time augmentation: the image itself and one-pixel shifts in the four directions.
 TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
@@ -34,21 +36,14 @@ def shift_images(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return out
 
 
-@torch.no_grad()
 def _full_precision_forward(model):
     """The model's own forward, without the autocast wrapper that Accelerate's prepare() installs under mixed
-    precision (it keeps the original as `_original_forward`; an outer `autocast(enabled=False)` cannot undo it)."""
-    bare = model
-    while True:  # DDP / torch.compile wrappers: the patched module is inside them
-        if hasattr(bare, "_orig_mod"):
-            bare = bare._orig_mod
-        elif isinstance(bare, torch.nn.parallel.DistributedDataParallel):
-            bare = bare.module
-        else:
-            break
-    return getattr(bare, "_original_forward", model)
+    precision (it keeps the original as `_original_forward`; an outer `autocast(enabled=False)` cannot undo it).
+    The patched module sits inside any DDP / torch.compile wrapper."""
+    return getattr(modeling.unwrap_model(model), "_original_forward", model)
 
 
+@torch.no_grad()
 def predict(model, images: torch.Tensor, accelerator, batch_size: int, normalize, *, channels_last: bool = False,
             tta: bool = False) -> torch.Tensor:
     """Log-probabilities (N, C) for a whole split, in dataset order, each image computed exactly once.
