@@ -7,17 +7,20 @@ ARGS ?=
 
 STAMP := $(VENV)/.tinyhub-installed
 
+# The editable install maps modeling/ trainer/ cards/ into the tinyhub namespace through a meta-path finder;
+# setuptools then prints an informational "Editable installation" banner that reads like a failure.
+
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(VENV)/bin/pip install -q -e ".[test,bench]"
+	PYTHONWARNINGS="ignore:Editable installation" $(VENV)/bin/pip install -q -e ".[train,bench,test]"
 	touch $@
 
 setup: $(STAMP)
 
 train: $(STAMP)
-	$(VENV)/bin/python scripts/train.py $(if $(DATA_DIR),data.dir=$(abspath $(DATA_DIR))) $(ARGS)
+	$(VENV)/bin/tinyhub train $(if $(DATA_DIR),--data-dir $(abspath $(DATA_DIR))) $(ARGS)
 
 test: $(STAMP)
 	TINYHUB_TEST_DATA=$(if $(DATA_DIR),$(abspath $(DATA_DIR))) $(VENV)/bin/python -m pytest -q $(ARGS)

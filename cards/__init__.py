@@ -1,5 +1,6 @@
 """Model cards for tinyhub runs, and publishing runs to the Hugging Face Hub.
 
+    from tinyhub import cards
     card = cards.build_card("runs/model4-s0-...", repo_id="me/model4-mnist")
 """
 

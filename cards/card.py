@@ -10,13 +10,20 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from huggingface_hub.utils import yaml_dump
 
+from tinyhub.errors import TinyhubError
+from tinyhub.trainer.run_info import EXAMPLES_FILE
+
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 BEGIN, END = "<!-- tinyhub:begin", "<!-- tinyhub:end -->"
-MNIST_CREDIT = ("MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges "
-                "(http://yann.lecun.com/exdb/mnist/), via the Hugging Face dataset `ylecun/mnist`.")
+MNIST_AUTHORS = ("MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges "
+                 "(http://yann.lecun.com/exdb/mnist/)")
 
 
-class CardError(ValueError):
+#: Every tinyhub card carries these, so that Hub search by library or tag finds every tinyhub model.
+LIBRARY_TAGS = ("image-classification", "tinyhub", "pytorch", "safetensors", "model_hub_mixin")
+
+
+class CardError(TinyhubError, ValueError):
     """A run cannot be carded, or a card failed validation. Nothing is uploaded."""
 
 
@@ -46,13 +53,18 @@ def dataset_identity(results: dict) -> dict:
     data = results.get("data") or {}
     if data.get("kind") == "hub" and not Path(str(data.get("dataset_id"))).exists():
         ds_id = data["dataset_id"]
-        name = ds_id.split("/")[-1].upper() if ds_id.endswith("mnist") else ds_id
-        return {"id": ds_id, "name": name, "revision": data.get("revision"), "credit": MNIST_CREDIT
-                if ds_id.endswith("mnist") else f"the Hugging Face dataset `{ds_id}`."}
-    if data.get("canonical_mnist") or data.get("name") == "mnist":
-        return {"id": "ylecun/mnist", "name": "MNIST", "revision": None, "credit": MNIST_CREDIT}
+        is_mnist = ds_id == "ylecun/mnist"
+        return {"id": ds_id, "name": "MNIST" if is_mnist else ds_id, "revision": data.get("revision"),
+                "mnist": is_mnist,
+                "credit": (f"{MNIST_AUTHORS}, loaded from the Hugging Face dataset `{ds_id}`." if is_mnist
+                           else f"the Hugging Face dataset `{ds_id}`.")}
+    if data.get("canonical_mnist"):
+        # The original IDX files, recognised by their checksums: MNIST itself, not the Hub copy of it.
+        return {"id": "ylecun/mnist", "name": "MNIST", "revision": None, "mnist": True,
+                "credit": f"{MNIST_AUTHORS}, from the original IDX files (SHA-256 checksums verified)."}
     name = data.get("name") or "custom"
-    return {"id": name, "name": name, "revision": None, "credit": f"the `{name}` dataset (local IDX files)."}
+    return {"id": name, "name": name, "revision": None, "mnist": False,
+            "credit": f"the `{name}` dataset (local IDX files)."}
 
 
 def accuracy_stats(runs: list[dict]) -> dict:
@@ -125,8 +137,9 @@ def _hardware(results: dict) -> str:
 
 
 def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
-               seed_runs: list[str | Path] = ()) -> ModelCard:
-    """The card for `run_dir`. `seed_runs` are other seeds of the same recipe: the card then reports their mean."""
+               seed_runs: list[str | Path] = (), project_url: str | None = None) -> ModelCard:
+    """The card for `run_dir`. `seed_runs` are other seeds of the same recipe: the card then reports their mean.
+    `project_url` (tinyhub's home page) is linked when given, and no address is printed when it is not."""
     results = load_run(run_dir)
     others = [load_run(r) for r in seed_runs]
     for o in others:
@@ -142,8 +155,7 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         library_name="tinyhub",
         license="mit",
         pipeline_tag="image-classification",
-        tags=sorted({"image-classification", "mnist", "tinyhub", "pytorch", "safetensors", "model_hub_mixin",
-                     arch, param_size_tag(results["parameters"])}),
+        tags=sorted({*LIBRARY_TAGS, arch, param_size_tag(results["parameters"])} | ({"mnist"} if ds["mnist"] else set())),
         datasets=[ds["id"]],
         metrics=["accuracy"],
         eval_results=[EvalResult(
@@ -184,6 +196,8 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         hardware=_hardware(results),
         repo_id=repo_id,
         revision=revision,
+        project_url=project_url,
+        has_examples=(Path(run_dir) / EXAMPLES_FILE).is_file(),
         input_shape=[config["in_chans"], config["input_size"], config["input_size"]],
         mean=tuple(config["mean"]),
         std=tuple(config["std"]),
@@ -208,7 +222,7 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
 
 
 def _per_class(run_dir: Path, results: dict) -> list[dict] | None:
-    """Per-class test accuracy from scripts/evaluate.py's saved results, when they match this run's weights."""
+    """Per-class test accuracy from `tinyhub evaluate`'s saved results, when they match this run's weights."""
     path = Path(run_dir) / "eval" / "eval_test.json"
     if not path.is_file():
         return None
@@ -219,14 +233,21 @@ def _per_class(run_dir: Path, results: dict) -> list[dict] | None:
             for label, c, t in zip(ev["labels"], ev["per_class_correct"], ev["per_class_total"])]
 
 
+#: Overrides that only say where this machine keeps things, or how it printed: left out of the card's command.
+MACHINE_SPECIFIC = ("run.dir=", "run.root=", "run.name=", "progress=", "data.dir=", "data.cache_dir=",
+                    "training.threads=", "hydra.", "--data-dir", "--config-dir")
+
+
 def _reproduce_command(results: dict) -> str:
-    cmd = results.get("command") or "train.py"
-    parts = cmd.split()
-    args = [a for a in parts[1:] if not a.startswith(("run.dir=", "run.root=", "progress="))]
-    launcher = "python"
+    """The installed CLI with the run's recipe overrides, and no path that exists only where it trained."""
+    if results.get("overrides") is not None:
+        args = list(results["overrides"])
+    else:  # runs recorded before tinyhub wrote `overrides`: their command line, paths removed
+        args = [a for a in (results.get("command") or "train").split()[1:] if not a.startswith(MACHINE_SPECIFIC)]
+    launcher = "tinyhub train"
     if results.get("world_size", 1) > 1:
-        launcher = f"accelerate launch --num_processes {results['world_size']}"
-    return " ".join([launcher, "scripts/train.py", *args]).strip()
+        launcher = f"accelerate launch --num_processes {results['world_size']} -m tinyhub train"
+    return " ".join([launcher, *args]).strip()
 
 
 def validate_card(text: str, *, expected_accuracy: float | None = None, dataset_id: str | None = None) -> None:
@@ -240,7 +261,7 @@ def validate_card(text: str, *, expected_accuracy: float | None = None, dataset_
                if not data.get(k)]
     if missing:
         raise CardError(f"the card's metadata lacks required fields: {missing}")
-    for tag in ("image-classification", "mnist"):
+    for tag in LIBRARY_TAGS:
         if tag not in data["tags"]:
             raise CardError(f"the card's tags lack {tag!r}")
     try:

@@ -7,6 +7,7 @@ and never printed, logged or written.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import shutil
 import tempfile
@@ -22,11 +23,16 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from .card import CardError, build_card, load_run, merge_with_existing
+from tinyhub.errors import TinyhubError, UsageError
 
-UPLOADED = ("config.json", "model.safetensors", "README.md", "results.json",
+from .card import EXAMPLES_FILE, CardError, build_card, load_run, merge_with_existing
+
+#: What a push uploads for a run (examples.safetensors, which the card's snippet reads, only when the run has it;
+#: runs trained before tinyhub wrote it do not).
+UPLOADED = ("config.json", "model.safetensors", "README.md", "results.json", "examples.safetensors",
             "images/training_curves.png", "images/confusion_matrix.png")
 RETRY_STATUS = {429, 500, 502, 503, 504}
+logger = logging.getLogger(__name__)
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
@@ -46,8 +52,12 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 NETWORK_ERRORS = _network_errors()
 
 
-class PushError(RuntimeError):
+class PushError(TinyhubError, RuntimeError):
     """The push could not be done; nothing (or nothing new) was published."""
+
+
+class RepoIdError(UsageError, PushError):
+    """The repo id given is not NAMESPACE/NAME or not valid on the Hub."""
 
 
 @dataclass
@@ -74,11 +84,11 @@ def _git_blob_sha1(path: Path) -> str:
 
 def check_repo_id(repo_id: str) -> None:
     if not isinstance(repo_id, str) or repo_id.count("/") != 1:
-        raise PushError(f"--repo-id {repo_id!r} must be NAMESPACE/NAME (your user or organisation, then the model).")
+        raise RepoIdError(f"--repo-id {repo_id!r} must be NAMESPACE/NAME (your user or organisation, then the model).")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as e:
-        raise PushError(f"--repo-id {repo_id!r} is not a valid Hub repo id: {e}") from e
+        raise RepoIdError(f"--repo-id {repo_id!r} is not a valid Hub repo id: {e}") from e
 
 
 def require_token() -> str:
@@ -90,17 +100,21 @@ def require_token() -> str:
 
 
 def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revision: str,
-                 seed_runs=(), existing_readme: str | None = None, include_logs: bool = False) -> Path:
+                 seed_runs=(), existing_readme: str | None = None, include_logs: bool = False,
+                 project_url: str | None = None) -> Path:
     """Write exactly what would be uploaded into `out_dir` (which must not exist yet)."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     load_run(run_dir)
-    card = build_card(run_dir, repo_id=repo_id, revision=revision, seed_runs=list(seed_runs))
+    card = build_card(run_dir, repo_id=repo_id, revision=revision, seed_runs=list(seed_runs),
+                      project_url=project_url)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "images").mkdir(parents=True)
     shutil.copy(run_dir / "model" / "config.json", tmp / "config.json")
     shutil.copy(run_dir / "model" / "model.safetensors", tmp / "model.safetensors")
     shutil.copy(run_dir / "results.json", tmp / "results.json")
+    if (run_dir / EXAMPLES_FILE).is_file():  # the card's snippet reads it
+        shutil.copy(run_dir / EXAMPLES_FILE, tmp / EXAMPLES_FILE)
     (tmp / "README.md").write_text(merge_with_existing(card.content, existing_readme))
     for image in ("training_curves.png", "confusion_matrix.png"):
         shutil.copy(run_dir / "images" / image, tmp / "images" / image)
@@ -160,7 +174,8 @@ def _existing_readme(repo_id: str, revision: str | None) -> str | None:
 
 def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch: str | None = None,
              tag: str | None = None, create_pr: bool = False, commit_message: str | None = None,
-             seed_runs=(), include_logs: bool = False, log=print) -> PushResult:
+             seed_runs=(), include_logs: bool = False, project_url: str | None = None,
+             log=logger.info) -> PushResult:
     """Create the repo if needed and publish `run_dir` in ONE commit, then verify what the Hub serves."""
     check_repo_id(repo_id)
     run_dir = Path(run_dir)
@@ -180,6 +195,7 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
     with tempfile.TemporaryDirectory(prefix="tinyhub-push-") as tmp:
         folder = stage_folder(run_dir, Path(tmp) / "upload", repo_id=repo_id, revision=revision_for_card,
                               seed_runs=seed_runs, existing_readme=_existing_readme(repo_id, head),
+                              project_url=project_url,
                               include_logs=include_logs)
         weights_sha = _sha256(folder / "model.safetensors")
         changed = not (head is not None and _remote_matches(api, repo_id, head, folder))
@@ -233,7 +249,7 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
 
 def _verify(repo_id: str, commit: str, weights_sha: str) -> None:
     """Download what the Hub serves at `commit`, check the bytes and load it strictly."""
-    import modeling
+    from tinyhub import modeling
 
     with tempfile.TemporaryDirectory(prefix="tinyhub-verify-") as cache:
         weights = Path(hf_hub_download(repo_id, "model.safetensors", revision=commit, cache_dir=cache))
@@ -263,14 +279,15 @@ def zoo_repo_id(namespace: str, model: str) -> str:
 
 
 def push_all(runs_dir: str | Path, namespace: str, *, private: bool = False, tag: str | None = None,
-             log=print) -> tuple[list[PushResult], str]:
+             project_url: str | None = None, log=logger.info) -> tuple[list[PushResult], str]:
     groups = find_runs(runs_dir)
     if not groups:
         raise PushError(f"{runs_dir} holds no finished runs (folders with results.json and model/).")
     pushed, rows = [], ["| model | parameters | test accuracy | seeds | repo |", "|---|---:|---:|---:|---|"]
     for model, runs in groups.items():
         repo_id = zoo_repo_id(namespace, model)
-        res = push_run(runs[0], repo_id, private=private, tag=tag, seed_runs=runs[1:], log=log)
+        res = push_run(runs[0], repo_id, private=private, tag=tag, seed_runs=runs[1:], project_url=project_url,
+                       log=log)
         pushed.append(res)
         all_results = [load_run(r) for r in runs]
         values = [r["final"]["test_accuracy"] for r in all_results]

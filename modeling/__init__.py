@@ -1,6 +1,6 @@
 """tinyhub's model zoo: tiny image classifiers that save to and load from the Hugging Face Hub.
 
-    >>> import modeling
+    >>> from tinyhub import modeling
     >>> modeling.list_models()
     ['efficient', 'gap20k', 'gap8k', 'minimobilenet', 'model4', 'net24k', 'opt6k']
     >>> model = modeling.create_model("model4")
@@ -13,6 +13,7 @@ from __future__ import annotations
 from . import efficient, gap, minimobilenet, model4, net24k, opt6k  # noqa: F401  (registers the families)
 from ._base import (
     PickleRefusedError,
+    PushRefusedError,
     TinyClassifier,
     WeightsMismatchError,
     clean_state_dict,
@@ -31,7 +32,7 @@ from ._registry import (
 from .summary import summary
 
 __all__ = [
-    "ParameterBudgetError", "PickleRefusedError", "TinyClassifier", "UnknownModelError", "WeightsMismatchError",
+    "ParameterBudgetError", "PickleRefusedError", "PushRefusedError", "TinyClassifier", "UnknownModelError", "WeightsMismatchError",
     "clean_state_dict", "create_model", "from_pretrained", "get_model_class", "list_models", "model_info",
     "register_model", "summary", "unwrap_model",
 ]

@@ -12,6 +12,8 @@ from huggingface_hub.errors import EntryNotFoundError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from tinyhub.errors import TinyhubError, UsageError
+
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
@@ -20,12 +22,16 @@ MNIST_STD = (0.3081,)
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
-class WeightsMismatchError(RuntimeError):
+class WeightsMismatchError(TinyhubError, RuntimeError):
     """Saved weights do not fit the architecture described by config.json."""
 
 
-class PickleRefusedError(RuntimeError):
+class PickleRefusedError(TinyhubError, RuntimeError):
     """A folder or repo holds only pickled weights, which tinyhub never loads."""
+
+
+class PushRefusedError(UsageError, NotImplementedError):
+    """A bare model is never pushed on its own: tinyhub publishes runs, with their card and verification."""
 
 
 def clean_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -56,10 +62,9 @@ class TinyClassifier(
     nn.Module,
     PyTorchModelHubMixin,
     library_name="tinyhub",
-    tags=["image-classification", "mnist", "tinyhub"],
+    tags=["image-classification", "tinyhub"],
     license="mit",
     pipeline_tag="image-classification",
-    repo_url="https://github.com/tinyhub/tinyhub",
 ):
     """Common behaviour of every registered architecture.
 
@@ -120,7 +125,11 @@ class TinyClassifier(
         return sum(p.numel() for p in self.parameters())
 
     # ---- saving -------------------------------------------------------------------------------------
-    def save_pretrained(self, save_directory, *, config=None, **kwargs):
+    def save_pretrained(self, save_directory, *, config=None, push_to_hub: bool = False, **kwargs):
+        """Write config.json and model.safetensors into `save_directory`, and nothing else: the model card of a
+        published model is written by `tinyhub push` from the run's results, never a generic placeholder."""
+        if push_to_hub:
+            self.push_to_hub()
         config = dict(config if config is not None else (self._hub_mixin_config or {}))
         # Families take the shared arguments through **common, so the mixin only records those passed
         # explicitly: write the full set from the instance so config.json always describes the model.
@@ -134,7 +143,21 @@ class TinyClassifier(
             id2label=self.id2label,
             num_parameters=self.num_parameters(),
         )
-        return super().save_pretrained(save_directory, config=config, **kwargs)
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        self._save_pretrained(save_directory)
+        target = save_directory / CONFIG_NAME
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(json.dumps(config, sort_keys=True, indent=2))
+        os.replace(tmp, target)
+        return None
+
+    def push_to_hub(self, *args, **kwargs):
+        raise PushRefusedError(
+            "tinyhub models are published from their run, with the generated model card, the results and a "
+            "verification of what the Hub serves: `tinyhub push RUN_DIR --repo-id NAMESPACE/NAME`. For a model "
+            "built by hand, save_pretrained(folder) and upload that folder with huggingface_hub.upload_folder."
+        )
 
     def _save_pretrained(self, save_directory: Path) -> None:
         state = clean_state_dict(unwrap_model(self).state_dict())

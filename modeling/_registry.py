@@ -5,15 +5,17 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from tinyhub.errors import UsageError
+
 from ._base import TinyClassifier
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(UsageError, KeyError):
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
 
 
-class ParameterBudgetError(ValueError):
+class ParameterBudgetError(UsageError, ValueError):
     """A model has more parameters than its declared budget."""
 
 

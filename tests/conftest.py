@@ -70,7 +70,19 @@ def _isolated_caches(tmp_path_factory):
         os.environ["TINYHUB_CACHE"] = old
 
 
+#: The installed `tinyhub` command of the environment running the tests (its console-script entry point).
+TINYHUB = str(Path(sys.executable).with_name("tinyhub"))
+
+
+def run_cli(*args: str, env_extra: dict | None = None, timeout: int = 300, cwd: Path | None = None):
+    """`tinyhub <args>` through the installed entry point, as a user runs it."""
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([TINYHUB, *args], cwd=cwd or REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def run_script(*args: str, env_extra: dict | None = None, timeout: int = 300, launcher: list[str] | None = None):
+    """scripts/<args[0]>, the thin wrappers kept for `accelerate launch scripts/train.py` and torchrun."""
     env = {**os.environ, **(env_extra or {})}
     cmd = (launcher or [sys.executable]) + [str(REPO / "scripts" / args[0]), *args[1:]]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
@@ -86,7 +98,7 @@ FAST = [
 @pytest.fixture(scope="session")
 def tiny_runs(mnist_dir, tmp_path_factory):
     """Two finished runs of the same small recipe (seeds 0 and 1) in one runs folder."""
-    import trainer
+    from tinyhub import trainer
 
     root = tmp_path_factory.mktemp("tiny-runs")
     runs = []
@@ -107,10 +119,9 @@ def hub():
 
 
 def hub_client(hub, tmp_path, *args, token="hf_test_token", offline=False, code=None, timeout=300):
-    """Run scripts/<args[0]> (or `python -c code`) against the local Hub in a fresh process: HF_ENDPOINT and
+    """Run `tinyhub <args>` (or `python -c code`) against the local Hub in a fresh process: HF_ENDPOINT and
     HF_HUB_DISABLE_XET must be set before huggingface_hub is imported."""
     env = hub.client_env(tmp_path / "hf_home", token=token, offline=offline)
     env["TINYHUB_CACHE"] = os.environ.get("TINYHUB_CACHE", "")
-    cmd = [sys.executable, "-c", code] if code is not None else [sys.executable, str(REPO / "scripts" / args[0]),
-                                                                 *args[1:]]
+    cmd = [sys.executable, "-c", code] if code is not None else [TINYHUB, *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from trainer.augment import AugmentConfig, augment_batch, make_generator
+from tinyhub.trainer.augment import AugmentConfig, augment_batch, make_generator
 
 
 def _digit_batch(n=16):

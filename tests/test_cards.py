@@ -7,10 +7,10 @@ import pytest
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-import cards
-from cards.card import BEGIN, END
-from conftest import is_real_mnist, run_script
-from cards.publish import UPLOADED
+from tinyhub import cards
+from tinyhub.cards.card import BEGIN, END
+from conftest import is_real_mnist, run_cli
+from tinyhub.cards.publish import UPLOADED
 
 
 def test_card_numbers_come_from_results(tiny_runs, mnist_dir):
@@ -21,8 +21,9 @@ def test_card_numbers_come_from_results(tiny_runs, mnist_dir):
     data = parsed.data.to_dict()
     assert data["library_name"] == "tinyhub" and data["license"] == "mit"
     assert data["pipeline_tag"] == "image-classification"
-    assert {"image-classification", "mnist", "opt6k", "6k-params"} <= set(data["tags"])
     dataset = "ylecun/mnist" if is_real_mnist(mnist_dir) else "synthetic-digits"
+    assert {"image-classification", "tinyhub", "opt6k", "6k-params"} <= set(data["tags"])
+    assert ("mnist" in data["tags"]) == (dataset == "ylecun/mnist")  # MNIST's tag only for MNIST
     assert data["datasets"] == [dataset]
     _, evals = model_index_to_eval_results(data["model-index"])
     assert evals[0].metric_value == round(results["final"]["test_accuracy"], 4)
@@ -31,13 +32,21 @@ def test_card_numbers_come_from_results(tiny_runs, mnist_dir):
     text = parsed.text
     assert f"{results['final']['test_accuracy']:.2f}%" in text
     assert "| Parameters | 6,132 |" in text
-    assert 'modeling.from_pretrained("me/opt6k-mnist", revision="v1")' in text
+    assert "pip install tinyhub\n" in text and "import tinyhub\n" in text
+    assert 'tinyhub.from_pretrained("me/opt6k-mnist", revision="v1")' in text
+    assert "import modeling" not in text and "github.com" not in text  # no address nobody confirmed
     assert text.count("\n| 1 | ") == 1 and "\n| 2 | " in text  # one row per epoch
     assert "| **total** | | | **6,132** |" in text  # architecture table from modeling.summary
     assert "| rotation (degrees, ±) | 8.0 |" in text  # the recipe's exact augmentation
     assert results["git"]["commit"] is None or results["git"]["commit"][:7] in text
     assert ("LeCun" in text or dataset != "ylecun/mnist") and "seed 004" in text  # credits: data and design
-    assert "scripts/train.py" in text and "run.dir=" not in text  # reproduce command
+    if dataset == "ylecun/mnist":  # trained from the local IDX files: credited to them, not to the Hub copy
+        assert "from the original IDX files" in text and "Hugging Face dataset" not in text
+    # the reproduce command: the installed CLI, the run's overrides, no path of the machine that trained
+    command = text.split("### Reproduce\n\n```bash\n")[1].split("\n```")[0]
+    assert command.startswith("tinyhub train ") and "model=opt6k" in command and "seed=0" in command
+    assert "run.dir=" not in command and "data.dir" not in command and "/" not in command
+    assert "| | |\n|---|---|" not in text and "| property | value |" in text  # no empty header row
 
 
 def test_multi_seed_card_reports_mean_std_n(tiny_runs):
@@ -91,7 +100,7 @@ def test_unfinished_run_is_refused(tiny_runs, tmp_path):
 
 def test_dry_run_writes_exactly_the_upload_folder(tiny_runs, tmp_path):
     out = tmp_path / "upload"
-    r = run_script("push.py", str(tiny_runs[0]), "--repo-id", "me/opt6k", "--dry-run", str(out),
+    r = run_cli("push", str(tiny_runs[0]), "--repo-id", "me/opt6k", "--dry-run", str(out),
                    env_extra={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": ""})
     assert r.returncode == 0, r.stderr
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
@@ -99,7 +108,7 @@ def test_dry_run_writes_exactly_the_upload_folder(tiny_runs, tmp_path):
     assert (out / "model.safetensors").read_bytes() == (tiny_runs[0] / "model" / "model.safetensors").read_bytes()
     cards.validate_card((out / "README.md").read_text())
     # Same run, same bytes: images carry no timestamps, so an unchanged run uploads nothing new.
-    r2 = run_script("push.py", str(tiny_runs[0]), "--repo-id", "me/opt6k", "--dry-run", str(tmp_path / "again"))
+    r2 = run_cli("push", str(tiny_runs[0]), "--repo-id", "me/opt6k", "--dry-run", str(tmp_path / "again"))
     assert r2.returncode == 0
     for f in files:
         assert (out / f).read_bytes() == (tmp_path / "again" / f).read_bytes(), f
@@ -107,21 +116,21 @@ def test_dry_run_writes_exactly_the_upload_folder(tiny_runs, tmp_path):
 
 @pytest.mark.parametrize("repo_id", ["no-namespace", "me/bad name", "a/b/c", "me/--x"])
 def test_invalid_repo_id_is_refused_before_anything(tiny_runs, repo_id):
-    r = run_script("push.py", str(tiny_runs[0]), "--repo-id", repo_id, env_extra={"HF_TOKEN": "x"})
+    r = run_cli("push", str(tiny_runs[0]), "--repo-id", repo_id, env_extra={"HF_TOKEN": "x"})
     assert r.returncode == 2 and "repo-id" in r.stderr
 
 
 def test_missing_token_is_refused_before_any_upload(tiny_runs, tmp_path):
-    r = run_script("push.py", str(tiny_runs[0]), "--repo-id", "me/opt6k",
-                   env_extra={"HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"})
-    assert r.returncode == 2 and "No Hugging Face token" in r.stderr
+    r = run_cli("push", str(tiny_runs[0]), "--repo-id", "me/opt6k",
+                env_extra={"HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert r.returncode == 1 and "No Hugging Face token" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_card_includes_per_class_accuracy_from_evaluate(tiny_runs, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_runs[0], run)
     assert "Per class" not in cards.build_card(run, repo_id="me/x").text
-    r = run_script("evaluate.py", str(run), "--cpu")
+    r = run_cli("evaluate", str(run), "--cpu")
     assert r.returncode == 0, r.stderr[-2000:]
     ev = json.loads((run / "eval" / "eval_test.json").read_text())
     text = cards.build_card(run, repo_id="me/x").text

@@ -7,8 +7,8 @@ import time
 import pytest
 import torch
 
-from trainer import DataError, load_dataset_splits
-from trainer import data as data_mod
+from tinyhub.trainer import DataError, load_dataset_splits
+from tinyhub.trainer import data as data_mod
 from conftest import is_real_mnist
 
 
@@ -106,7 +106,7 @@ def test_offline_without_local_data_explains_how_to_point_at_files(tmp_path, mon
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("TINYHUB_DATA_DIR", raising=False)
-    with pytest.raises(DataError, match=r"data.dir=/path/to/mnist"):
+    with pytest.raises(DataError, match=r"--data-dir /path/to/mnist"):
         load_dataset_splits(source="auto", dataset="ylecun/mnist", cache_dir=str(tmp_path))
 
 

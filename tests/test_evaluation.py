@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, hub_client, run_script
+from conftest import REPO, hub_client, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 PROBE = ("<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
@@ -16,7 +16,7 @@ PROBE = ("<script>window.addEventListener('load', () => { const imgs = [...docum
 
 
 def _eval(*args, **kw):
-    return run_script("evaluate.py", *args, "--cpu", **kw)
+    return run_cli("evaluate", *args, "--cpu", **kw)
 
 
 def _saved(path):
@@ -66,24 +66,25 @@ def test_tta_and_two_processes_count_every_image_once(tiny_runs, tmp_path):
 
 
 def test_missing_and_corrupt_models_are_clear_errors(tiny_runs, tmp_path):
+    # Missing or unreadable files are run-time failures (exit 1), reported in one line without a traceback.
     r = _eval(str(tmp_path / "nope" / "model"))
-    assert r.returncode == 2 and "does not exist" in r.stderr
+    assert r.returncode == 1 and "does not exist" in r.stderr and "Traceback" not in r.stderr
     broken = tmp_path / "broken"
     shutil.copytree(tiny_runs[0] / "model", broken)
     (broken / "model.safetensors").write_bytes(b"\x00" * 40)
     r = _eval(str(broken))
-    assert r.returncode == 2 and "cannot load the model" in r.stderr
+    assert r.returncode == 1 and "cannot load the model" in r.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     r = _eval(str(empty))
-    assert r.returncode == 2 and "neither a tinyhub run" in r.stderr
+    assert r.returncode == 1 and "neither a tinyhub run" in r.stderr
 
 
 def test_pushed_model_re_evaluates_to_its_card(hub, tiny_runs, mnist_dir, tmp_path):
     repo = "tester/evaluated"
-    assert hub_client(hub, tmp_path, "push.py", str(tiny_runs[0]), "--repo-id", repo, "--tag", "v1").returncode == 0
+    assert hub_client(hub, tmp_path, "push", str(tiny_runs[0]), "--repo-id", repo, "--tag", "v1").returncode == 0
     readme = hub.read_file(repo, "README.md", "v1").decode()
-    r = hub_client(hub, tmp_path, "evaluate.py", f"{repo}@v1", "--data-dir", str(mnist_dir), "--cpu",
+    r = hub_client(hub, tmp_path, "evaluate", f"{repo}@v1", "--data-dir", str(mnist_dir), "--cpu",
                    "--output-dir", str(tmp_path / "ev"))
     assert r.returncode == 0, r.stderr[-2000:]
     ev = _saved(tmp_path / "ev" / "eval_test.json")
@@ -118,7 +119,7 @@ def test_html_report_renders_in_chromium(tiny_runs, tmp_path):
 
 
 def test_compare_two_runs(tiny_runs, tmp_path):
-    r = run_script("compare.py", str(tiny_runs[0]), str(tiny_runs[1].parent / "opt6k-s*"), "--out",
+    r = run_cli("compare", str(tiny_runs[0]), str(tiny_runs[1].parent / "opt6k-s*"), "--out",
                    str(tmp_path / "cmp"))
     assert r.returncode == 0, r.stderr[-2000:]
     md = (tmp_path / "cmp" / "comparison.md").read_text().splitlines()
@@ -129,5 +130,5 @@ def test_compare_two_runs(tiny_runs, tmp_path):
     assert f"| {acc[0]:.2f} |" in md[2] and f"| {acc[1]:.2f} |" in "\n".join(md)
     dom = _render(tmp_path / "cmp" / "comparison.html", tmp_path)
     assert 'data-images-ok="1/1"' in dom and "opt6k-s1" in dom
-    bad = run_script("compare.py", str(tmp_path / "missing"))
+    bad = run_cli("compare", str(tmp_path / "missing"))
     assert bad.returncode == 2 and "not a finished run" in bad.stderr

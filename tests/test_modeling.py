@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import modeling
+from tinyhub import modeling
 
 EXPECTED_PARAMS = {
     "efficient": 19_578,

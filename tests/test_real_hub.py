@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import REPO
+from conftest import TINYHUB
 
 TOKEN = os.environ.get("TINYHUB_REAL_HUB_TOKEN")
 pytestmark = pytest.mark.skipif(not TOKEN, reason="opt-in: set TINYHUB_REAL_HUB_TOKEN to test against the real Hub")
@@ -30,10 +30,10 @@ def test_push_and_load_on_the_real_hub(tiny_runs, tmp_path):
         pytest.skip(f"the real Hub is not reachable from here: {who.stderr.strip()[-200:]}")
     repo = f"{who.stdout.strip()}/tinyhub-test-{uuid.uuid4().hex[:8]}"
     try:
-        r = subprocess.run([sys.executable, str(REPO / "scripts" / "push.py"), str(tiny_runs[0]), "--repo-id", repo,
+        r = subprocess.run([TINYHUB, "push", str(tiny_runs[0]), "--repo-id", repo,
                             "--private", "--tag", "v1"], env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
-        code = (f"import modeling; m = modeling.from_pretrained({repo!r}, revision='v1'); "
+        code = (f"import tinyhub; m = tinyhub.from_pretrained({repo!r}, revision='v1'); "
                 "print(m.num_parameters())")
         load = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
         expected = json.loads((tiny_runs[0] / "results.json").read_text())["parameters"]

@@ -4,11 +4,11 @@ import json
 import re
 from pathlib import Path
 
-from conftest import run_script
+from conftest import run_cli
 
 
 def test_bench_quick_prints_side_by_side_figures(mnist_dir):
-    r = run_script("bench.py", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), timeout=600)
+    r = run_cli("bench", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     seeds = re.search(r"seeds' pipeline \(DataLoader \+ PIL\)\s+([\d,]+)\s+([\d.]+)\s+1\.00x", r.stdout)
     ours = re.search(r"\ntinyhub\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)x", r.stdout)
@@ -19,7 +19,7 @@ def test_bench_quick_prints_side_by_side_figures(mnist_dir):
 def test_bench_times_the_recipe_model_and_settings(mnist_dir):
     # minimobilenet's recipe: no dropout, batch 256, channels_last -- the bench builds that model on both sides
     # and adds a row for the step exactly as the recipe trains it.
-    r = run_script("bench.py", "--quick", "--model", "minimobilenet", "--data-dir", str(mnist_dir), timeout=600)
+    r = run_cli("bench", "--quick", "--model", "minimobilenet", "--data-dir", str(mnist_dir), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "'dropout': 0.0" in r.stdout and "3,114 params" in r.stdout
     assert re.search(r"tinyhub as the recipe trains \(channels_last=True, batch_size=256\)\s+[\d,]+\s+[\d.]+\s+[\d.]+x",
@@ -29,23 +29,23 @@ def test_bench_times_the_recipe_model_and_settings(mnist_dir):
 def test_bench_takes_recipe_overrides(mnist_dir):
     # A candidate recipe is timed before it is adopted: the override reaches the model on both sides and the
     # recipe row; a misspelt key stops with a clear error instead of timing the unchanged recipe.
-    r = run_script("bench.py", "--quick", "--model", "minimobilenet", "--data-dir", str(mnist_dir),
+    r = run_cli("bench", "--quick", "--model", "minimobilenet", "--data-dir", str(mnist_dir),
                    "model.dropout=0.1", "data.batch_size=128", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "'dropout': 0.1" in r.stdout
     assert re.search(r"tinyhub as the recipe trains \(channels_last=True\)\s+[\d,]+", r.stdout), r.stdout
-    bad = run_script("bench.py", "--quick", "--model", "minimobilenet", "--data-dir", str(mnist_dir),
+    bad = run_cli("bench", "--quick", "--model", "minimobilenet", "--data-dir", str(mnist_dir),
                      "model.dropuot=0", timeout=600)
     assert bad.returncode == 2
     assert "bad recipe override" in bad.stderr and "model.dropuot" in bad.stderr
 
 
 def test_bench_time_to_target(tiny_runs, mnist_dir):
-    r = run_script("bench.py", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), "--time-to-target",
+    r = run_cli("bench", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), "--time-to-target",
                    str(tiny_runs[0]), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "opt6k: target 99.4% not reached in 2 epochs" in r.stdout
-    missing = run_script("bench.py", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), "--time-to-target",
+    missing = run_cli("bench", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), "--time-to-target",
                          str(tiny_runs[0]), str(tiny_runs[0] / "no-such-run"), timeout=600)
     assert missing.returncode == 2
     assert "needs finished run directories" in missing.stderr and "no-such-run" in missing.stderr
@@ -55,7 +55,7 @@ def test_bench_time_to_target(tiny_runs, mnist_dir):
 def test_reproduce_records_runs_and_writes_tables(tiny_runs, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:begin -->\nold\n<!-- results:end -->\nrest\n")
-    r = run_script("reproduce.py", "--models", "opt6k", "--seeds", "0", "1", "--runs-dir", str(tiny_runs[0].parent),
+    r = run_cli("reproduce", "--models", "opt6k", "--seeds", "0", "1", "--runs-dir", str(tiny_runs[0].parent),
                    "--out", str(tmp_path / "results"), "--results-md", str(tmp_path / "RESULTS.md"),
                    "--readme", str(readme))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -75,10 +75,10 @@ def test_reproduce_rerun_retrains_a_recorded_seed_and_compares(tiny_runs, tmp_pa
 
     common = ["--models", "opt6k", "--seeds", "0", "--out", str(tmp_path / "results"),
               "--results-md", str(tmp_path / "RESULTS.md"), "--readme", str(tmp_path / "README.md")]
-    r = run_script("reproduce.py", *common, "--runs-dir", str(tiny_runs[0].parent))  # records seed 0
+    r = run_cli("reproduce", *common, "--runs-dir", str(tiny_runs[0].parent))  # records seed 0
     assert r.returncode == 0, r.stderr[-3000:]
     runs_dir = tmp_path / "runs" / "reproduce"
-    r = run_script("reproduce.py", *common, "--runs-dir", str(runs_dir), "--rerun", *FAST, "training.epochs=2",
+    r = run_cli("reproduce", *common, "--runs-dir", str(runs_dir), "--rerun", *FAST, "training.epochs=2",
                    "data.subset=1000", f"data.dir={mnist_dir}", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     recorded = json.loads((tiny_runs[0] / "results.json").read_text())["final"]["test_accuracy"]
@@ -101,7 +101,7 @@ def test_results_table_compares_the_exact_mean_with_the_target(tmp_path):
             out = tmp_path / "results" / "opt6k" / f"seed_{seed}.json"
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(rec))
-        r = run_script("reproduce.py", "--table-only", "--out", str(tmp_path / "results"),
+        r = run_cli("reproduce", "--table-only", "--out", str(tmp_path / "results"),
                        "--results-md", str(tmp_path / "RESULTS.md"), "--readme", str(tmp_path / "README.md"))
         assert r.returncode == 0, r.stderr[-3000:]
         return next(line for line in r.stdout.splitlines() if line.startswith("| opt6k"))

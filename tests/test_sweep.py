@@ -10,9 +10,9 @@ import sys
 import pytest
 import yaml
 
-import trainer
-from trainer import sweep
-from conftest import REPO, run_script
+from tinyhub import trainer
+from tinyhub.trainer import sweep
+from conftest import REPO, run_cli
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray[tune] (tinyhub[hpo])")
 
@@ -33,8 +33,8 @@ def asha_sweep(mnist_dir, tmp_path_factory):
     learn anything (ASHA stops it after epoch 1) and an invalid one (the trial fails). Batch size and rotation are
     sampled."""
     out = tmp_path_factory.mktemp("sweeps") / "asha"
-    r = run_script(
-        "sweep.py", *SMALL, f"data.dir={mnist_dir}", "data.subset=1000", "hpo.val_size=500", "training.epochs=2",
+    r = run_cli(
+        "sweep", *SMALL, f"data.dir={mnist_dir}", "data.subset=1000", "hpo.val_size=500", "training.epochs=2",
         "hpo.num_samples=1", "hpo.seed=0",
         "hpo.max_concurrent=1", "hpo.scheduler.grace_period=1", "hpo.scheduler.reduction_factor=2", f"hpo.dir={out}",
         "~hpo.space",
@@ -96,11 +96,11 @@ def test_selection_is_on_validation_never_test(monkeypatch, tmp_path):
 
 def test_cli_refuses_an_invalid_sweep_without_starting_anything(tmp_path):
     out = tmp_path / "never"
-    r = run_script("sweep.py", "hpo.space.lr.type=normal", f"hpo.dir={out}", env_extra=RAY_ENV, timeout=120)
+    r = run_cli("sweep", "hpo.space.lr.type=normal", f"hpo.dir={out}", env_extra=RAY_ENV, timeout=120)
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
     assert "error: hpo.space.lr: unknown type 'normal'" in r.stderr
     assert "Started a local Ray instance" not in r.stdout + r.stderr and not out.exists()
-    r = run_script("sweep.py", "hpo.val_size=0", f"hpo.dir={out}", env_extra=RAY_ENV, timeout=120)
+    r = run_cli("sweep", "hpo.val_size=0", f"hpo.dir={out}", env_extra=RAY_ENV, timeout=120)
     assert r.returncode == 2 and "never chooses on the test split" in r.stderr and not out.exists()
 
 
@@ -151,7 +151,7 @@ def test_tune_space_matches_the_config(tmp_path):
 
 def test_importing_trainer_never_needs_ray():
     code = ("import sys; sys.modules['ray'] = None\n"
-            "import trainer, trainer.sweep\n"
+            "import tinyhub.trainer, tinyhub.trainer.sweep\n"
             "print('ok')")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
@@ -225,7 +225,7 @@ def test_test_split_never_reaches_tune(asha_sweep):
 def test_best_recipe_trains_with_train_py(asha_sweep, tmp_path):
     out = asha_sweep[0]
     run = tmp_path / "best"
-    r = run_script("train.py", "--config-dir", str(out), "--config-name", "best_recipe", "training.epochs=1",
+    r = run_cli("train", "--config-dir", str(out), "--config-name", "best_recipe", "training.epochs=1",
                    "data.subset=300", "report_to=none", f"run.dir={run}")
     assert r.returncode == 0, r.stderr[-3000:]
     results = json.loads((run / "results.json").read_text())
@@ -238,7 +238,7 @@ def test_wandb_offline_optuna_sweep_writes_a_run(mnist_dir, tmp_path):
     pytest.importorskip("wandb")
     pytest.importorskip("optuna")
     out = tmp_path / "wb"
-    r = run_script("sweep.py", *SMALL, f"data.dir={mnist_dir}", "data.subset=400", "hpo.val_size=300",
+    r = run_cli("sweep", *SMALL, f"data.dir={mnist_dir}", "data.subset=400", "hpo.val_size=300",
                    "training.epochs=1", "hpo.num_samples=1", "hpo.search=optuna", "hpo.seed=0", "hpo.wandb=true",
                    "hpo.scheduler.name=none", f"hpo.dir={out}",
                    env_extra={**RAY_ENV, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}, timeout=600)

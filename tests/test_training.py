@@ -11,10 +11,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-import modeling
-import trainer
-from trainer import checkpoint as ckpt
-from conftest import FAST, REPO, run_script
+from tinyhub import modeling
+from tinyhub import trainer
+from tinyhub.trainer import checkpoint as ckpt
+from conftest import FAST, REPO, run_cli, run_script
 
 
 def _train(mnist_dir, tmp_path, *overrides, name="run"):
@@ -99,7 +99,7 @@ def test_hydra_overrides_and_custom_recipe(mnist_dir, tmp_path):
     cfg = trainer.load_config(["data.batch_size=32"], config_name="my_recipe", config_dir=recipes)
     assert cfg.model.name == "net24k" and cfg.training.epochs == 1 and cfg.data.batch_size == 32
     assert cfg.recipe.target_accuracy == 98.5  # the packaged net24k recipe underneath
-    r = run_script("train.py", "--config-dir", str(recipes), "--config-name", "my_recipe", *FAST,
+    r = run_cli("train", "--config-dir", str(recipes), "--config-name", "my_recipe", *FAST,
                    f"data.dir={mnist_dir}", "data.subset=300", f"run.dir={tmp_path / 'cli'}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "cli" / "results.json").read_text())["model"] == "net24k"
@@ -143,7 +143,7 @@ def test_predict_builds_no_autograd_graph():
     # Evaluation runs every epoch; tracking gradients there would cost time and memory for nothing.
     from accelerate import Accelerator
 
-    from trainer.evaluation import predict
+    from tinyhub.trainer.evaluation import predict
 
     model = modeling.create_model("opt6k")
     images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
@@ -157,9 +157,10 @@ def test_over_budget_model_is_refused(mnist_dir, tmp_path):
 
 
 def test_cli_bad_data_dir_exits_cleanly_without_run_dir(tmp_path):
-    r = run_script("train.py", f"data.dir={tmp_path / 'nope'}", f"run.dir={tmp_path / 'run'}", *FAST)
-    assert r.returncode == 2, r.stderr
-    assert "is not a directory" in r.stderr and "data.dir=/path/to/mnist" in r.stderr
+    r = run_cli("train", "--data-dir", str(tmp_path / "nope"), f"run.dir={tmp_path / 'run'}", *FAST)
+    assert r.returncode == 1, r.stderr  # a run-time failure (missing files), not a usage error
+    assert "is not a directory" in r.stderr and "--data-dir /path/to/mnist" in r.stderr
+    assert "Traceback" not in r.stderr
     assert not (tmp_path / "run").exists()
 
 
@@ -191,7 +192,7 @@ def test_accelerate_launch_works(mnist_dir, tmp_path):
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(mnist_dir, tmp_path):
     args = [*FAST, f"data.dir={mnist_dir}", "training.epochs=3", "training.deterministic=true",
             "data.subset=1500", "training.threads=1", "training.keep_checkpoints=5"]
-    full = run_script("train.py", *args, f"run.dir={tmp_path / 'full'}")
+    full = run_cli("train", *args, f"run.dir={tmp_path / 'full'}")
     assert full.returncode == 0, full.stderr[-3000:]
 
     killed_dir = tmp_path / "killed"
@@ -241,10 +242,15 @@ def test_tracker_choice_is_checked(mnist_dir, tmp_path, monkeypatch):
 
 
 def test_git_state_ignores_only_the_generated_results_files(monkeypatch):
-    from trainer import run_info
+    from tinyhub.trainer import run_info
+
+    checkout = str(REPO)
 
     def fake_run(args, **kw):
-        out = "abc123\n" if "rev-parse" in args else porcelain
+        if "--show-toplevel" in args:
+            out = checkout + "\n"
+        else:
+            out = "abc123\n" if "rev-parse" in args else porcelain
         return subprocess.CompletedProcess(args, 0, stdout=out, stderr="")
 
     monkeypatch.setattr(run_info.subprocess, "run", fake_run)
@@ -256,3 +262,6 @@ def test_git_state_ignores_only_the_generated_results_files(monkeypatch):
     assert run_info.git_state()["dirty"] is True  # a recipe edit changes what a run does
     porcelain = "M  results_extra.py\n"
     assert run_info.git_state()["dirty"] is True
+    # an installed copy inside some other repository does not report that repository's commit
+    checkout = "/somewhere/else"
+    assert run_info.git_state() == {"commit": None, "dirty": None, "changed_files": None}

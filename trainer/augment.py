@@ -13,6 +13,12 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from tinyhub.errors import UsageError
+
+
+class AugmentConfigError(UsageError, ValueError):
+    """The augment section asks for impossible parameters."""
+
 
 @dataclass
 class AugmentConfig:
@@ -42,7 +48,7 @@ class AugmentConfig:
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be a probability in [0, 1]")
         if problems:
-            raise ValueError("Invalid augmentation: " + "; ".join(problems))
+            raise AugmentConfigError("Invalid augmentation: " + "; ".join(problems))
 
     @property
     def uses_affine(self) -> bool:

@@ -1,4 +1,4 @@
-"""Compose a training configuration in Python, exactly as `scripts/train.py` would from the command line."""
+"""Compose a training configuration in Python, exactly as `tinyhub train` would from the command line."""
 
 from __future__ import annotations
 
@@ -19,8 +19,79 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = 
     overrides = list(overrides)
     if config_dir is not None:
         ctx = initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base=None)
-        overrides.append("hydra.searchpath=[pkg://trainer.recipes]")
+        overrides.append("hydra.searchpath=[pkg://tinyhub.trainer.recipes]")
     else:
-        ctx = initialize_config_module("trainer.recipes", version_base=None)
+        ctx = initialize_config_module("tinyhub.trainer.recipes", version_base=None)
     with ctx:
         return compose(config_name=config_name, overrides=overrides)
+
+
+def model_group(model_name: str) -> str | None:
+    """The packaged recipe (trainer/recipes/model/<name>.yaml) of a model, if it has one."""
+    from . import recipes
+
+    folder = Path(recipes.__file__).resolve().parent / "model"
+    return model_name if (folder / f"{model_name}.yaml").is_file() else None
+
+
+def compose_baseline(group: str | None) -> dict:
+    """train.yaml + model/<group>.yaml, composed by Hydra exactly as a recipe's defaults list would be."""
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    overrides = [f"model={group}"] if group else []
+    if GlobalHydra.instance().is_initialized():  # inside @hydra.main (tinyhub train/sweep): reuse its search path
+        from hydra import compose
+
+        cfg = compose(config_name="train", overrides=overrides)
+    else:
+        cfg = load_config(overrides)
+    out = OmegaConf.to_container(cfg, resolve=True)
+    out.pop("hydra", None)
+    return out
+
+
+#: Keys that say where this machine keeps things or how it printed, not what was trained.
+MACHINE_KEYS = ("run", "progress", "data.dir", "data.cache_dir", "training.threads", "training.resume", "hydra")
+
+
+def recipe_overrides(cfg: dict) -> list[str]:
+    """The Hydra overrides that turn the packaged recipe of `cfg`'s model into `cfg`, machine paths left out:
+    `tinyhub train model=<name> <these>` trains the same recipe anywhere."""
+    name = cfg["model"]["name"]
+    group = model_group(name)
+    baseline = compose_baseline(group)
+    out = [f"model={group}" if group else f"model.name={name}", f"seed={cfg['seed']}"]  # always said
+
+    def walk(prefix: str, ours, base) -> None:
+        for key in sorted(set(ours) | set(base)):
+            dotted = f"{prefix}{key}"
+            if dotted in MACHINE_KEYS or dotted in ("model.name", "seed"):
+                continue
+            if key not in ours:
+                out.append(f"~{dotted}")
+            elif isinstance(ours[key], dict) and isinstance(base.get(key), dict):
+                walk(dotted + ".", ours[key], base[key])
+            elif key not in base:
+                out.append(f"+{dotted}={_hydra_value(ours[key])}")
+            elif ours[key] != base[key]:
+                out.append(f"{dotted}={_hydra_value(ours[key])}")
+
+    walk("", {k: v for k, v in cfg.items() if k != "hydra"}, baseline)
+    return out
+
+
+def _hydra_value(value) -> str:
+    import json
+
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, str) and not value.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        return json.dumps(value)
+    return str(value)

@@ -1,7 +1,7 @@
 """Datasets as whole uint8 tensors: local IDX files or a Hub dataset, decoded once and cached.
 
 The training loop never sees a DataLoader: `load_dataset_splits` returns uint8 tensors that the engine moves to
-the accelerator device in one piece, and `epoch_batches` yields index batches of a seeded permutation.
+the accelerator device in one piece, and `shard_batches` yields index batches of a seeded permutation.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from tinyhub.errors import TinyhubError
 
 # The canonical MNIST files (LeCun, Cortes, Burges), compressed and raw.
 MNIST_SHA256 = {
@@ -37,11 +39,11 @@ IDX_STEMS = {
 CACHE_FORMAT = 1
 OFFLINE_HINT = (
     "To train offline, point tinyhub at the four MNIST IDX files (.gz or raw): "
-    "`python scripts/train.py data.dir=/path/to/mnist` (or set TINYHUB_DATA_DIR)."
+    "pass --data-dir /path/to/mnist to the command (every tinyhub command takes it), or set TINYHUB_DATA_DIR."
 )
 
 
-class DataError(RuntimeError):
+class DataError(TinyhubError, RuntimeError):
     """A dataset could not be found, read or verified. The message names the file and the fix."""
 
 
@@ -118,7 +120,7 @@ def _read_idx(path: Path, expect_ndim: int) -> torch.Tensor:
 
 def _local_files(data_dir: Path) -> dict[tuple[str, str], Path]:
     if not data_dir.is_dir():
-        raise DataError(f"data.dir={str(data_dir)!r} is not a directory. {OFFLINE_HINT}")
+        raise DataError(f"The data folder {str(data_dir)!r} is not a directory. {OFFLINE_HINT}")
     return {key: _find_idx_file(data_dir, stem) for key, stem in IDX_STEMS.items()}
 
 
@@ -252,7 +254,7 @@ def load_dataset_splits(
 
     if source == "local":
         if not dir:
-            raise DataError(f"data.source=local needs data.dir. {OFFLINE_HINT}")
+            raise DataError(f"data.source=local needs a data folder. {OFFLINE_HINT}")
         files = _local_files(Path(dir).expanduser())
         digests = {p: _sha256(p) for p in files.values()}
         canonical = _verify(files, digests, verify and name == "mnist")

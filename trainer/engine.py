@@ -6,9 +6,11 @@ writes; nothing here imports them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import sys
 import shutil
 import time
 from datetime import datetime
@@ -20,23 +22,29 @@ from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
 from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
 from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-import modeling
+from tinyhub import modeling
+from tinyhub.errors import UsageError
 
 from . import checkpoint as ckpt
 from .augment import AugmentConfig, augment_batch, make_generator
+from .config import recipe_overrides
 from .data import epoch_permutation, load_dataset_splits, shard_batches
 from .evaluation import predict
+from .logs import run_log
 from .report import write_run_report
-from .run_info import RESULTS_SCHEMA_VERSION, environment_info, git_state, write_json_atomic
+from .run_info import EXAMPLES_FILE, RESULTS_SCHEMA_VERSION, environment_info, git_state, write_json_atomic
 
 
-# Accelerate logs every checkpoint file at INFO; tinyhub prints its own one-line progress instead.
+# Accelerate logs every checkpoint file at INFO; tinyhub logs its own one-line progress instead.
 logging.getLogger("accelerate").setLevel(logging.WARNING)
+logger = logging.getLogger(__name__)
+N_EXAMPLES = 8  # test images saved beside every run (EXAMPLES_FILE), so a card's snippet has real input
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """The resolved configuration cannot be trained."""
 
 
@@ -153,6 +161,15 @@ def _check_tracker(report_to: str) -> None:
                               "(or `pip install tinyhub[tracking]`), or choose report_to=tensorboard|none.")
 
 
+def show_progress(setting) -> bool:
+    """progress=auto (the default) draws tqdm bars only on a terminal, so redirected logs stay clean."""
+    if isinstance(setting, str) and setting.lower() == "auto":
+        return sys.stderr.isatty()
+    if isinstance(setting, bool):
+        return setting
+    raise ConfigError(f"progress={setting!r}: choose auto, true or false.")
+
+
 def _hparams(cfg: dict) -> dict:
     """Flat scalar config for trackers."""
     flat = {}
@@ -175,11 +192,17 @@ def _hparams(cfg: dict) -> dict:
 # The loop
 # ---------------------------------------------------------------------------------------------------------
 def train(cfg: DictConfig | dict, on_epoch_end=None) -> Path:
-    """Train one recipe and return its run directory (model/, results.json, config.yaml, checkpoints/, logs).
+    """Train one recipe and return its run directory (model/, results.json, config.yaml, checkpoints/, logs,
+    train.log: every message the run logged).
 
     on_epoch_end(record): called on every process after each epoch with that epoch's metrics (the sweep reports
     them to Ray Tune this way); it may raise to stop the run.
     """
+    with contextlib.ExitStack() as run_scope:
+        return _train(cfg, on_epoch_end, run_scope)
+
+
+def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack) -> Path:
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
     t_start = time.perf_counter()
@@ -204,7 +227,8 @@ def train(cfg: DictConfig | dict, on_epoch_end=None) -> Path:
     )
     set_seed(seed, deterministic=bool(tr.get("deterministic", False)))
     main = accelerator.is_main_process
-    say = accelerator.print
+    progress = show_progress(cfg.get("progress", "auto"))
+    say = logger.info if main else (lambda *_: None)  # the main process speaks for the group
 
     # ---- data: the whole split on the device as uint8 ----
     with accelerator.main_process_first():  # one process decodes and caches, the others read the cache
@@ -228,6 +252,7 @@ def train(cfg: DictConfig | dict, on_epoch_end=None) -> Path:
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    run_scope.enter_context(run_log(run_dir / "train.log" if main else None))
     mean = torch.tensor(model.mean, device=accelerator.device).view(1, -1, 1, 1)
     std = torch.tensor(model.std, device=accelerator.device).view(1, -1, 1, 1)
 
@@ -287,7 +312,7 @@ def train(cfg: DictConfig | dict, on_epoch_end=None) -> Path:
         correct = torch.zeros((), device=accelerator.device, dtype=torch.long)
         seen = 0
         t0 = time.perf_counter()
-        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not (main and cfg.get("progress", True)),
+        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not (main and progress),
                    leave=False, dynamic_ncols=True)
         for step, idx in enumerate(bar):
             x = augment_batch(data.train_images[idx].float() / 255.0, aug, gen)
@@ -392,6 +417,7 @@ def train(cfg: DictConfig | dict, on_epoch_end=None) -> Path:
             },
             "epochs": history,
             "recipe": cfg,
+            "overrides": recipe_overrides(cfg),  # `tinyhub train <these>` trains this recipe on any machine
             "augmentation": aug.describe(),
             "data": splits.source,
             "seed": seed,
@@ -408,13 +434,16 @@ def train(cfg: DictConfig | dict, on_epoch_end=None) -> Path:
             **environment_info(accelerator.device),
             "git": git_at_start,
         }
+        save_file({"images": data.test_images[:N_EXAMPLES].cpu().contiguous(),
+                   "labels": data.test_labels[:N_EXAMPLES].cpu().contiguous()}, str(run_dir / EXAMPLES_FILE))
         write_run_report(run_dir, results)  # PNGs for the card and report.html, before results.json marks it done
         write_json_atomic(run_dir / "results.json", results)
     if report_to != "none":
         accelerator.end_training()
     say(
         f"\nDone: {name} ({summary.total_params:,} params) | final test accuracy {test_result['accuracy']:.2f}% "
-        f"({test_result['correct']}/{test_result['total']}) after {history[-1]['epoch']} epochs | "
+        f"({test_result['correct']}/{test_result['total']}) after {history[-1]['epoch']} "
+        f"epoch{'' if history[-1]['epoch'] == 1 else 's'} | "
         f"{wall:.1f}s wall\n  model:   {run_dir / 'model'}\n  metrics: {run_dir / 'results.json'}"
     )
     return run_dir

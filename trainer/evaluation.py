@@ -14,14 +14,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import modeling
+from tinyhub import modeling
+from tinyhub.errors import TinyhubError
 
 METRICS_DIR = Path(__file__).parent / "metrics"
 # Test-time augmentation: the image itself and one-pixel shifts in the four directions.
 TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(TinyhubError, RuntimeError):
     """The model or data to evaluate could not be found or read. The message says which and how to fix it."""
 
 
@@ -122,7 +123,7 @@ def resolve_model(spec: str) -> ModelSource:
 
 
 def load_model(source: ModelSource):
-    import modeling
+    from tinyhub import modeling
     from huggingface_hub.errors import HfHubHTTPError
     from safetensors import SafetensorError
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 
-# results.json schema. Bump on any incompatible change; RESULTS.md in docs/ describes every field.
+# results.json schema. Bump on any incompatible change; the README's section 'The run directory' describes the fields.
 RESULTS_SCHEMA_VERSION = 1
+#: Beside results.json in every run: a few test images (uint8) and labels, which the model card's snippet loads.
+EXAMPLES_FILE = "examples.safetensors"
 _LIBRARIES = ("tinyhub", "torch", "accelerate", "huggingface_hub", "safetensors", "datasets", "hydra-core", "numpy")
 
 
@@ -44,7 +46,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-#: Files scripts/reproduce.py rewrites while other runs are training; they cannot change what a run does.
+#: Files `tinyhub reproduce` rewrites while other runs are training; they cannot change what a run does.
 GENERATED_PATHS = ("README.md", "RESULTS.md", "results/")
 
 
@@ -58,6 +60,11 @@ def git_state() -> dict:
     All None outside a git checkout."""
     repo = Path(__file__).resolve().parent.parent
     try:
+        # Only tinyhub's own checkout counts: an installed copy may sit inside some other repository.
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=repo, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        if Path(top).resolve() != repo:
+            raise subprocess.SubprocessError("not tinyhub's own checkout")
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,

@@ -6,13 +6,13 @@
 `prepare_sweep` checks everything it can (search space, metric, validation split, scheduler, resources, sweep
 folder) without Ray, so a bad sweep fails before a cluster is touched. `run_sweep` starts or joins Ray, runs one
 Tune trial per sampled configuration -- each trial is `trainer.train(cfg, on_epoch_end=...)`, the same function
-`scripts/train.py` runs, reporting validation metrics per epoch so ASHA can stop weak trials -- and writes into
+`tinyhub train` runs, reporting validation metrics per epoch so ASHA can stop weak trials -- and writes into
 the sweep folder:
 
     results.md / results.csv / results.json   one row per trial: sampled values, best validation metric, epochs
                                               run, stopped early or not, status (ERROR rows for failed trials)
     best_recipe.yaml                          the best configuration as a recipe:
-                                              python scripts/train.py --config-dir SWEEP --config-name best_recipe
+                                              tinyhub train --config-dir SWEEP --config-name best_recipe
     report.md                                 what was searched, how, and what won
     sweep_config.yaml                         the resolved configuration the sweep ran with
     trials/<trial id>/                        each trial's run directory (config.yaml, checkpoints, results.json)
@@ -30,6 +30,7 @@ import difflib
 import importlib.util
 import io
 import json
+import logging
 import math
 import numbers
 import os
@@ -40,10 +41,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from .config import compose_baseline as _compose_baseline
+from .config import model_group as _model_group
 from .engine import ConfigError
 from .run_info import write_json_atomic
 
 SWEEP_SCHEMA_VERSION = 1
+logger = logging.getLogger(__name__)
 
 #: Parameter types of `hpo.space` and the fields each one takes.
 SPACE_TYPES = {
@@ -335,31 +339,6 @@ def forwarded_env(extra: dict | None = None) -> dict[str, str]:
     return env
 
 
-def _model_group(model_name: str) -> str | None:
-    from . import recipes
-
-    folder = Path(recipes.__file__).resolve().parent / "model"
-    return model_name if (folder / f"{model_name}.yaml").is_file() else None
-
-
-def _compose_baseline(group: str | None) -> dict:
-    """train.yaml + model/<group>.yaml, composed by Hydra exactly as a recipe's defaults list would be."""
-    overrides = [f"model={group}"] if group else []
-    from hydra.core.global_hydra import GlobalHydra
-
-    if GlobalHydra.instance().is_initialized():  # inside @hydra.main (scripts/sweep.py): reuse its search path
-        from hydra import compose
-
-        cfg = compose(config_name="train", overrides=overrides)
-    else:
-        from .config import load_config
-
-        cfg = load_config(overrides)
-    out = OmegaConf.to_container(cfg, resolve=True)
-    out.pop("hydra", None)
-    return out
-
-
 def prepare_sweep(cfg: DictConfig | dict) -> SweepPlan:
     """Validate a sweep configuration (sweep.yaml composed with overrides) and return the plan. Raises
     SweepConfigError (a ConfigError) with the offending option and the fix; never imports Ray."""
@@ -372,7 +351,7 @@ def prepare_sweep(cfg: DictConfig | dict) -> SweepPlan:
     base.pop("hydra", None)
     if not isinstance(base.get("hpo"), dict):
         raise SweepConfigError("the configuration has no hpo section: compose it with config_name='sweep' "
-                               "(python scripts/sweep.py ...), or give your recipe `defaults: [sweep, _self_]`.")
+                               "(tinyhub sweep ...), or give your recipe `defaults: [sweep, _self_]`.")
     hpo = _merge_defaults(base.pop("hpo"))
 
     metric, mode = hpo["metric"], hpo["mode"]
@@ -466,13 +445,13 @@ def prepare_sweep(cfg: DictConfig | dict) -> SweepPlan:
                                    "with optuna use choice.")
 
     model_name = base["model"]["name"]
-    import modeling
+    from tinyhub import modeling
 
     model_kwargs = {k: v for k, v in base["model"].items() if k != "name"}
     modeling.create_model(model_name, **model_kwargs)  # unknown model or over budget: fail before Ray
 
     name = hpo["name"] or f"{model_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    # Not under run.root by default: `scripts/push.py --all runs/` publishes every finished run it finds there,
+    # Not under run.root by default: `tinyhub push --all runs/` publishes every finished run it finds there,
     # and trial runs (trained without their validation images, for few epochs) are not zoo models.
     sweep_dir = Path(hpo["dir"] or Path("sweeps") / name).expanduser().resolve()
     if sweep_dir.exists() and (not sweep_dir.is_dir() or any(sweep_dir.iterdir())):
@@ -670,15 +649,15 @@ def run_sweep(cfg_or_plan: DictConfig | dict | SweepPlan, *, echo: bool = True) 
     summary = _summarize(plan, trials, started_at, time.time() - t0, ray_version)
     write_outputs(plan, summary)
     if echo:
-        print("\n" + markdown_table(summary))
+        logger.info("\n" + markdown_table(summary))
         if summary["best"]:
             b = summary["best"]
-            print(f"\nBest: trial {b['trial']} | {plan.metric} {b['value']:.4g} at epoch {b['epoch']}\n"
+            logger.info(f"\nBest: trial {b['trial']} | {plan.metric} {b['value']:.4g} at epoch {b['epoch']}\n"
                   f"  best recipe: {plan.dir / 'best_recipe.yaml'}\n"
-                  f"  train it:    python scripts/train.py --config-dir {plan.dir} --config-name best_recipe\n"
+                  f"  train it:    tinyhub train --config-dir {plan.dir} --config-name best_recipe\n"
                   f"  report:      {plan.dir / 'report.md'}")
         else:
-            print(f"\nNo trial reported {plan.metric}; see {plan.dir / 'results.md'} and the errors under "
+            logger.info(f"\nNo trial reported {plan.metric}; see {plan.dir / 'results.md'} and the errors under "
                   f"{plan.dir / 'tune'}.")
     return summary
 
@@ -853,7 +832,7 @@ def best_recipe_yaml(plan: SweepPlan, best: dict) -> str:
         f"# Trial {best['trial']}: best {plan.metric} {best['value']:.4g} at epoch {best['epoch']} "
         f"(validation split of {plan.val_size} training images).\n"
         f"# Searched: {searched}\n"
-        f"# Train it:  python scripts/train.py --config-dir {plan.dir} --config-name best_recipe\n"
+        f"# Train it:  tinyhub train --config-dir {plan.dir} --config-name best_recipe\n"
         f"# This recipe trains on the whole training split (data.val_size from train.yaml) and reports the test\n"
         f"# split; add data.val_size={plan.val_size} to repeat the trial exactly.\n"
     )
@@ -908,7 +887,7 @@ def _report(plan: SweepPlan, summary: dict) -> str:
             "Train it on the whole training split and measure it on the test split:",
             "",
             "```bash",
-            f"python scripts/train.py --config-dir {plan.dir} --config-name best_recipe",
+            f"tinyhub train --config-dir {plan.dir} --config-name best_recipe",
             "```",
             "",
         ]

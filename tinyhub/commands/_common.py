@@ -1,0 +1,105 @@
+"""What every subcommand shares: one `error:` line and the right exit status for expected failures, the shared
+spellings of options, and running the Hydra-configured commands (train, sweep) from an argument list."""
+
+from __future__ import annotations
+
+import sys
+
+from tinyhub.errors import TinyhubError
+
+#: The one spelling of each shared concept on every command. Hydra commands translate them to their config keys.
+SHARED_OPTIONS = {"--data-dir": "data.dir", "--batch-size": "data.batch_size"}
+
+
+def fail(error: BaseException) -> int:
+    """Print an expected failure as one line and return its exit status (1 run time, 2 usage)."""
+    print(f"error: {error}", file=sys.stderr)
+    return getattr(error, "exit_code", 1)
+
+
+def run_reporting(body, *args) -> int:
+    """Run a command's body: expected failures (tinyhub's own, the Hub's answers, network faults) become one
+    `error:` line and their exit status; anything else is a bug and keeps its traceback."""
+    try:
+        return body(*args)
+    except TinyhubError as e:
+        return fail(e)
+    except Exception as e:
+        code = hub_failure(e)
+        if code is None:
+            raise
+        return code
+
+
+def hub_failure(error: BaseException) -> int | None:
+    """Hub answers and network faults, which are run-time failures (1); None for anything else."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from tinyhub.cards.publish import NETWORK_ERRORS
+
+    if isinstance(error, HfHubHTTPError):
+        status = error.response.status_code if error.response is not None else "?"
+        hint = (" Check HF_TOKEN (or `hf auth login`) and that it can write to this namespace."
+                if status in (401, 403) else "")
+        print(f"error: the Hub answered {status}: {error.server_message or error}.{hint}", file=sys.stderr)
+        return 1
+    if isinstance(error, NETWORK_ERRORS):
+        print(f"error: could not reach the Hub ({error.__class__.__name__}: {error}). Nothing was published.",
+              file=sys.stderr)
+        return 1
+    return None
+
+
+def translate_shared_options(argv: list[str]) -> list[str]:
+    """`--data-dir DIR` / `--batch-size N` (or `--opt=value`) -> the Hydra overrides data.dir=DIR, data.batch_size=N."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in SHARED_OPTIONS:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise UsageFailure(f"{name} needs a value")
+                value, i = argv[i + 1], i + 1
+            out.append(f"{SHARED_OPTIONS[name]}={value}")
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+class UsageFailure(TinyhubError):
+    exit_code = 2
+
+
+def run_hydra(task, *, config_name: str, argv: list[str], prog: str) -> int:
+    """Run `task(cfg)` under @hydra.main with `argv` as the command line (overrides, --config-dir, --help, ...).
+
+    Hydra reports a configuration it cannot compose (unknown key, bad override) and exits 1 before the task
+    starts; that is a usage error here (2). Once the task runs, its own exit status stands."""
+    import hydra
+
+    try:
+        argv = translate_shared_options(argv)
+    except UsageFailure as e:
+        return fail(e)
+    started = False
+
+    def job(cfg) -> None:
+        nonlocal started
+        started = True
+        code = task(cfg)
+        if code:
+            sys.exit(code)
+
+    entry = hydra.main(version_base=None, config_path="pkg://tinyhub.trainer.recipes", config_name=config_name)(job)
+    saved_argv = sys.argv
+    sys.argv = [prog.replace(" ", "-"), *argv]
+    try:
+        entry()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        return 2 if code == 1 and not started else code
+    finally:
+        sys.argv = saved_argv
+    return 0

@@ -1,0 +1,41 @@
+"""tinyhub compare: finished runs side by side: a Markdown and HTML table and an overlay of test-accuracy curves.
+
+    tinyhub compare "runs/model4-*" runs/opt6k-s0-... --out comparison/
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+from pathlib import Path
+
+from ._common import fail
+
+
+def parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="run directories or glob patterns")
+    p.add_argument("--out", default="comparison", help="output folder (default ./comparison)")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "tinyhub compare") -> int:
+    args = parser(prog).parse_args(argv)
+    from tinyhub.trainer.report import compare_runs
+
+    dirs = []
+    for pattern in args.runs:
+        matches = sorted(glob.glob(pattern)) or [pattern]
+        dirs += [Path(m) for m in matches if Path(m).is_dir()] or [Path(pattern)]
+    try:
+        out = compare_runs(dirs, Path(args.out))
+    except FileNotFoundError as e:
+        return fail(e)
+    print(out["markdown"].read_text())
+    print(f"written: {out['markdown']}, {out['html']}, {out['plot']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""tinyhub evaluate: evaluate a tinyhub model on a whole split.
+
+    tinyhub evaluate runs/model4-s0-...                      # a run directory (uses the run's own data)
+    tinyhub evaluate path/to/saved_model --data-dir DIR      # a save_pretrained folder
+    tinyhub evaluate me/model4-mnist@v1 --tta                # a Hub repo id, optional @revision
+    torchrun --nproc_per_node 2 -m tinyhub evaluate MODEL --cpu   # several processes, every image counted once
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._common import run_reporting
+
+
+def parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="run directory, saved model folder, or Hub repo id[@revision]")
+    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--data-dir", default=None, help="folder with the IDX files (default: the run's own data)")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average over 1-pixel shifts")
+    p.add_argument("--output-dir", default=None, help="default: MODEL/eval (or ./eval/<repo> for a repo id)")
+    p.add_argument("--cpu", action="store_true", help="evaluate on the CPU even if a GPU is present")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "tinyhub evaluate") -> int:
+    args = parser(prog).parse_args(argv)
+    return run_reporting(_evaluate, args)
+
+
+def _evaluate(args) -> int:
+    import torch
+    from accelerate import Accelerator
+
+    from tinyhub import trainer
+    from tinyhub.trainer.evaluation import data_arguments, load_model, predict, resolve_model
+
+    accelerator = Accelerator(cpu=args.cpu)
+    source = resolve_model(args.model)
+    model = load_model(source).to(accelerator.device)
+    with accelerator.main_process_first():
+        splits = trainer.load_dataset_splits(**data_arguments(source, args.data_dir))
+    images = getattr(splits, f"{args.split}_images").to(accelerator.device)
+    labels = getattr(splits, f"{args.split}_labels").to(accelerator.device)
+    mean = torch.tensor(model.mean, device=accelerator.device).view(1, -1, 1, 1)
+    std = torch.tensor(model.std, device=accelerator.device).view(1, -1, 1, 1)
+    log_probs = predict(model, images, accelerator, args.batch_size, lambda x: (x - mean) / std, tta=args.tta)
+    if accelerator.is_main_process:
+        _report(args, source, model, images, labels, log_probs, accelerator.num_processes)
+    # Every rank leaves the process group together: a rank that exits early aborts the others' gloo threads.
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return 0
+
+
+def _report(args, source, model, images, labels, log_probs, num_processes: int) -> None:
+    """Metrics, the saved evaluation and the misclassified grid: the main process only."""
+    import evaluate
+
+    from tinyhub.trainer.evaluation import compute_metrics
+    from tinyhub.trainer.report import misclassified_grid
+
+    metrics = compute_metrics(log_probs, labels, model.num_classes)
+    out_dir = Path(args.output_dir) if args.output_dir else source.default_output
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [model.id2label[str(i)] for i in range(model.num_classes)]
+    suffix = f"{args.split}{'_tta' if args.tta else ''}"  # a TTA evaluation never overwrites the plain one
+    losses = -log_probs.gather(1, labels.view(-1, 1)).flatten()
+    grid = misclassified_grid(images.cpu(), labels.cpu(), log_probs.argmax(1).cpu(), losses.cpu(), names,
+                              out_dir / f"misclassified_{suffix}.png")
+    record = {"model": args.model, "architecture": model.architecture, "split": args.split, "tta": args.tta,
+              "num_processes": num_processes, "labels": names, **metrics}
+    saved = out_dir / f"eval_{suffix}.json"
+    evaluate.save(str(saved), **record)
+    print(f"{args.model} on the {args.split} split ({metrics['total']:,} images{', TTA' if args.tta else ''}):")
+    print(f"  accuracy {100 * metrics['accuracy']:.2f}% ({metrics['correct']}/{metrics['total']}), "
+          f"loss {metrics['loss']:.4f}")
+    print("  per class: " + ", ".join(f"{n} {100 * a:.2f}%" if a is not None else f"{n} -"
+                                      for n, a in zip(names, metrics["per_class_accuracy"])))
+    print(f"  results: {saved}\n  worst misclassified: {grid}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

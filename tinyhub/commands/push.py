@@ -1,0 +1,81 @@
+"""tinyhub push: publish a run (or a folder of runs) to the Hugging Face Hub with its model card.
+
+    tinyhub push RUN_DIR --repo-id me/model4-mnist [--private] [--branch B] [--tag T]
+                 [--create-pr] [--commit-message M] [--dry-run [OUT_DIR]]
+    tinyhub push --all RUNS_DIR --namespace me [--zoo-out ZOO.md]
+
+The token is read from HF_TOKEN or the huggingface_hub login, never from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ._common import run_reporting
+
+
+def parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", nargs="?", help="a finished run directory (with results.json and model/)")
+    p.add_argument("--repo-id", help="NAMESPACE/NAME on the Hub")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--branch", default=None, help="branch to commit to (default main; created from main)")
+    p.add_argument("--tag", default=None, help="tag the pushed commit; the card's snippet is pinned to it")
+    p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    p.add_argument("--commit-message", default=None)
+    p.add_argument("--seed-runs", nargs="*", default=[], help="other seeds of the same recipe (card shows mean±std)")
+    p.add_argument("--include-logs", action="store_true", help="also upload the TensorBoard logs")
+    p.add_argument("--dry-run", nargs="?", const="", default=None, metavar="OUT_DIR",
+                   help="write exactly the folder that would be uploaded (default RUN_DIR/hub_upload); upload nothing")
+    p.add_argument("--all", dest="all_runs", metavar="RUNS_DIR", help="publish every model found in RUNS_DIR")
+    p.add_argument("--namespace", help="with --all: the user or organisation to publish under")
+    p.add_argument("--zoo-out", default=None, help="with --all: where to write the zoo table (Markdown)")
+    p.add_argument("--project-url", default=os.environ.get("TINYHUB_PROJECT_URL") or None,
+                   help="tinyhub's home page, linked from the card (default $TINYHUB_PROJECT_URL; none when unset)")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "tinyhub push") -> int:
+    p = parser(prog)
+    args = p.parse_args(argv)
+    if args.all_runs and not args.namespace:
+        p.error("--all needs --namespace")
+    if not args.all_runs and (not args.run_dir or not args.repo_id):
+        p.error("give RUN_DIR and --repo-id (or --all RUNS_DIR --namespace NS)")
+    from tinyhub.trainer.logs import console_logging
+
+    console_logging()
+    return run_reporting(_push, args)
+
+
+def _push(args) -> int:
+    from tinyhub.cards.publish import check_repo_id, push_all, push_run, stage_folder
+
+    if args.all_runs:
+        _, table = push_all(args.all_runs, args.namespace, private=args.private, tag=args.tag,
+                            project_url=args.project_url)
+        out = Path(args.zoo_out or Path(args.all_runs) / "ZOO.md")
+        out.write_text(table)
+        print(table)
+        print(f"zoo table written to {out}")
+        return 0
+    check_repo_id(args.repo_id)
+    if args.dry_run is not None:
+        out = Path(args.dry_run) if args.dry_run else Path(args.run_dir) / "hub_upload"
+        stage_folder(args.run_dir, out, repo_id=args.repo_id, revision=args.tag or args.branch or "main",
+                     seed_runs=args.seed_runs, include_logs=args.include_logs, project_url=args.project_url)
+        for f in sorted(x for x in out.rglob("*") if x.is_file()):
+            print(f"  {f.relative_to(out)}  ({f.stat().st_size:,} bytes)")
+        print(f"dry run: the upload folder is {out}; nothing was uploaded.")
+        return 0
+    push_run(args.run_dir, args.repo_id, private=args.private, branch=args.branch, tag=args.tag,
+             create_pr=args.create_pr, commit_message=args.commit_message, seed_runs=args.seed_runs,
+             include_logs=args.include_logs, project_url=args.project_url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
