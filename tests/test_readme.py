@@ -59,6 +59,10 @@ def check_command(line: str) -> None:
     if words[0] == "make":
         phony = re.search(r"^\.PHONY:(.*)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
         assert words[1] in phony, f"make target {words[1]!r} of `{line}` is not in the Makefile"
+        dry = subprocess.run(["make", "-n", *words[1:]], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert dry.returncode == 0, f"`make -n {' '.join(words[1:])}` fails: {dry.stderr[-500:]}"
+        if words[1] == "train":  # the Quickstart's training runs the installed command with the shared option
+            assert "/bin/tinyhub train" in dry.stdout and ("--data-dir" in dry.stdout or "DATA_DIR=" in line)
         return
     if words[:2] == ["pip", "install"]:
         for spec in words[2:]:
