@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from . import efficient, gap, minimobilenet, model4, net24k, opt6k  # noqa: F401  (registers the families)
 from ._base import (
+    ModelConfigError,
     PickleRefusedError,
     PushRefusedError,
     TinyClassifier,
@@ -32,20 +33,29 @@ from ._registry import (
 from .summary import summary
 
 __all__ = [
-    "ParameterBudgetError", "PickleRefusedError", "PushRefusedError", "TinyClassifier", "UnknownModelError", "WeightsMismatchError",
+    "ModelConfigError", "ParameterBudgetError", "PickleRefusedError", "PushRefusedError", "TinyClassifier", "UnknownModelError", "WeightsMismatchError",
     "clean_state_dict", "create_model", "from_pretrained", "get_model_class", "list_models", "model_info",
     "register_model", "summary", "unwrap_model",
 ]
 
 
-def from_pretrained(path_or_repo_id, *, revision: str | None = None, **kwargs) -> TinyClassifier:
-    """Load any tinyhub model from a folder or Hub repo; the class is chosen by config.json's `architecture`."""
-    download_args = {k: kwargs[k] for k in ("cache_dir", "force_download", "local_files_only", "token") if k in kwargs}
-    config = read_config(str(path_or_repo_id), revision=revision, **download_args)
+def from_pretrained(path_or_repo_id, *, revision: str | None = None, cache_dir=None, force_download: bool = False,
+                    local_files_only: bool = False, token=None, **model_kwargs) -> TinyClassifier:
+    """Load any tinyhub model from a folder or Hub repo; the class is chosen by config.json's `architecture`.
+
+    What a stranger's files may do is limited: see TinyClassifier.from_pretrained."""
+    model_id = str(path_or_repo_id)
+    download = {"revision": revision, "cache_dir": cache_dir, "force_download": force_download,
+                "local_files_only": local_files_only, "token": token}
+    config = read_config(model_id, **download)
+    if not isinstance(config, dict):
+        raise ModelConfigError(f"config.json of {model_id!r} must be a JSON object, not {type(config).__name__}.")
     name = config.get("architecture")
     if not name:
-        raise ValueError(
-            f"config.json of {str(path_or_repo_id)!r} has no 'architecture' field, so it was not saved by tinyhub; "
+        raise ModelConfigError(
+            f"config.json of {model_id!r} has no 'architecture' field, so it was not saved by tinyhub; "
             "load it with its model class instead (e.g. Model4.from_pretrained)."
         )
-    return get_model_class(name).from_pretrained(path_or_repo_id, revision=revision, **kwargs)
+    if not isinstance(name, str):
+        raise ModelConfigError(f"config.json of {model_id!r}: 'architecture' must be a string, not {name!r}.")
+    return get_model_class(name)._from_config(model_id, config, download, model_kwargs)

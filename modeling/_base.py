@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
 import os
 from pathlib import Path
 
@@ -28,6 +30,10 @@ class WeightsMismatchError(TinyhubError, RuntimeError):
 
 class PickleRefusedError(TinyhubError, RuntimeError):
     """A folder or repo holds only pickled weights, which tinyhub never loads."""
+
+
+class ModelConfigError(TinyhubError, ValueError):
+    """A saved model's config.json cannot be trusted as it is: unknown keys, wrong types, or too large."""
 
 
 class PushRefusedError(UsageError, NotImplementedError):
@@ -166,61 +172,155 @@ class TinyClassifier(
                  for k, v in state.items()}
         target = Path(save_directory) / WEIGHTS_NAME
         tmp = target.with_name(target.name + ".tmp")
-        save_file(state, str(tmp), metadata={"format": "pt", "architecture": self.architecture})
+        # One metadata key only: safetensors writes a metadata map in hash order, which differs between processes,
+        # and identical weights must give identical bytes (hashes compare runs; an unchanged push uploads nothing).
+        save_file(state, str(tmp), metadata={"format": "pt"})
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
 
     # ---- loading ------------------------------------------------------------------------------------
     @classmethod
-    def _from_pretrained(
-        cls,
-        *,
-        model_id: str,
-        revision: str | None,
-        cache_dir,
-        force_download: bool,
-        local_files_only: bool,
-        token,
-        map_location: str = "cpu",
-        strict: bool = True,
-        **model_kwargs,
-    ):
-        for extra in ("architecture", "num_parameters"):
-            model_kwargs.pop(extra, None)
-        weights_file = _resolve_weights(
-            model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
-            local_files_only=local_files_only, token=token,
-        )
-        model = cls(**model_kwargs)
-        load_weights(model, weights_file, map_location=map_location, strict=strict)
+    def from_pretrained(cls, pretrained_model_name_or_path, *, revision: str | None = None, cache_dir=None,
+                        force_download: bool = False, local_files_only: bool = False, token=None,
+                        **model_kwargs):
+        """Load a saved model of this class from a folder or a Hub repo.
+
+        config.json is data from whoever published the model: only this architecture's own declared arguments
+        are taken from it, each checked for its type; the size it implies is checked against the family's
+        parameter budget, and the weights file's names, shapes and dtypes against the architecture, all before
+        any tensor is allocated. Loading is always strict, always on the CPU (move the model with `.to()`)."""
+        model_id = str(pretrained_model_name_or_path)
+        download = {"revision": revision, "cache_dir": cache_dir, "force_download": force_download,
+                    "local_files_only": local_files_only, "token": token}
+        config = read_config(model_id, **download)
+        return cls._from_config(model_id, config, download, model_kwargs)
+
+    @classmethod
+    def _from_config(cls, model_id: str, config, download: dict, model_kwargs: dict):
+        where = f"config.json of {model_id!r}"
+        arguments = checked_arguments(cls, config, where=where)
+        arguments.update(checked_arguments(cls, model_kwargs, where="the from_pretrained arguments"))
+        weights_file = _resolve_weights(model_id, **download)
+        with torch.device("meta"):  # the architecture the config describes, without allocating it
+            try:
+                skeleton = cls(**arguments)
+            except (ValueError, TypeError) as e:
+                raise ModelConfigError(f"{where} describes no valid {cls.architecture}: {e}") from e
+        _check_budget(cls.architecture, skeleton.num_parameters(), where)
+        _check_weights_header(skeleton, weights_file)
+        model = cls(**arguments)
+        load_weights(model, weights_file)
         model.eval()
         return model
 
 
-def load_weights(model: nn.Module, weights_file: str, map_location: str = "cpu", strict: bool = True) -> None:
-    """Load a safetensors file into `model`, naming every missing, unexpected or mis-shaped key."""
-    state = load_file(weights_file, device=str(map_location))
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(state) & set(expected)
-        if state[k].shape != expected[k].shape
-    )
+#: config.json keys tinyhub writes for readers that are not constructor arguments.
+RECORD_ONLY_KEYS = ("architecture", "num_parameters")
+#: How each annotated constructor argument is checked, and the type named in the error.
+_ARGUMENT_TYPES = {
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)),
+    "tuple[float, ...]": ("a list of numbers", lambda v: isinstance(v, (list, tuple)) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)),
+    "dict[str, str] | None": ("an object of strings (or null)", lambda v: v is None or (
+        isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()))),
+}
+
+
+def declared_arguments(cls) -> dict[str, str]:
+    """The constructor arguments of a family, with their annotations: its own and the shared ones."""
+    arguments = {}
+    for klass in (TinyClassifier, cls):
+        for name, p in inspect.signature(klass.__init__).parameters.items():
+            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                arguments[name] = p.annotation if isinstance(p.annotation, str) else getattr(
+                    p.annotation, "__name__", str(p.annotation))
+    return arguments
+
+
+def checked_arguments(cls, config, *, where: str) -> dict:
+    """The constructor arguments in `config`, each one declared by `cls` and of its declared type."""
+    if not isinstance(config, dict):
+        raise ModelConfigError(f"{where} must be a JSON object of constructor arguments, not {type(config).__name__}.")
+    declared = declared_arguments(cls)
+    if config.get("architecture", cls.architecture) != cls.architecture:
+        raise ModelConfigError(f"{where} is for architecture {config['architecture']!r}, not {cls.architecture!r}; "
+                               "load it with tinyhub.from_pretrained, which picks the class from config.json.")
+    arguments = {}
+    for key, value in config.items():
+        if key in RECORD_ONLY_KEYS:
+            continue
+        if key not in declared:
+            raise ModelConfigError(
+                f"{where} has the key {key!r}, which is not an argument of {cls.architecture} (its arguments: "
+                f"{', '.join(sorted(declared))}). tinyhub passes nothing else on; remove the key.")
+        what, ok = _ARGUMENT_TYPES[declared[key]]
+        if not ok(value):
+            raise ModelConfigError(f"{where}: {key!r} must be {what}, not {json.dumps(value)[:60]}.")
+        if declared[key] == "int" and value < 1:
+            raise ModelConfigError(f"{where}: {key!r} must be at least 1, not {value}.")
+        arguments[key] = value
+    return arguments
+
+
+def _check_budget(architecture: str, n_params: int, where: str) -> None:
+    from ._registry import model_info
+
+    budget = model_info(architecture)["param_budget"]
+    if budget is not None and n_params > budget:
+        raise ModelConfigError(f"{where} describes a {architecture} with {n_params:,} parameters, over the "
+                               f"family's budget of {budget:,}; refusing to build it.")
+
+
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+                       torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+def _check_weights_header(model: nn.Module, weights_file: str) -> None:
+    """Names, shapes and dtypes in the safetensors header against the model, before reading any tensor."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(weights_file, framework="pt") as f:
+            found = {k: (f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape())) for k in f.keys()}
+    except SafetensorError as e:
+        raise WeightsMismatchError(f"{weights_file} is not a readable safetensors file: {e}") from e
+    expected = {k: (_SAFETENSORS_DTYPES.get(v.dtype, str(v.dtype)), tuple(v.shape))
+                for k, v in model.state_dict().items()}
+    _raise_on_mismatch(type(model).__name__, weights_file, found, expected)
+
+
+def _raise_on_mismatch(model_name: str, weights_file: str, found: dict, expected: dict) -> None:
+    """found/expected: name -> (dtype, shape). Names every missing, unexpected, mis-shaped or mis-typed key."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    common = sorted(set(found) & set(expected))
+    shapes = [f"{k}: file {found[k][1]} vs model {expected[k][1]}" for k in common if found[k][1] != expected[k][1]]
+    dtypes = [f"{k}: file {found[k][0]} vs model {expected[k][0]}" for k in common if found[k][0] != expected[k][0]]
     problems = []
     if missing:
         problems.append(f"missing keys: {missing}")
     if unexpected:
         problems.append(f"unexpected keys: {unexpected}")
-    if mismatched:
-        problems.append(f"shape mismatches: {mismatched}")
-    if mismatched or (strict and problems):
+    if shapes:
+        problems.append(f"shape mismatches: {shapes}")
+    if dtypes:
+        problems.append(f"dtype mismatches: {dtypes}")
+    if problems:
         raise WeightsMismatchError(
-            f"Weights in {weights_file} do not match {type(model).__name__}: " + "; ".join(problems)
+            f"Weights in {weights_file} do not match {model_name}: " + "; ".join(problems)
             + ". Check that config.json and model.safetensors come from the same save_pretrained call."
         )
-    model.load_state_dict(state, strict=strict)
+
+
+def load_weights(model: nn.Module, weights_file: str) -> None:
+    """Load a safetensors file into `model` strictly, naming every missing, unexpected, mis-shaped or mis-typed key."""
+    state = load_file(weights_file, device="cpu")
+    expected = model.state_dict()
+    _raise_on_mismatch(type(model).__name__, weights_file,
+                       {k: (v.dtype, tuple(v.shape)) for k, v in state.items()},
+                       {k: (v.dtype, tuple(v.shape)) for k, v in expected.items()})
+    model.load_state_dict(state, strict=True)
 
 
 def _refuse_pickles(files: list[str], where: str) -> None:
@@ -270,4 +370,4 @@ def read_config(model_id: str, *, revision=None, cache_dir=None, force_download=
         try:
             return json.load(f)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON ({e}); re-save the model with save_pretrained.") from e
+            raise ModelConfigError(f"{path} is not valid JSON ({e}); re-save the model with save_pretrained.") from e

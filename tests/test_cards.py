@@ -13,8 +13,9 @@ from conftest import is_real_mnist, run_cli
 from tinyhub.cards.publish import UPLOADED
 
 
-def test_card_numbers_come_from_results(tiny_runs, mnist_dir):
-    run = tiny_runs[0]
+def test_card_numbers_come_from_results(tiny_runs, mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs[0], run, ignore=shutil.ignore_patterns("eval"))  # no evaluation by other tests
     results = json.loads((run / "results.json").read_text())
     card = cards.build_card(run, repo_id="me/opt6k-mnist", revision="v1")
     parsed = ModelCard(card.content)
@@ -128,7 +129,7 @@ def test_missing_token_is_refused_before_any_upload(tiny_runs, tmp_path):
 
 def test_card_includes_per_class_accuracy_from_evaluate(tiny_runs, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(tiny_runs[0], run)
+    shutil.copytree(tiny_runs[0], run, ignore=shutil.ignore_patterns("eval"))  # no evaluation by other tests
     assert "Per class" not in cards.build_card(run, repo_id="me/x").text
     r = run_cli("evaluate", str(run), "--cpu")
     assert r.returncode == 0, r.stderr[-2000:]

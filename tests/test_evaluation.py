@@ -131,4 +131,4 @@ def test_compare_two_runs(tiny_runs, tmp_path):
     dom = _render(tmp_path / "cmp" / "comparison.html", tmp_path)
     assert 'data-images-ok="1/1"' in dom and "opt6k-s1" in dom
     bad = run_cli("compare", str(tmp_path / "missing"))
-    assert bad.returncode == 2 and "not a finished run" in bad.stderr
+    assert bad.returncode == 1 and "not a finished run" in bad.stderr and "Traceback" not in bad.stderr

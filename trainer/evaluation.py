@@ -129,7 +129,8 @@ def load_model(source: ModelSource):
 
     try:
         return modeling.from_pretrained(source.model_ref, revision=source.revision)
-    except (FileNotFoundError, SafetensorError, json.JSONDecodeError, ValueError) as e:
+    except (FileNotFoundError, SafetensorError, json.JSONDecodeError, ValueError, modeling.WeightsMismatchError,
+            modeling.PickleRefusedError) as e:
         raise EvaluationError(f"cannot load the model from {source.model_ref!r}: {e}") from e
     except HfHubHTTPError as e:
         raise EvaluationError(f"cannot load {source.model_ref!r}@{source.revision or 'main'} from the Hub: {e}") from e
