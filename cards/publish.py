@@ -241,7 +241,12 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
                 api.create_tag(repo_id, tag=tag, revision=commit)
             elif existing[tag] != commit:
                 log(f"tag {tag!r} already exists at {existing[tag]}; left where it is.")
-        _verify(repo_id, commit, weights_sha)
+        try:
+            _verify(repo_id, commit, weights_sha)
+        except Exception as e:  # the commit is on the Hub whatever went wrong here: say so, never "nothing"
+            raise PushError(f"published {repo_id} at commit {commit}, but what the Hub serves could not be "
+                            f"verified ({type(e).__name__}: {e}). Check it with `tinyhub evaluate "
+                            f"{repo_id}@{commit}`.") from e
     url = f"{str(repo_url).rstrip('/')}"
     log(f"Published {repo_id} at commit {commit}: {url}" + (f" (pull request {pr_url})" if pr_url else ""))
     return PushResult(repo_id, url, commit, revision_for_card, changed, tag, weights_sha, pr_url)
@@ -276,6 +281,20 @@ def find_runs(runs_dir: str | Path) -> dict[str, list[Path]]:
 
 def zoo_repo_id(namespace: str, model: str) -> str:
     return f"{namespace}/tinyhub-{re.sub(r'[^A-Za-z0-9._-]', '-', model)}-mnist"
+
+
+def stage_all(runs_dir: str | Path, namespace: str, out_dir: str | Path, *, tag: str | None = None,
+              project_url: str | None = None) -> list[Path]:
+    """`push_all` as a dry run: each model's upload folder under `out_dir/<repo name>`; nothing is sent."""
+    groups = find_runs(runs_dir)
+    if not groups:
+        raise PushError(f"{runs_dir} holds no finished runs (folders with results.json and model/).")
+    staged = []
+    for model, runs in groups.items():
+        repo_id = zoo_repo_id(namespace, model)
+        staged.append(stage_folder(runs[0], Path(out_dir) / repo_id.split("/")[1], repo_id=repo_id,
+                                   revision=tag or "main", seed_runs=runs[1:], project_url=project_url))
+    return staged
 
 
 def push_all(runs_dir: str | Path, namespace: str, *, private: bool = False, tag: str | None = None,

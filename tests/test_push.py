@@ -227,3 +227,27 @@ def test_pushed_weights_match_the_run(hub, pushed, tmp_path):
     served.write_bytes(hub.read_file(pushed["repo"], "model.safetensors", "v1"))
     a, b = load_file(served), load_file(pushed["run"] / "model" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_dry_run_of_all_runs_never_contacts_the_hub(hub, tiny_runs, tmp_path):
+    hub.clear_requests()
+    out = tmp_path / "staged"
+    r = hub_client(hub, tmp_path, "push", "--all", str(tiny_runs[0].parent), "--namespace", "tester",
+                   "--dry-run", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "nothing was uploaded" in r.stdout
+    staged = out / "tinyhub-opt6k-mnist"
+    assert (staged / "README.md").is_file() and (staged / "model.safetensors").is_file()
+    assert hub.requests == []  # not one request, let alone a write
+
+
+def test_failed_verification_says_what_was_published(hub, tiny_runs, tmp_path):
+    repo = "tester/verify-fails"
+    hub.fail_next(None, rf"/{repo}/resolve/[^/]+/model\.safetensors", status=500, times=50)
+    r = hub_client(hub, tmp_path, "push", str(tiny_runs[0]), "--repo-id", repo)
+    hub.clear_faults()
+    head = hub.head(repo, "main")
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert f"published {repo} at commit {head}" in r.stderr and "could not be verified" in r.stderr
+    assert "Nothing was published" not in r.stderr and "Traceback" not in r.stderr
+    assert "model.safetensors" in hub.list_files(repo, "main")

@@ -44,8 +44,8 @@ def hub_failure(error: BaseException) -> int | None:
         print(f"error: the Hub answered {status}: {error.server_message or error}.{hint}", file=sys.stderr)
         return 1
     if isinstance(error, NETWORK_ERRORS):
-        print(f"error: could not reach the Hub ({error.__class__.__name__}: {error}). Nothing was published.",
-              file=sys.stderr)
+        print(f"error: could not reach the Hub ({error.__class__.__name__}: {error}). Check the connection (or "
+              "HF_ENDPOINT) and run the command again.", file=sys.stderr)
         return 1
     return None
 

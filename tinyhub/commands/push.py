@@ -29,7 +29,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--seed-runs", nargs="*", default=[], help="other seeds of the same recipe (card shows mean±std)")
     p.add_argument("--include-logs", action="store_true", help="also upload the TensorBoard logs")
     p.add_argument("--dry-run", nargs="?", const="", default=None, metavar="OUT_DIR",
-                   help="write exactly the folder that would be uploaded (default RUN_DIR/hub_upload); upload nothing")
+                   help="write exactly what would be uploaded (default RUN_DIR/hub_upload, with --all "
+                        "RUNS_DIR/hub_upload/<repo name>); contact no Hub, upload nothing")
     p.add_argument("--all", dest="all_runs", metavar="RUNS_DIR", help="publish every model found in RUNS_DIR")
     p.add_argument("--namespace", help="with --all: the user or organisation to publish under")
     p.add_argument("--zoo-out", default=None, help="with --all: where to write the zoo table (Markdown)")
@@ -52,8 +53,14 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub push") -> int:
 
 
 def _push(args) -> int:
-    from tinyhub.cards.publish import check_repo_id, push_all, push_run, stage_folder
+    from tinyhub.cards.publish import check_repo_id, push_all, push_run, stage_all, stage_folder
 
+    if args.all_runs and args.dry_run is not None:  # a dry run never contacts the Hub, whatever else is asked
+        out = Path(args.dry_run) if args.dry_run else Path(args.all_runs) / "hub_upload"
+        for folder in stage_all(args.all_runs, args.namespace, out, tag=args.tag, project_url=args.project_url):
+            print(f"  {folder}  ({sum(1 for f in folder.rglob('*') if f.is_file())} files)")
+        print(f"dry run: one upload folder per model under {out}; nothing was uploaded.")
+        return 0
     if args.all_runs:
         _, table = push_all(args.all_runs, args.namespace, private=args.private, tag=args.tag,
                             project_url=args.project_url)
