@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from huggingface_hub.utils import yaml_dump
+from safetensors.torch import load_file
 
 from tinyhub.errors import TinyhubError
 from tinyhub.trainer.run_info import EXAMPLES_FILE
@@ -35,18 +37,30 @@ def load_run(run_dir: str | Path) -> dict:
         raise CardError(f"{run_dir} has no results.json: it is not a finished tinyhub run (train it to the end, "
                         "or resume it with training.resume=auto).")
     try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        results = json.loads(path.read_text(), parse_constant=_refuse_constant)
+    except (json.JSONDecodeError, ValueError) as e:
         raise CardError(f"{path} is not valid JSON ({e}).") from e
     final = results.get("final") or {}
     if final.get("test_total") is None or final.get("test_accuracy") is None or not results.get("epochs"):
         raise CardError(f"{path} has no final evaluation on the test split; the run did not finish.")
-    if not (run_dir / "model" / "model.safetensors").is_file() or not (run_dir / "model" / "config.json").is_file():
+    metrics = [final.get(k) for k in ("test_accuracy", "test_loss", "train_accuracy", "train_loss")] + [
+        e.get(k) for e in results["epochs"] for k in ("train_loss", "test_loss", "test_accuracy")]
+    if any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in metrics):
+        raise CardError(f"{path} records metrics that are not finite numbers (a diverged run); it is not published.")
+    weights = run_dir / "model" / "model.safetensors"
+    if not weights.is_file() or not (run_dir / "model" / "config.json").is_file():
         raise CardError(f"{run_dir}/model must hold config.json and model.safetensors (save_pretrained output).")
+    bad = [k for k, v in load_file(str(weights)).items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise CardError(f"{weights} holds non-finite values in {bad[:5]} (a diverged run); it is not published.")
     missing = [p for p in ("images/training_curves.png", "images/confusion_matrix.png") if not (run_dir / p).is_file()]
     if missing:
         raise CardError(f"{run_dir} lacks {missing}, which every finished run writes; was it copied incompletely?")
     return results
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def dataset_identity(results: dict) -> dict:

@@ -137,3 +137,24 @@ def test_card_includes_per_class_accuracy_from_evaluate(tiny_runs, tmp_path):
     text = cards.build_card(run, repo_id="me/x").text
     assert "Per class" in text
     assert f"| 0 | {ev['per_class_correct'][0]} | {ev['per_class_total'][0]} |" in text
+
+
+@pytest.mark.parametrize("damage", ["metrics", "weights"])
+def test_a_run_with_non_finite_numbers_is_never_published(tiny_runs, tmp_path, damage):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs[0], run, ignore=shutil.ignore_patterns("eval"))
+    if damage == "metrics":
+        results = json.loads((run / "results.json").read_text())
+        results["final"]["test_loss"] = float("nan")
+        (run / "results.json").write_text(json.dumps(results))  # Python writes NaN, which is not JSON
+    else:
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(run / "model" / "model.safetensors")
+        key = next(k for k, v in state.items() if v.is_floating_point())
+        state[key][0] = float("nan")
+        save_file(state, str(run / "model" / "model.safetensors"))
+    r = run_cli("push", str(run), "--repo-id", "me/opt6k", "--dry-run", str(tmp_path / "up"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert ("not valid JSON" in r.stderr) if damage == "metrics" else ("non-finite values" in r.stderr)
+    assert not (tmp_path / "up").exists()

@@ -265,3 +265,23 @@ def test_git_state_ignores_only_the_generated_results_files(monkeypatch):
     # an installed copy inside some other repository does not report that repository's commit
     checkout = "/somewhere/else"
     assert run_info.git_state() == {"commit": None, "dirty": None, "changed_files": None}
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_saves_nothing(mnist_dir, tmp_path):
+    run = tmp_path / "diverged"
+    r = run_cli("train", "model=opt6k", *FAST, "--data-dir", str(mnist_dir), f"run.dir={run}", "data.subset=500",
+                "training.epochs=2", "training.optimizer.name=sgd", "training.optimizer.lr=1e30")
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "epoch 1: the training loss is nan" in r.stderr and "Lower the learning rate" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (run / "results.json").exists() and not (run / "model").exists()
+    assert not (run / "checkpoints" / "epoch_1").exists()  # nothing of the diverged epoch
+
+
+def test_results_json_is_always_valid_json(tmp_path):
+    from tinyhub.trainer.run_info import write_json_atomic
+
+    write_json_atomic(tmp_path / "r.json", {"loss": float("nan"), "rows": [1.0, float("inf")], "ok": 2.5})
+    text = (tmp_path / "r.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON")) == \
+        {"loss": None, "rows": [1.0, None], "ok": 2.5}

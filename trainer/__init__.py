@@ -3,7 +3,7 @@
 from .augment import AugmentConfig, augment_batch
 from .data import DataError, DatasetSplits, load_dataset_splits
 from .config import load_config
-from .engine import ConfigError, evaluate, train
+from .engine import ConfigError, TrainingDiverged, evaluate, train
 
 __all__ = ["AugmentConfig", "ConfigError", "DataError", "DatasetSplits", "augment_batch", "evaluate",
-           "load_config", "load_dataset_splits", "train"]
+           "load_config", "load_dataset_splits", "train", "TrainingDiverged"]

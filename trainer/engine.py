@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from tinyhub import modeling
-from tinyhub.errors import UsageError
+from tinyhub.errors import TinyhubError, UsageError
 
 from . import checkpoint as ckpt
 from .augment import AugmentConfig, augment_batch, make_generator
@@ -46,6 +46,10 @@ N_EXAMPLES = 8  # test images saved beside every run (EXAMPLES_FILE), so a card'
 
 class ConfigError(UsageError, ValueError):
     """The resolved configuration cannot be trained."""
+
+
+class TrainingDiverged(TinyhubError, RuntimeError):
+    """The loss became NaN or infinite; nothing of the diverged epoch is saved."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -350,6 +354,14 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
             "epoch_seconds": round(train_time, 3),
             "images_per_second": round(float(totals[2]) / train_time, 1),
         }
+        if not math.isfinite(record["train_loss"]):  # checked once per epoch: no host sync inside the epoch
+            last = ckpt.latest_checkpoint(run_dir)
+            raise TrainingDiverged(
+                f"epoch {epoch}: the training loss is {record['train_loss']} (the run diverged); it stopped before "
+                f"saving anything from this epoch"
+                + (f", and the last good checkpoint is {last}" if last else "")
+                + ". Lower the learning rate (training.optimizer.lr, or training.scheduler.max_lr with onecycle) "
+                "or clip gradients (training.grad_clip=1.0).")
         if data.val_labels is not None:
             val = evaluate(eval_model, data.val_images, data.val_labels, accelerator, eval_bs, normalize, channels_last)
             record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -20,10 +21,21 @@ _LIBRARIES = ("tinyhub", "torch", "accelerate", "huggingface_hub", "safetensors"
 
 
 def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON that every parser reads: NaN and infinities (not JSON) are written as null."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    tmp.write_text(json.dumps(_finite(obj), indent=1, default=str, allow_nan=False))
     os.replace(tmp, path)
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def library_versions() -> dict[str, str | None]:
