@@ -39,7 +39,10 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     """Connection failures as the installed HTTP stack spells them (httpx or requests, depending on versions)."""
     import importlib
 
-    errors: list[type[BaseException]] = [OSError]
+    import socket
+
+    # Not OSError as a whole: a missing local file or an unwritable folder is not the network.
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError, socket.gaierror]
     for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
                          ("requests", "ConnectionError"), ("requests", "Timeout")):
         try:

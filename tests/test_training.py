@@ -285,3 +285,34 @@ def test_results_json_is_always_valid_json(tmp_path):
     text = (tmp_path / "r.json").read_text()
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON")) == \
         {"loss": None, "rows": [1.0, None], "ok": 2.5}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.batch_size=0", r"data.batch_size=0: must be a whole number from 1"),
+    ("data.batch_size=1.5", r"data.batch_size=1.5: must be a whole number"),
+    ("data.eval_batch_size=0", r"data.eval_batch_size=0"),
+    ("data.subset=-1", r"data.subset=-1"),
+    ("training.epochs=0", r"training.epochs=0: must be a whole number from 1"),
+    ("training.grad_clip=-1", r"training.grad_clip=-1: must be a number from 0"),
+    ("training.label_smoothing=2", r"training.label_smoothing=2: must be a number from 0 below 1"),
+    ("training.threads=-1", r"training.threads=-1"),
+    ("training.keep_checkpoints=-1", r"training.keep_checkpoints=-1"),
+    ("training.checkpoint_every=-2", r"training.checkpoint_every=-2"),
+    ("training.optimizer.lr=inf", r"training.optimizer.lr=inf"),
+    ("training.mixed_precision=fp16", r"fp16 needs a CUDA GPU"),
+])
+def test_nonsense_values_are_refused_before_anything_runs(tmp_path, override, message):
+    if override.endswith("fp16") and torch.cuda.is_available():
+        pytest.skip("fp16 is valid where a GPU exists")
+    cfg = trainer.load_config([*FAST, "model=opt6k", f"run.dir={tmp_path / 'run'}", override])
+    with pytest.raises(trainer.ConfigError, match=message):
+        trainer.train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_step_schedule_and_run_dir_mistakes_are_usage_errors(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    for args in (["training.scheduler.name=step", "training.scheduler.step_size=0"],
+                 [f"run.dir={tmp_path / 'a-file'}"]):
+        r = run_cli("train", "model=opt6k", *FAST, *args)
+        assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr, r.stderr

@@ -165,6 +165,62 @@ def _check_tracker(report_to: str) -> None:
                               "(or `pip install tinyhub[tracking]`), or choose report_to=tensorboard|none.")
 
 
+def _number(cfg: dict, dotted: str, *, integer: bool = False, low: float | None = None, high: float | None = None,
+            high_open: bool = False, meaning: str = "") -> None:
+    """One bounds check of the configuration, failing with the key, the value and what it means."""
+    node = cfg
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    value = node
+    kind = "a whole number" if integer else "a number"
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    ok = ok and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = (f" from {low}" if low is not None else "") + (
+            f" {'below' if high_open else 'up to'} {high}" if high is not None else "")
+        raise ConfigError(f"{dotted}={value!r}: must be {kind}{bounds}" + (f" ({meaning})" if meaning else "") + ".")
+
+
+def check_config(cfg: dict) -> None:
+    """Refuse nonsense before anything runs or is written: every value the loop reads, with its meaning."""
+    tr = cfg["training"]
+    _number(cfg, "training.epochs", integer=True, low=1)
+    _number(cfg, "data.batch_size", integer=True, low=1, meaning="images per process and step")
+    _number(cfg, "data.eval_batch_size", integer=True, low=1)
+    _number(cfg, "data.subset", integer=True, low=0, meaning="0 = every training image")
+    _number(cfg, "data.val_size", integer=True, low=0, meaning="0 = no validation split")
+    _number(cfg, "training.grad_clip", low=0, meaning="the largest gradient norm; 0 = off")
+    _number(cfg, "training.label_smoothing", low=0, high=1, high_open=True)
+    _number(cfg, "training.ema", low=0, high=1, high_open=True, meaning="the EMA decay; 0 = off")
+    _number(cfg, "training.threads", integer=True, low=0, meaning="0 = torch's default")
+    _number(cfg, "training.checkpoint_every", integer=True, low=0, meaning="epochs; 0 = no checkpoints")
+    _number(cfg, "training.keep_checkpoints", integer=True, low=1)
+    _number(cfg, "training.optimizer.lr", low=0, meaning="a finite learning rate")
+    sched = (tr.get("scheduler") or {}).get("name") or "none"
+    if sched == "onecycle":
+        _number(cfg, "training.scheduler.max_lr", low=0, meaning="a finite peak learning rate")
+    if sched == "step":
+        _number(cfg, "training.scheduler.step_size", integer=True, low=1, meaning="epochs between decays")
+    precision = str(tr.get("mixed_precision", "no"))
+    if precision not in ("no", "bf16", "fp16"):
+        raise ConfigError(f"training.mixed_precision={precision!r}: choose no, bf16 or fp16.")
+    if precision == "fp16" and (tr.get("device") == "cpu" or not torch.cuda.is_available()):
+        raise ConfigError("training.mixed_precision=fp16 needs a CUDA GPU (fp16 autocast with loss scaling); on "
+                          "the CPU use training.mixed_precision=bf16, or no.")
+    run_dir = (cfg.get("run") or {}).get("dir")
+    if run_dir and Path(run_dir).expanduser().exists() and not Path(run_dir).expanduser().is_dir():
+        raise ConfigError(f"run.dir={run_dir!r} is a file, not a folder; choose another run.dir.")
+    target = Path(run_dir or (cfg.get("run") or {}).get("root") or "runs").expanduser().absolute()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        key = "run.dir" if run_dir else "run.root"
+        raise ConfigError(f"{key}={str(target)!r} cannot be written: {existing} is not a writable folder.")
+
+
 def show_progress(setting) -> bool:
     """progress=auto (the default) draws tqdm bars only on a terminal, so redirected logs stay clean."""
     if isinstance(setting, str) and setting.lower() == "auto":
@@ -209,6 +265,7 @@ def train(cfg: DictConfig | dict, on_epoch_end=None) -> Path:
 def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack) -> Path:
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
+    check_config(cfg)
     t_start = time.perf_counter()
     git_at_start = git_state()  # the code that trains is the code checked out now, not at the end
     tr, data_cfg, seed = cfg["training"], cfg["data"], int(cfg["seed"])
@@ -254,7 +311,11 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         id2label={str(i): n for i, n in enumerate(splits.label_names)},
     )
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"run.dir={str(run_dir)!r} cannot be created ({e.strerror or e}); choose a folder "
+                              "you can write to.") from e
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
     run_scope.enter_context(run_log(run_dir / "train.log" if main else None))
     mean = torch.tensor(model.mean, device=accelerator.device).view(1, -1, 1, 1)
