@@ -1,7 +1,10 @@
 """Data sources, cache, validation split, and every bad-input case with its message."""
 
 import gzip
+import os
 import shutil
+import subprocess
+import sys
 import time
 
 import pytest
@@ -166,3 +169,32 @@ def test_wrong_header_and_mismatched_counts(mnist_dir, tmp_path):
     shutil.copy(d2 / "train-labels-idx1-ubyte.gz", d2 / "t10k-labels-idx1-ubyte.gz")
     with pytest.raises(DataError, match="do not belong together"):
         load_dataset_splits(dir=str(d2), cache_dir=str(tmp_path / "c"), name="x")
+
+
+def test_cache_missing_a_tensor_is_rebuilt_not_trusted(mnist_dir, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    full = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))
+    cache = next(tmp_path.glob("*.safetensors"))
+    with safe_open(str(cache), "pt") as f:
+        meta = f.metadata()
+    tensors = load_file(cache)
+    del tensors["test_labels"]
+    save_file(tensors, str(cache), metadata=meta)  # readable, right format, one tensor short
+    again = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))
+    assert torch.equal(again.test_labels, full.test_labels)
+    assert "test_labels" in load_file(cache)  # and the cache was written again, whole
+
+
+def test_a_killed_cache_write_leaves_nothing_behind(mnist_dir, tmp_path):
+    load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))
+    cache = next(tmp_path.glob("*.safetensors"))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a process that has ended
+    leftover = cache.with_name(f"{cache.name}.{dead}.tmp")
+    leftover.write_bytes(b"\0" * 1024)  # what a write killed half-way leaves
+    live = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")  # a write in progress (this process) stays
+    live.write_bytes(b"")
+    load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))
+    assert not leftover.exists() and live.exists()

@@ -1,6 +1,7 @@
 """The training engine end to end on small subsets: learning, run directory, CLI, multi-process, resume."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -316,3 +317,35 @@ def test_step_schedule_and_run_dir_mistakes_are_usage_errors(tmp_path):
                  [f"run.dir={tmp_path / 'a-file'}"]):
         r = run_cli("train", "model=opt6k", *FAST, *args)
         assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr, r.stderr
+
+
+def test_resume_falls_back_from_a_truncated_latest_checkpoint(mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    args = [*FAST, f"data.dir={mnist_dir}", "data.subset=600", "training.epochs=3", "training.keep_checkpoints=5",
+            f"run.dir={run}"]
+    assert run_cli("train", "model=opt6k", *args).returncode == 0
+    (run / "results.json").unlink()  # as if killed after its last checkpoint
+    weights = run / "checkpoints" / "epoch_3" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a truncated copy
+    r = run_cli("train", "model=opt6k", *args, "training.resume=auto")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "epoch_3 cannot be read" in r.stdout and "Resuming from" in r.stdout and "epoch_2" in r.stdout
+    results = json.loads((run / "results.json").read_text())
+    assert [e["epoch"] for e in results["epochs"]] == [1, 2, 3] and results["resumed_from"].endswith("epoch_2")
+
+
+def test_checkpoint_files_reach_the_disk_before_the_rename(monkeypatch, tmp_path, mnist_dir):
+    from tinyhub.trainer import checkpoint
+
+    synced, renamed = [], []
+    real_fsync, real_replace = checkpoint.os.fsync, checkpoint.os.replace
+    monkeypatch.setattr(checkpoint.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                            real_fsync(fd))[1])
+    monkeypatch.setattr(checkpoint.os, "replace", lambda a, b: (renamed.append((str(a), len(synced))),
+                                                                real_replace(a, b))[1])
+    trainer.train(trainer.load_config([*FAST, "model=opt6k", "training.epochs=1", "data.subset=300",
+                                       f"data.dir={mnist_dir}", f"run.dir={tmp_path / 'run'}"]))
+    (tmp, synced_before), = [r for r in renamed if ".epoch_1.tmp" in r[0]]
+    files = {str(p).replace("/epoch_1/", "/.epoch_1.tmp/")
+             for p in (tmp_path / "run" / "checkpoints" / "epoch_1").rglob("*") if p.is_file()}
+    assert files and files <= set(synced[:synced_before])

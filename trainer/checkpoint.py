@@ -8,6 +8,8 @@ import re
 import shutil
 from pathlib import Path
 
+from tinyhub.errors import TinyhubError
+
 CHECKPOINT_RE = re.compile(r"^epoch_(\d+)$")
 STATE_FILE = "trainer_state.json"
 
@@ -29,6 +31,34 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+class CheckpointError(TinyhubError, RuntimeError):
+    """No usable checkpoint to resume from."""
+
+
+def older_or_equal(run_dir: Path, newest: Path) -> list[Path]:
+    """Complete checkpoints from `newest` back to the oldest: the order resume tries them in."""
+    newest_epoch = int(CHECKPOINT_RE.match(Path(newest).name).group(1))
+    return [p for epoch, p in reversed(list_checkpoints(run_dir)) if epoch <= newest_epoch]
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file of a checkpoint and the folder itself to disk, so the rename that publishes it can
+    never point at data still in the page cache (a power cut would otherwise leave a "complete" empty file)."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     found = list_checkpoints(run_dir)
     return found[-1][1] if found else None
@@ -47,9 +77,11 @@ def save_checkpoint(accelerator, run_dir: Path, epoch: int, trainer_state: dict,
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=1))
+        _fsync_tree(tmp)
         if final.exists():
             shutil.rmtree(final)
-        os.replace(tmp, final)  # the checkpoint becomes visible only when complete
+        os.replace(tmp, final)  # the checkpoint becomes visible only when complete, and on disk
+        _fsync_dir(root)
         for _, old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

@@ -201,8 +201,31 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("TINYHUB_CACHE", Path.home() / ".cache" / "tinyhub")) / "datasets"
 
 
+#: The tensors every cache file must hold; a file without one of them is rebuilt, never trusted.
+CACHE_TENSORS = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+def _remove_stale_writes(path: Path) -> None:
+    """Delete `<cache>.<pid>.tmp` files left by writes whose process is gone (killed mid-write): tens of MB each."""
+    for tmp in path.parent.glob(f"{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 1: -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
 def _write_cache(path: Path, tensors: dict[str, torch.Tensor], label_names: list[str], source: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_writes(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     meta = {"format": str(CACHE_FORMAT), "label_names": "\x1f".join(label_names),
             **{f"source.{k}": str(v) for k, v in source.items()}}
@@ -216,8 +239,9 @@ def _read_cache(path: Path) -> tuple[dict[str, torch.Tensor], list[str]] | None:
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-        if meta.get("format") != str(CACHE_FORMAT):
-            return None
+            if meta.get("format") != str(CACHE_FORMAT) or not set(CACHE_TENSORS) <= set(f.keys()):
+                return None
+        _remove_stale_writes(path)
         return load_file(str(path)), meta["label_names"].split("\x1f")
     except Exception:  # an unreadable cache is rebuilt, never trusted
         return None

@@ -349,8 +349,21 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
     history: list[dict] = []
     start_epoch = 1
     if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        saved = ckpt.read_trainer_state(resume_from)
+        # With resume=auto, an unreadable newest checkpoint (truncated by a full disk, a bad copy) falls back to
+        # the one before; an explicitly named checkpoint is used or refused.
+        candidates = ckpt.older_or_equal(run_dir, resume_from) if tr.get("resume") == "auto" else [resume_from]
+        for candidate in candidates:
+            try:
+                accelerator.load_state(str(candidate))
+                saved = ckpt.read_trainer_state(candidate)
+            except Exception as e:  # noqa: BLE001 - whatever made it unreadable, the next one may load
+                say(f"Checkpoint {candidate} cannot be read ({type(e).__name__}: {str(e)[:200]}); trying an older one")
+                continue
+            resume_from = candidate
+            break
+        else:
+            raise ckpt.CheckpointError(f"no checkpoint in {run_dir / 'checkpoints'} can be read "
+                                       f"(tried {', '.join(p.name for p in candidates)}); start a new run.dir.")
         history, start_epoch = saved["history"], saved["epoch"] + 1
         say(f"Resuming from {resume_from} (epoch {saved['epoch']} of {epochs})")
 
