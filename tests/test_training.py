@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from tinyhub import modeling
 from tinyhub import trainer
 from tinyhub.trainer import checkpoint as ckpt
-from conftest import FAST, REPO, run_cli, run_script
+from conftest import FAST, REPO, TINYHUB, run_cli, run_script
 
 
 def _train(mnist_dir, tmp_path, *overrides, name="run"):
@@ -349,3 +349,48 @@ def test_checkpoint_files_reach_the_disk_before_the_rename(monkeypatch, tmp_path
     files = {str(p).replace("/epoch_1/", "/.epoch_1.tmp/")
              for p in (tmp_path / "run" / "checkpoints" / "epoch_1").rglob("*") if p.is_file()}
     assert files and files <= set(synced[:synced_before])
+
+
+def test_a_live_run_dir_has_one_owner(mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    args = ["model=opt6k", *FAST, f"data.dir={mnist_dir}", "data.subset=2000", "training.epochs=30",
+            f"run.dir={run}", "training.threads=1"]
+    first = subprocess.Popen([TINYHUB, "train", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (run / "checkpoints" / "epoch_1").exists():
+            assert first.poll() is None and time.time() < deadline
+            time.sleep(0.1)
+        second = run_cli("train", *args, "seed=1")
+        assert second.returncode == 2 and "is being trained right now" in second.stderr, second.stderr[-2000:]
+        assert f"pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
+        resumed = run_cli("train", *args, "training.resume=auto")  # not even resume takes a live run
+        assert resumed.returncode == 2 and "is being trained right now" in resumed.stderr
+    finally:
+        first.kill()
+        first.wait()
+    # The kill released the lock (the kernel drops it with the process): the run can be continued at once.
+    assert (run / ".tinyhub.lock").exists()
+    os.close(ckpt.lock_run_dir(run))
+
+
+def test_unfinished_run_dir_is_not_reused_and_resume_must_match(mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    args = ["model=opt6k", *FAST, f"data.dir={mnist_dir}", "data.subset=400", "training.epochs=2",
+            f"run.dir={run}"]
+    assert run_cli("train", *args).returncode == 0
+    (run / "results.json").unlink()  # killed after its last checkpoint
+    config_before = (run / "config.yaml").read_text()
+    checkpoints_before = sorted(p.name for p in (run / "checkpoints").iterdir())
+
+    fresh = run_cli("train", *args, "seed=1")  # a new run must not take over the unfinished one
+    assert fresh.returncode == 2 and "holds an unfinished run" in fresh.stderr and "resume=auto" in fresh.stderr
+    other = run_cli("train", *args, "seed=1", "augment.rotation=3.0", "training.resume=auto")
+    assert other.returncode == 2 and "another configuration" in other.stderr, other.stderr[-2000:]
+    assert "seed: checkpoint 0, now 1" in other.stderr and "augment.rotation" in other.stderr
+    assert (run / "config.yaml").read_text() == config_before  # nothing was touched
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == checkpoints_before
+
+    same = run_cli("train", *args, "training.resume=auto", "training.threads=1", "report_to=none")  # may change
+    assert same.returncode == 0, same.stderr[-2000:]
+    assert json.loads((run / "results.json").read_text())["seed"] == 0

@@ -59,6 +59,37 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+LOCK_FILE = ".tinyhub.lock"
+
+
+class RunDirBusy(TinyhubError, RuntimeError):
+    """Another live process is training in this run directory."""
+
+
+def lock_run_dir(run_dir: Path) -> int:
+    """Own `run_dir` for as long as the returned descriptor stays open (close it to release).
+
+    An advisory lock (flock) on run_dir/.tinyhub.lock: the kernel releases it when its process dies, however it
+    dies, so the lock of a killed run is taken over by the next one without guessing about stale files."""
+    import fcntl
+    import socket
+    import time
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise RunDirBusy(f"run.dir={str(run_dir)!r} is being trained right now ({holder}); wait for it to finish, "
+                         "or choose another run.dir.") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+             .encode())
+    return fd
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     found = list_checkpoints(run_dir)
     return found[-1][1] if found else None

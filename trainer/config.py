@@ -60,25 +60,43 @@ def recipe_overrides(cfg: dict) -> list[str]:
     `tinyhub train model=<name> <these>` trains the same recipe anywhere."""
     name = cfg["model"]["name"]
     group = model_group(name)
-    baseline = compose_baseline(group)
     out = [f"model={group}" if group else f"model.name={name}", f"seed={cfg['seed']}"]  # always said
-
-    def walk(prefix: str, ours, base) -> None:
-        for key in sorted(set(ours) | set(base)):
-            dotted = f"{prefix}{key}"
-            if dotted in MACHINE_KEYS or dotted in ("model.name", "seed"):
-                continue
-            if key not in ours:
-                out.append(f"~{dotted}")
-            elif isinstance(ours[key], dict) and isinstance(base.get(key), dict):
-                walk(dotted + ".", ours[key], base[key])
-            elif key not in base:
-                out.append(f"+{dotted}={_hydra_value(ours[key])}")
-            elif ours[key] != base[key]:
-                out.append(f"{dotted}={_hydra_value(ours[key])}")
-
-    walk("", {k: v for k, v in cfg.items() if k != "hydra"}, baseline)
+    for key, ours, base in differences(cfg, compose_baseline(group), ignore=(*MACHINE_KEYS, "model.name", "seed")):
+        if ours is _ABSENT:
+            out.append(f"~{key}")
+        else:
+            out.append(f"{'+' if base is _ABSENT else ''}{key}={_hydra_value(ours)}")
     return out
+
+
+#: What may change when a run is resumed: where things are and how it reports, never what it computes.
+RESUME_MAY_CHANGE = (*MACHINE_KEYS, "report_to", "tracker_project", "training.checkpoint_every",
+                     "training.keep_checkpoints", "data.eval_batch_size")
+_ABSENT = object()
+
+
+def differences(a: dict, b: dict, *, ignore: tuple[str, ...] = ()) -> list[tuple[str, object, object]]:
+    """(dotted key, value in a, value in b) wherever two configurations differ; a key that one of them lacks has
+    the value `_ABSENT` there. A key in `ignore` is skipped with everything below it."""
+    found = []
+
+    def walk(prefix: str, x: dict, y: dict) -> None:
+        for key in sorted(set(x) | set(y), key=str):
+            dotted = f"{prefix}{key}"
+            if dotted in ignore:
+                continue
+            xv, yv = x.get(key, _ABSENT), y.get(key, _ABSENT)
+            if isinstance(xv, dict) and isinstance(yv, dict):
+                walk(dotted + ".", xv, yv)
+            elif xv != yv:
+                found.append((dotted, xv, yv))
+
+    walk("", a, b)
+    return found
+
+
+def describe_value(value) -> str:
+    return "(absent)" if value is _ABSENT else _hydra_value(value)
 
 
 def _hydra_value(value) -> str:

@@ -30,7 +30,7 @@ from tinyhub.errors import TinyhubError, UsageError
 
 from . import checkpoint as ckpt
 from .augment import AugmentConfig, augment_batch, make_generator
-from .config import recipe_overrides
+from .config import RESUME_MAY_CHANGE, describe_value, differences, recipe_overrides
 from .data import epoch_permutation, load_dataset_splits, shard_batches
 from .evaluation import predict
 from .logs import run_log
@@ -110,43 +110,83 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int)
 # ---------------------------------------------------------------------------------------------------------
 # Run directory agreement
 # ---------------------------------------------------------------------------------------------------------
-def _resolve_run_dir(cfg: dict, state: PartialState) -> tuple[Path, Path | None]:
-    """(run_dir, checkpoint to resume from). The main process decides; every rank receives the same answer."""
-    resume = cfg["training"].get("resume")
-    run_cfg = cfg["run"]
+def _resolve_run_dir(cfg: dict, state: PartialState, run_scope: contextlib.ExitStack) -> tuple[Path, Path | None]:
+    """(run_dir, checkpoint to resume from). The main process decides and holds the run directory's lock for the
+    whole run; every rank receives the same answer. Nothing in the run directory is touched on a refusal."""
     decided = [None, None]
     if state.is_main_process:
-        if resume and resume != "auto":
-            resume_path = Path(resume).expanduser().resolve()
-            if not (resume_path / ckpt.STATE_FILE).is_file():
-                decided = ["error", f"training.resume={resume!r} is not a complete checkpoint directory "
-                                    f"(no {ckpt.STATE_FILE}); use training.resume=auto with run.dir=RUN_DIR."]
-            else:
-                decided = [str(resume_path.parent.parent), str(resume_path)]
-        elif run_cfg.get("dir"):
-            run_dir = Path(run_cfg["dir"]).expanduser().resolve()
-            latest = ckpt.latest_checkpoint(run_dir) if resume == "auto" else None
-            if resume != "auto" and (run_dir / "results.json").exists():
-                decided = ["error", f"run.dir={str(run_dir)!r} already holds a finished run; choose another "
-                                    "run.dir, or continue it with training.resume=auto."]
-            else:
-                decided = [str(run_dir), str(latest) if latest else None]
-        else:
-            if resume == "auto":
-                decided = ["error", "training.resume=auto needs run.dir=PATH (the run to continue)."]
-            else:
-                stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-                base = Path(run_cfg.get("root") or "runs").expanduser().resolve()
-                name = run_cfg.get("name") or f"{cfg['model']['name']}-s{cfg['seed']}-{stamp}"
-                run_dir, k = base / name, 1
-                while run_dir.exists():
-                    k += 1
-                    run_dir = base / f"{name}-{k}"
-                decided = [str(run_dir), None]
+        try:
+            decided = _decide_run_dir(cfg, run_scope)
+        except (ConfigError, ckpt.RunDirBusy) as e:
+            decided = ["error", str(e)]
     broadcast_object_list(decided, from_process=0)
     if decided[0] == "error":
         raise ConfigError(decided[1])
     return Path(decided[0]), (Path(decided[1]) if decided[1] else None)
+
+
+def _decide_run_dir(cfg: dict, run_scope: contextlib.ExitStack) -> list[str | None]:
+    resume = cfg["training"].get("resume")
+    run_cfg = cfg["run"]
+    checkpoint = None
+    if resume and resume != "auto":
+        checkpoint = Path(resume).expanduser().resolve()
+        if not (checkpoint / ckpt.STATE_FILE).is_file():
+            raise ConfigError(f"training.resume={resume!r} is not a complete checkpoint directory "
+                              f"(no {ckpt.STATE_FILE}); use training.resume=auto with run.dir=RUN_DIR.")
+        run_dir = checkpoint.parent.parent
+    elif run_cfg.get("dir"):
+        run_dir = Path(run_cfg["dir"]).expanduser().resolve()
+    elif resume == "auto":
+        raise ConfigError("training.resume=auto needs run.dir=PATH (the run to continue).")
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = Path(run_cfg.get("root") or "runs").expanduser().resolve()
+        name = run_cfg.get("name") or f"{cfg['model']['name']}-s{cfg['seed']}-{stamp}"
+        run_dir, k = base / name, 1
+        while run_dir.exists():
+            k += 1
+            run_dir = base / f"{name}-{k}"
+    created = not run_dir.exists()
+    run_scope.callback(os.close, ckpt.lock_run_dir(run_dir))  # refused at once if another run holds it
+    if created:  # a run that fails before writing anything leaves no empty folder behind
+        run_scope.callback(_remove_if_only_lock, run_dir)
+    if resume == "auto":
+        checkpoint = ckpt.latest_checkpoint(run_dir)
+    elif not resume:
+        if (run_dir / "results.json").exists():
+            raise ConfigError(f"run.dir={str(run_dir)!r} already holds a finished run; choose another run.dir, or "
+                              "continue it with training.resume=auto.")
+        if ckpt.list_checkpoints(run_dir):
+            raise ConfigError(f"run.dir={str(run_dir)!r} holds an unfinished run (its last checkpoint is "
+                              f"{ckpt.latest_checkpoint(run_dir).name}); continue it with training.resume=auto, "
+                              "or choose another run.dir. Nothing was changed.")
+    if checkpoint is not None:
+        _check_resume_config(cfg, run_dir, checkpoint)
+    return [str(run_dir), str(checkpoint) if checkpoint else None]
+
+
+def _remove_if_only_lock(run_dir: Path) -> None:
+    if run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == [ckpt.LOCK_FILE]:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _check_resume_config(cfg: dict, run_dir: Path, checkpoint: Path) -> None:
+    """Resume continues the run the checkpoint belongs to, or nothing: a different recipe is refused, naming
+    every differing key, before the run directory is touched."""
+    saved = ckpt.read_trainer_state(checkpoint).get("config")
+    if saved is None and (run_dir / "config.yaml").is_file():  # checkpoints written before they recorded it
+        saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
+    if saved is None:
+        return
+    changed = differences(cfg, saved, ignore=RESUME_MAY_CHANGE)
+    if changed:
+        listed = "; ".join(f"{key}: checkpoint {describe_value(theirs)}, now {describe_value(ours)}"
+                           for key, ours, theirs in changed)
+        raise ConfigError(
+            f"training.resume: {checkpoint} belongs to a run with another configuration ({listed}). Resume with "
+            f"the run's own configuration (only {', '.join(RESUME_MAY_CHANGE)} may change), or start a new "
+            "run.dir. Nothing was changed.")
 
 
 TRACKERS = {"none": None, "tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
@@ -279,7 +319,7 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
     state = PartialState(cpu=device_choice == "cpu")
     report_to = str(cfg.get("report_to") or "none")
     _check_tracker(report_to)
-    run_dir, resume_from = _resolve_run_dir(cfg, state)
+    run_dir, resume_from = _resolve_run_dir(cfg, state, run_scope)
     accelerator = Accelerator(
         cpu=device_choice == "cpu",
         mixed_precision=str(tr.get("mixed_precision", "no")),
@@ -460,7 +500,7 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
             f"lr {record['lr']:.2e} | {record['epoch_seconds']:.1f}s, {record['images_per_second']:,.0f} img/s")
         every = int(tr.get("checkpoint_every", 1) or 0)
         if every and (epoch % every == 0 or epoch == epochs):
-            ckpt.save_checkpoint(accelerator, run_dir, epoch, {"epoch": epoch, "history": history},
+            ckpt.save_checkpoint(accelerator, run_dir, epoch, {"epoch": epoch, "history": history, "config": cfg},
                                  keep=int(tr.get("keep_checkpoints", 2)))
 
     if test_result is None:  # resumed a run whose last checkpoint was already the final epoch
