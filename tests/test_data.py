@@ -198,3 +198,22 @@ def test_a_killed_cache_write_leaves_nothing_behind(mnist_dir, tmp_path):
     live.write_bytes(b"")
     load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))
     assert not leftover.exists() and live.exists()
+
+
+def test_without_network_training_fails_at_once_with_one_message(tmp_path):
+    import os
+    import time
+
+    from conftest import FAST, run_cli
+
+    env = {"HF_ENDPOINT": "https://hub.tinyhub-test.invalid", "HF_HOME": str(tmp_path / "hf"),
+           "TINYHUB_CACHE": str(tmp_path / "cache"), "TINYHUB_DATA_DIR": ""}
+    t0 = time.perf_counter()
+    r = run_cli("train", "model=opt6k", *[a for a in FAST if not a.startswith("data.dir")],
+                f"run.dir={tmp_path / 'run'}", env_extra=env, timeout=120)
+    elapsed = time.perf_counter() - t0
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert r.stderr.count("error:") == 1 and "cannot be reached" in r.stderr and "--data-dir" in r.stderr
+    assert "Retrying" not in r.stderr + r.stdout and "Traceback" not in r.stderr
+    assert elapsed < 20, f"took {elapsed:.0f} s: the name lookup failure should end it at once"
+    assert not (tmp_path / "run").exists() and os.environ.get("HF_ENDPOINT") != env["HF_ENDPOINT"]

@@ -6,6 +6,7 @@ the accelerator device in one piece, and `shard_batches` yields index batches of
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -157,6 +158,33 @@ def _decode_local(files: dict[tuple[str, str], Path]) -> dict[str, torch.Tensor]
 # ---------------------------------------------------------------------------------------------------------
 # Hub datasets (through `datasets`)
 # ---------------------------------------------------------------------------------------------------------
+def _hub_unreachable() -> bool:
+    """True when the Hub's host name does not even resolve (no network): one lookup, no retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return True
+    host = urlparse(constants.ENDPOINT).hostname
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def _datasets_offline(datasets):
+    saved = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE = saved
+
+
 def _load_hub(dataset_id: str, revision: str | None) -> tuple[dict[str, torch.Tensor], list[str], dict]:
     import datasets
     import numpy as np
@@ -164,8 +192,18 @@ def _load_hub(dataset_id: str, revision: str | None) -> tuple[dict[str, torch.Te
     try:
         if os.path.isdir(dataset_id):
             ds = datasets.load_from_disk(dataset_id)
+        elif _hub_unreachable():
+            # No network: `datasets` would retry for half a minute; ask its cache alone, which answers at once.
+            try:
+                with _datasets_offline(datasets):
+                    ds = datasets.load_dataset(dataset_id, revision=revision)
+            except Exception as e:
+                raise DataError(f"The Hub cannot be reached (no network, or offline mode) and {dataset_id!r} is not "
+                                f"in the datasets cache. {OFFLINE_HINT}") from e
         else:
             ds = datasets.load_dataset(dataset_id, revision=revision)
+    except DataError:
+        raise
     except ConnectionError as e:  # what `datasets` raises offline or when the Hub cannot be reached
         raise DataError(f"Could not download {dataset_id!r} from the Hub ({e}). {OFFLINE_HINT}") from e
     except Exception as e:
