@@ -394,3 +394,14 @@ def test_unfinished_run_dir_is_not_reused_and_resume_must_match(mnist_dir, tmp_p
     same = run_cli("train", *args, "training.resume=auto", "training.threads=1", "report_to=none")  # may change
     assert same.returncode == 0, same.stderr[-2000:]
     assert json.loads((run / "results.json").read_text())["seed"] == 0
+
+
+def test_a_data_error_under_torchrun_is_shown_once_not_buried(tmp_path):
+    r = run_script("train.py", "model=opt6k", *FAST, "--data-dir", str(tmp_path / "missing"), "training.device=cpu",
+                   f"run.dir={tmp_path / 'run'}",
+                   launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", "29519"])
+    assert r.returncode != 0
+    assert r.stderr.count("error: The data folder") == 1, r.stderr[-3000:]
+    for buried_under in ("DistBackendError", "Connection reset", "ConnectionError", "Broken pipe"):
+        assert buried_under not in r.stderr, r.stderr[-3000:]

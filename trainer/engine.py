@@ -31,7 +31,7 @@ from tinyhub.errors import TinyhubError, UsageError
 from . import checkpoint as ckpt
 from .augment import AugmentConfig, augment_batch, make_generator
 from .config import RESUME_MAY_CHANGE, describe_value, differences, recipe_overrides
-from .data import epoch_permutation, load_dataset_splits, shard_batches
+from .data import DataError, epoch_permutation, load_dataset_splits, shard_batches
 from .evaluation import predict
 from .logs import run_log
 from .report import write_run_report
@@ -332,13 +332,29 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
     say = logger.info if main else (lambda *_: None)  # the main process speaks for the group
 
     # ---- data: the whole split on the device as uint8 ----
-    with accelerator.main_process_first():  # one process decodes and caches, the others read the cache
-        splits = load_dataset_splits(
+    def load_splits():
+        return load_dataset_splits(
             source=data_cfg.get("source", "auto"), dir=data_cfg.get("dir"), dataset=data_cfg.get("dataset"),
             revision=data_cfg.get("revision"), name=data_cfg.get("name"),
             verify=data_cfg.get("verify", True), cache_dir=data_cfg.get("cache_dir"),
             val_size=int(data_cfg.get("val_size") or 0), subset=int(data_cfg.get("subset") or 0),
         )
+
+    # The main process decodes and caches first, then tells the others whether it worked: a data error then
+    # reaches every rank as the same clear message instead of a lost connection on the ranks that waited.
+    failure = [None]
+    if main:
+        try:
+            splits = load_splits()
+        except DataError as e:
+            failure = [str(e)]
+    broadcast_object_list(failure, from_process=0)
+    if failure[0] is not None:
+        error = DataError(failure[0])
+        error.reported_by_main = not main  # one message for the group: the main process prints it
+        raise error
+    if not main:
+        splits = load_splits()
     data = splits.to(accelerator.device)
     aug = AugmentConfig(**cfg.get("augment", {}))
 

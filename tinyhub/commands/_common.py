@@ -12,8 +12,10 @@ SHARED_OPTIONS = {"--data-dir": "data.dir", "--batch-size": "data.batch_size"}
 
 
 def fail(error: BaseException) -> int:
-    """Print an expected failure as one line and return its exit status (1 run time, 2 usage)."""
-    print(f"error: {error}", file=sys.stderr)
+    """Print an expected failure as one line and return its exit status (1 run time, 2 usage). In a process
+    group, an error that the main process reports for everyone is printed once, by it."""
+    if not getattr(error, "reported_by_main", False):
+        print(f"error: {error}", file=sys.stderr)
     return getattr(error, "exit_code", 1)
 
 
