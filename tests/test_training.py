@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -405,3 +406,43 @@ def test_a_data_error_under_torchrun_is_shown_once_not_buried(tmp_path):
     assert r.stderr.count("error: The data folder") == 1, r.stderr[-3000:]
     for buried_under in ("DistBackendError", "Connection reset", "ConnectionError", "Broken pipe"):
         assert buried_under not in r.stderr, r.stderr[-3000:]
+
+
+def _weights(run):
+    return load_file(run / "model" / "model.safetensors")
+
+
+def test_resume_restores_scheduler_and_ema_from_safe_files_bit_identically(mnist_dir, tmp_path):
+    args = ["model=opt6k", *FAST, f"data.dir={mnist_dir}", "data.subset=600", "training.epochs=2",
+            "training.scheduler.name=onecycle", "training.scheduler.max_lr=0.05", "training.ema=0.9",
+            "training.deterministic=true", "training.threads=1", "training.keep_checkpoints=5"]
+    assert run_cli("train", *args, f"run.dir={tmp_path / 'full'}").returncode == 0
+    cut = tmp_path / "cut"
+    assert run_cli("train", *args, f"run.dir={cut}").returncode == 0
+    epoch_1 = cut / "checkpoints" / "epoch_1"
+    assert sorted(p.name for p in epoch_1.iterdir()) == [
+        "ema.safetensors", "model.safetensors", "optimizer.bin", "random_states_0.pkl", "trainer_state.json"]
+    assert "scheduler" in json.loads((epoch_1 / "trainer_state.json").read_text())
+    for leftover in ("results.json", "model", "checkpoints/epoch_2"):  # as if killed after epoch 1
+        shutil.rmtree(cut / leftover) if (cut / leftover).is_dir() else (cut / leftover).unlink()
+    resumed = run_cli("train", *args, f"run.dir={cut}", "training.resume=auto")
+    assert resumed.returncode == 0 and "Resuming from" in resumed.stdout, resumed.stderr[-2000:]
+    a, b = _weights(tmp_path / "full"), _weights(cut)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_with_a_pickle_tinyhub_never_writes_is_refused_unloaded(mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    # with a scheduler: Accelerate would unpickle its custom-object file, where this payload sits
+    args = ["model=opt6k", *FAST, f"data.dir={mnist_dir}", "data.subset=300", "training.epochs=1",
+            "training.scheduler.name=step", f"run.dir={run}"]
+    assert run_cli("train", *args).returncode == 0
+    (run / "results.json").unlink()
+    marker = tmp_path / "code-ran"
+    payload = ("import os, pickle\nclass P:\n    def __reduce__(self):\n"
+               f"        return (os.system, ('touch {marker}',))\n"
+               f"pickle.dump(P(), open({str(run / 'checkpoints' / 'epoch_1' / 'custom_checkpoint_0.pkl')!r}, 'wb'))")
+    subprocess.run([sys.executable, "-c", payload], check=True)
+    r = run_cli("train", *args, "training.resume=auto")
+    assert r.returncode == 1 and "custom_checkpoint_0.pkl" in r.stderr and "could run code" in r.stderr, r.stderr
+    assert not marker.exists()  # refused before anything was unpickled

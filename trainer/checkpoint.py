@@ -8,10 +8,13 @@ import re
 import shutil
 from pathlib import Path
 
+from safetensors.torch import load_file, save_file
+
 from tinyhub.errors import TinyhubError
 
 CHECKPOINT_RE = re.compile(r"^epoch_(\d+)$")
 STATE_FILE = "trainer_state.json"
+EMA_FILE = "ema.safetensors"
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -95,8 +98,10 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def save_checkpoint(accelerator, run_dir: Path, epoch: int, trainer_state: dict, keep: int) -> Path:
-    """Every rank calls this (accelerate writes per-rank RNG files); only the main process renames/rotates."""
+def save_checkpoint(accelerator, run_dir: Path, epoch: int, trainer_state: dict, keep: int, *, scheduler=None,
+                    ema=None) -> Path:
+    """Every rank calls this (accelerate writes per-rank RNG files); only the main process renames/rotates.
+    The scheduler's state goes into trainer_state.json, the EMA weights into ema.safetensors."""
     root = checkpoint_dir(run_dir)
     final = root / f"epoch_{epoch}"
     tmp = root / f".epoch_{epoch}.tmp"
@@ -107,6 +112,10 @@ def save_checkpoint(accelerator, run_dir: Path, epoch: int, trainer_state: dict,
     accelerator.save_state(str(tmp), safe_serialization=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if scheduler is not None:
+            trainer_state = {**trainer_state, "scheduler": scheduler.state_dict()}
+        if ema is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}, str(tmp / EMA_FILE))
         (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=1))
         _fsync_tree(tmp)
         if final.exists():
@@ -117,6 +126,33 @@ def save_checkpoint(accelerator, run_dir: Path, epoch: int, trainer_state: dict,
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+#: What a tinyhub checkpoint holds. The two pickles are Accelerate's, and Accelerate reads them with PyTorch's
+#: weights-only unpickler, which refuses anything but tensors and plain containers; nothing else is loaded.
+SAFE_FILES = re.compile(r"^(model(_\d+)?\.safetensors|optimizer(_\d+)?\.bin|random_states_\d+\.pkl|scaler\.pt|"
+                        r"trainer_state\.json|ema\.safetensors)$")
+
+
+class UnsafeCheckpoint(TinyhubError, RuntimeError):
+    """A checkpoint holds a file tinyhub never writes (such as a pickle that would run code when loaded)."""
+
+
+def refuse_unsafe_files(checkpoint: Path) -> None:
+    strange = sorted(p.name for p in Path(checkpoint).iterdir() if not SAFE_FILES.match(p.name))
+    if strange:
+        raise UnsafeCheckpoint(
+            f"{checkpoint} holds {strange}, which tinyhub never writes; loading such files could run code (a "
+            "pickle), so the checkpoint is refused. It was made by another program (or an older tinyhub) or "
+            "changed since: resume only from checkpoints this tinyhub wrote, or start a new run.dir.")
+
+
+def restore_extra_state(checkpoint: Path, saved: dict, *, scheduler=None, ema=None) -> None:
+    """The scheduler (from trainer_state.json) and the EMA weights (ema.safetensors) of a checkpoint."""
+    if scheduler is not None:
+        scheduler.load_state_dict(saved["scheduler"])
+    if ema is not None:
+        ema.load_state_dict(load_file(str(Path(checkpoint) / EMA_FILE)))
 
 
 def read_trainer_state(ckpt: Path) -> dict:

@@ -397,9 +397,8 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         ema.to(accelerator.device)
     train_model = torch.compile(model) if tr.get("compile") else model
     train_model, optimizer = accelerator.prepare(train_model, optimizer)
-    for obj in (scheduler, ema):
-        if obj is not None:
-            accelerator.register_for_checkpointing(obj)
+    # The scheduler and the EMA weights are checkpointed by tinyhub itself (JSON and safetensors), not through
+    # Accelerate's custom-object pickles, which load with full unpickling: a checkpoint must never run code.
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=float(tr.get("label_smoothing", 0.0)))
 
     history: list[dict] = []
@@ -410,8 +409,12 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         candidates = ckpt.older_or_equal(run_dir, resume_from) if tr.get("resume") == "auto" else [resume_from]
         for candidate in candidates:
             try:
+                ckpt.refuse_unsafe_files(candidate)
                 accelerator.load_state(str(candidate))
                 saved = ckpt.read_trainer_state(candidate)
+                ckpt.restore_extra_state(candidate, saved, scheduler=scheduler, ema=ema)
+            except ckpt.UnsafeCheckpoint:
+                raise
             except Exception as e:  # noqa: BLE001 - whatever made it unreadable, the next one may load
                 say(f"Checkpoint {candidate} cannot be read ({type(e).__name__}: {str(e)[:200]}); trying an older one")
                 continue
@@ -517,7 +520,7 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         every = int(tr.get("checkpoint_every", 1) or 0)
         if every and (epoch % every == 0 or epoch == epochs):
             ckpt.save_checkpoint(accelerator, run_dir, epoch, {"epoch": epoch, "history": history, "config": cfg},
-                                 keep=int(tr.get("keep_checkpoints", 2)))
+                                 keep=int(tr.get("keep_checkpoints", 2)), scheduler=scheduler, ema=ema)
 
     if test_result is None:  # resumed a run whose last checkpoint was already the final epoch
         test_result = evaluate(eval_model, data.test_images, data.test_labels, accelerator, eval_bs, normalize,
