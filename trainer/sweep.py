@@ -34,6 +34,7 @@ import logging
 import math
 import numbers
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,6 +73,10 @@ NOT_SEARCHABLE = {
 NOT_SEARCHABLE_SECTIONS = ("hpo", "run", "hydra")
 #: Driver environment variables that reach every trial process (plus `hpo.env`).
 FORWARDED_ENV_PREFIXES = ("TINYHUB_", "HF_", "HUGGINGFACE_", "WANDB_")
+#: Secrets are never forwarded: Ray writes a runtime_env's variables into its session logs. Trials read them
+#: from their own process environment (a local Ray's workers inherit the driver's; on a cluster, each node's
+#: `ray start` environment) or from the credential files `hf auth login` / `wandb login` leave.
+SECRET_ENV = re.compile(r"TOKEN|API_KEY|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 #: Of those, the ones holding paths: made absolute, because Ray runs each trial in its own working directory.
 PATH_ENV_VARS = ("TINYHUB_DATA_DIR", "TINYHUB_CACHE", "TINYHUB_TEST_DATA", "HF_HOME", "HF_DATASETS_CACHE",
                  "HF_HUB_CACHE", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR")
@@ -330,7 +335,7 @@ def _absolute(path: str | None) -> str | None:
 def forwarded_env(extra: dict | None = None) -> dict[str, str]:
     """The environment trial processes get: TINYHUB_*/HF_*/HUGGINGFACE_*/WANDB_* from here (paths made
     absolute), then `extra` (hpo.env)."""
-    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES) and not SECRET_ENV.search(k)}
     for k in PATH_ENV_VARS:
         if env.get(k):
             env[k] = _absolute(env[k])
@@ -425,6 +430,12 @@ def prepare_sweep(cfg: DictConfig | dict) -> SweepPlan:
     address = hpo["address"] or os.environ.get("RAY_ADDRESS") or None
     if not isinstance(hpo["env"] or {}, dict):
         raise SweepConfigError("hpo.env must be a mapping of environment variable names to values.")
+    secrets = sorted(str(k) for k in (hpo["env"] or {}) if SECRET_ENV.search(str(k)))
+    if secrets:
+        raise SweepConfigError(
+            f"hpo.env.{secrets[0]}: secrets are never passed through a sweep (Ray and sweep_config.yaml would write "
+            "them to disk). Set them in the environment that starts the sweep (and `ray start` on every node of a "
+            "cluster), or log in once with `hf auth login` / `wandb login`.")
     if hpo["wandb"] not in (True, False):
         raise SweepConfigError(f"hpo.wandb={hpo['wandb']!r}: true or false.")
     if hpo["wandb"] and importlib.util.find_spec("wandb") is None:
