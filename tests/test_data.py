@@ -217,3 +217,16 @@ def test_without_network_training_fails_at_once_with_one_message(tmp_path):
     assert "Retrying" not in r.stderr + r.stdout and "Traceback" not in r.stderr
     assert elapsed < 20, f"took {elapsed:.0f} s: the name lookup failure should end it at once"
     assert not (tmp_path / "run").exists() and os.environ.get("HF_ENDPOINT") != env["HF_ENDPOINT"]
+
+
+@pytest.mark.parametrize("split, value", [("train", 200), ("t10k", 10)])
+def test_labels_out_of_range_are_refused_not_made_into_classes(tmp_path, split, value):
+    from conftest import _write_idx, make_synthetic_idx
+    import numpy as np
+
+    folder = make_synthetic_idx(tmp_path / "data", n_train=300, n_test=100)
+    labels = np.random.default_rng(0).integers(0, 10, 300 if split == "train" else 100)
+    labels[5] = value  # one stray label
+    _write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+    with pytest.raises(DataError, match=r"no training image|the test split has label 10"):
+        load_dataset_splits(dir=str(folder), cache_dir=str(tmp_path / "c"), name="custom")

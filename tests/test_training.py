@@ -394,7 +394,10 @@ def test_unfinished_run_dir_is_not_reused_and_resume_must_match(mnist_dir, tmp_p
 
     same = run_cli("train", *args, "training.resume=auto", "training.threads=1", "report_to=none")  # may change
     assert same.returncode == 0, same.stderr[-2000:]
-    assert json.loads((run / "results.json").read_text())["seed"] == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["seed"] == 0
+    # the allowed changes are recorded with both values
+    assert {"key": "training.threads", "checkpoint": "0", "now": "1"} in results["resume_changes"]
 
 
 def test_a_data_error_under_torchrun_is_shown_once_not_buried(tmp_path):

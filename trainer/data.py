@@ -232,6 +232,20 @@ def _load_hub(dataset_id: str, revision: str | None) -> tuple[dict[str, torch.Te
     return out, list(features[label_col].names), info
 
 
+def _check_labels(tensors: dict[str, torch.Tensor], num_classes: int, where: str) -> None:
+    """Labels are 0..K-1 with every class present in training: a stray value (a corrupt byte, a label seen only
+    in the test split) would otherwise invent classes, or fail deep inside the loss."""
+    counts = torch.bincount(tensors["train_labels"], minlength=num_classes)
+    empty = [i for i in range(num_classes) if counts[i] == 0]
+    if empty:
+        raise DataError(f"{where} are not 0..{num_classes - 1}: class(es) {empty[:10]} have no training image, so a "
+                        f"stray label ({num_classes - 1}?) would add classes. Check the labels files.")
+    test = tensors["test_labels"]
+    if len(test) and (int(test.min()) < 0 or int(test.max()) >= num_classes):
+        raise DataError(f"{where}: the test split has label {int(test.max())}, but training has only classes "
+                        f"0..{num_classes - 1}.")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Cache and entry point
 # ---------------------------------------------------------------------------------------------------------
@@ -328,6 +342,7 @@ def load_dataset_splits(
         if cached is None:
             tensors = _decode_local(files)
             label_names = [str(i) for i in range(int(tensors["train_labels"].max()) + 1)]
+            _check_labels(tensors, len(label_names), f"the labels in {dir}")
             _write_cache(cache_path, tensors, label_names, {"kind": "local", "dir": info["dir"]})
         else:
             tensors, label_names = cached

@@ -110,22 +110,24 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int)
 # ---------------------------------------------------------------------------------------------------------
 # Run directory agreement
 # ---------------------------------------------------------------------------------------------------------
-def _resolve_run_dir(cfg: dict, state: PartialState, run_scope: contextlib.ExitStack) -> tuple[Path, Path | None]:
+def _resolve_run_dir(cfg: dict, state: PartialState,
+                     run_scope: contextlib.ExitStack) -> tuple[Path, Path | None, list[dict]]:
     """(run_dir, checkpoint to resume from). The main process decides and holds the run directory's lock for the
-    whole run; every rank receives the same answer. Nothing in the run directory is touched on a refusal."""
-    decided = [None, None]
+    whole run; every rank receives the same answer (with the allowed changes a resume makes, to record them).
+    Nothing in the run directory is touched on a refusal."""
+    decided = [None, None, []]
     if state.is_main_process:
         try:
             decided = _decide_run_dir(cfg, run_scope)
         except (ConfigError, ckpt.RunDirBusy) as e:
-            decided = ["error", str(e)]
+            decided = ["error", str(e), []]
     broadcast_object_list(decided, from_process=0)
     if decided[0] == "error":
         raise ConfigError(decided[1])
-    return Path(decided[0]), (Path(decided[1]) if decided[1] else None)
+    return Path(decided[0]), (Path(decided[1]) if decided[1] else None), decided[2]
 
 
-def _decide_run_dir(cfg: dict, run_scope: contextlib.ExitStack) -> list[str | None]:
+def _decide_run_dir(cfg: dict, run_scope: contextlib.ExitStack) -> list:
     resume = cfg["training"].get("resume")
     run_cfg = cfg["run"]
     checkpoint = None
@@ -161,9 +163,8 @@ def _decide_run_dir(cfg: dict, run_scope: contextlib.ExitStack) -> list[str | No
             raise ConfigError(f"run.dir={str(run_dir)!r} holds an unfinished run (its last checkpoint is "
                               f"{ckpt.latest_checkpoint(run_dir).name}); continue it with training.resume=auto, "
                               "or choose another run.dir. Nothing was changed.")
-    if checkpoint is not None:
-        _check_resume_config(cfg, run_dir, checkpoint)
-    return [str(run_dir), str(checkpoint) if checkpoint else None]
+    changes = _check_resume_config(cfg, run_dir, checkpoint) if checkpoint is not None else []
+    return [str(run_dir), str(checkpoint) if checkpoint else None, changes]
 
 
 def _remove_if_only_lock(run_dir: Path) -> None:
@@ -171,14 +172,14 @@ def _remove_if_only_lock(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _check_resume_config(cfg: dict, run_dir: Path, checkpoint: Path) -> None:
+def _check_resume_config(cfg: dict, run_dir: Path, checkpoint: Path) -> list[dict]:
     """Resume continues the run the checkpoint belongs to, or nothing: a different recipe is refused, naming
-    every differing key, before the run directory is touched."""
+    every differing key, before the run directory is touched. Returns the allowed changes, to be recorded."""
     saved = ckpt.read_trainer_state(checkpoint).get("config")
     if saved is None and (run_dir / "config.yaml").is_file():  # checkpoints written before they recorded it
         saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
     if saved is None:
-        return
+        return []
     changed = differences(cfg, saved, ignore=RESUME_MAY_CHANGE)
     if changed:
         listed = "; ".join(f"{key}: checkpoint {describe_value(theirs)}, now {describe_value(ours)}"
@@ -187,6 +188,9 @@ def _check_resume_config(cfg: dict, run_dir: Path, checkpoint: Path) -> None:
             f"training.resume: {checkpoint} belongs to a run with another configuration ({listed}). Resume with "
             f"the run's own configuration (only {', '.join(RESUME_MAY_CHANGE)} may change), or start a new "
             "run.dir. Nothing was changed.")
+    allowed = differences(cfg, saved, ignore=("run", "hydra", "training.resume"))
+    return [{"key": key, "checkpoint": describe_value(theirs), "now": describe_value(ours)}
+            for key, ours, theirs in allowed]
 
 
 TRACKERS = {"none": None, "tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
@@ -319,7 +323,7 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
     state = PartialState(cpu=device_choice == "cpu")
     report_to = str(cfg.get("report_to") or "none")
     _check_tracker(report_to)
-    run_dir, resume_from = _resolve_run_dir(cfg, state, run_scope)
+    run_dir, resume_from, resume_changes = _resolve_run_dir(cfg, state, run_scope)
     accelerator = Accelerator(
         cpu=device_choice == "cpu",
         mixed_precision=str(tr.get("mixed_precision", "no")),
@@ -574,6 +578,7 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
             "channels_last": channels_last,
             "deterministic": bool(tr.get("deterministic")),
             "resumed_from": str(resume_from) if resume_from else None,
+            "resume_changes": resume_changes,  # allowed settings that differ from the checkpoint's, both values
             "wall_seconds": round(wall, 2),
             "train_seconds": round(sum(r["epoch_seconds"] for r in history), 2),
             **environment_info(accelerator.device),
