@@ -81,6 +81,17 @@ def run_cli(*args: str, env_extra: dict | None = None, timeout: int = 300, cwd: 
                           timeout=timeout)
 
 
+def run_cli_many(*commands: list[str], timeout: int = 300) -> list[subprocess.CompletedProcess]:
+    """Several `tinyhub` invocations at once (each one mostly waits on its imports), in the given order."""
+    procs = [subprocess.Popen([TINYHUB, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for args in commands]
+    done = []
+    for args, p in zip(commands, procs):
+        out, err = p.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess([TINYHUB, *args], p.returncode, out, err))
+    return done
+
+
 def run_script(*args: str, env_extra: dict | None = None, timeout: int = 300, launcher: list[str] | None = None):
     """scripts/<args[0]>, the thin wrappers kept for `accelerate launch scripts/train.py` and torchrun."""
     env = {**os.environ, **(env_extra or {})}

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import FAST, REPO, TINYHUB, hub_client, run_cli
+from conftest import FAST, REPO, TINYHUB, hub_client, run_cli, run_cli_many
 from tinyhub import modeling
 
 #: What only the training extras install. Importing tinyhub or tinyhub.modeling must touch none of them.
@@ -172,10 +172,9 @@ def tinyhub_version() -> str:
 def test_every_command_has_help_through_the_entry_point():
     from tinyhub.cli import COMMANDS
 
-    top = run_cli("--help")
+    top, *helps = run_cli_many(["--help"], *([name, "--help"] for name in COMMANDS))
     assert top.returncode == 0 and all(name in top.stdout for name in COMMANDS)
-    for name in COMMANDS:
-        r = run_cli(name, "--help", timeout=120)
+    for name, r in zip(COMMANDS, helps):
         assert r.returncode == 0, (name, r.stderr[-2000:])
         assert "usage" in r.stdout.lower() or "tinyhub " + name in r.stdout, (name, r.stdout[:500])
     as_module = subprocess.run([sys.executable, "-m", "tinyhub", "--version"], capture_output=True, text=True)
@@ -196,28 +195,28 @@ def test_commands_run_for_real_with_one_spelling_and_honest_exit_codes(mnist_dir
     assert "\r" not in r.stderr and "it/s" not in r.stderr  # no progress bars in redirected output
     log = (run / "train.log").read_text()  # the run's own log, beside the console output
     assert "epoch   1/1 | loss" in log and "Done: opt6k" in log
-    listed = run_cli("list-models", "--names")
+    listed, ev, cmp, dry, table = run_cli_many(
+        ["list-models", "--names"],
+        ["evaluate", str(run), "--cpu", "--batch-size", "500", "--data-dir", str(mnist_dir)],
+        ["compare", str(run), "--out", str(tmp_path / "cmp")],
+        ["push", str(run), "--repo-id", "me/opt6k", "--dry-run", str(tmp_path / "up")],
+        ["reproduce", "--table-only", "--out", str(tmp_path / "results"), "--results-md", str(tmp_path / "RESULTS.md"),
+         "--readme", str(tmp_path / "README.md")])
     assert listed.returncode == 0 and listed.stdout.split() == modeling.list_models()
-    ev = run_cli("evaluate", str(run), "--cpu", "--batch-size", "500", "--data-dir", str(mnist_dir), cwd=tmp_path)
     assert ev.returncode == 0, ev.stderr[-2000:]
     assert f"({results['final']['test_correct']}/10000)" in ev.stdout
-    cmp = run_cli("compare", str(run), "--out", str(tmp_path / "cmp"), cwd=tmp_path)
     assert cmp.returncode == 0 and (tmp_path / "cmp" / "comparison.md").is_file(), cmp.stderr[-2000:]
-    dry = run_cli("push", str(run), "--repo-id", "me/opt6k", "--dry-run", str(tmp_path / "up"), cwd=tmp_path,
-                  env_extra={"HF_TOKEN": ""})
     assert dry.returncode == 0 and (tmp_path / "up" / "README.md").is_file(), dry.stderr[-2000:]
-    table = run_cli("reproduce", "--table-only", "--out", str(tmp_path / "results"), "--results-md",
-                    str(tmp_path / "RESULTS.md"), "--readme", str(tmp_path / "README.md"), cwd=tmp_path)
     assert table.returncode == 0 and (tmp_path / "RESULTS.md").is_file(), table.stderr[-2000:]
     # exit status: 2 for what the user asked wrongly, 1 for what failed at run time; no traceback for either
-    usage = [run_cli("train", "model=nosuchmodel"), run_cli("train", "training.epochz=3"),
-             run_cli("push", str(run), "--repo-id", "not a repo"), run_cli("evaluate", "--no-such-option"),
-             run_cli("train", "--data-dir")]
+    *usage, missing_model, missing_data = run_cli_many(
+        ["train", "model=nosuchmodel"], ["train", "training.epochz=3"], ["push", str(run), "--repo-id", "not a repo"],
+        ["evaluate", "--no-such-option"], ["train", "--data-dir"],
+        ["evaluate", str(tmp_path / "missing")],
+        ["train", "--data-dir", str(tmp_path / "nothing"), f"run.dir={tmp_path / 'r2'}"])
     for u in usage:
         assert u.returncode == 2 and "Traceback" not in u.stderr, (u.args, u.stderr[-1500:])
-    runtime = [run_cli("evaluate", str(tmp_path / "missing")),
-               run_cli("train", "--data-dir", str(tmp_path / "nothing"), f"run.dir={tmp_path / 'r2'}")]
-    for f in runtime:
+    for f in (missing_model, missing_data):
         assert f.returncode == 1 and f.stderr.startswith("error: ") and "Traceback" not in f.stderr, f.stderr
 
 

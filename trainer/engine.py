@@ -390,6 +390,9 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
     batch_size = int(data_cfg["batch_size"])
     world, rank = accelerator.num_processes, accelerator.process_index
     steps_per_epoch = math.ceil((len(data.train_labels) // world) / batch_size)
+    if steps_per_epoch == 0:
+        raise ConfigError(f"{len(data.train_labels)} training image(s) cannot be shared by {world} processes; use "
+                          "more data (data.subset) or fewer processes.")
     epochs = int(tr["epochs"])
     optimizer = build_optimizer(model.parameters(), tr["optimizer"])
     scheduler, sched_when = build_scheduler(optimizer, tr.get("scheduler") or {}, epochs, steps_per_epoch)
