@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from tinyhub import modeling
 from tinyhub import trainer
 from tinyhub.trainer import checkpoint as ckpt
-from conftest import FAST, REPO, TINYHUB, run_cli, run_script
+from conftest import FAST, REPO, TINYHUB, run_cli, run_cli_many, run_script
 
 
 def _train(mnist_dir, tmp_path, *overrides, name="run"):
@@ -314,10 +314,13 @@ def test_nonsense_values_are_refused_before_anything_runs(tmp_path, override, me
 
 def test_step_schedule_and_run_dir_mistakes_are_usage_errors(tmp_path):
     (tmp_path / "a-file").write_text("")
-    for args in (["training.scheduler.name=step", "training.scheduler.step_size=0"],
-                 [f"run.dir={tmp_path / 'a-file'}"]):
-        r = run_cli("train", "model=opt6k", *FAST, *args)
+    step, a_file, unwritable = run_cli_many(
+        ["train", "model=opt6k", *FAST, "training.scheduler.name=step", "training.scheduler.step_size=0"],
+        ["train", "model=opt6k", *FAST, f"run.dir={tmp_path / 'a-file'}"],
+        ["train", "model=opt6k", *FAST, "run.dir=/proc/tinyhub-cannot-create/run"])
+    for r in (step, a_file, unwritable):
         assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr, r.stderr
+    assert "cannot be" in unwritable.stderr and "run.dir" in unwritable.stderr
 
 
 def test_resume_falls_back_from_a_truncated_latest_checkpoint(mnist_dir, tmp_path):
@@ -449,3 +452,13 @@ def test_a_checkpoint_with_a_pickle_tinyhub_never_writes_is_refused_unloaded(mni
     r = run_cli("train", *args, "training.resume=auto")
     assert r.returncode == 1 and "custom_checkpoint_0.pkl" in r.stderr and "could run code" in r.stderr, r.stderr
     assert not marker.exists()  # refused before anything was unpickled
+
+
+def test_too_little_data_for_the_processes_is_a_clear_error(mnist_dir, tmp_path):
+    r = run_script("train.py", "model=opt6k", *FAST, f"data.dir={mnist_dir}", "data.subset=1", "training.device=cpu",
+                   "training.scheduler.name=onecycle", f"run.dir={tmp_path / 'run'}",
+                   launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", "29523"])
+    assert r.returncode != 0
+    assert "1 training image(s) cannot be shared by 2 processes" in r.stderr, r.stderr[-3000:]
+    assert "total_steps" not in r.stderr and "ZeroDivisionError" not in r.stderr  # not a scheduler traceback

@@ -150,7 +150,11 @@ def _decide_run_dir(cfg: dict, run_scope: contextlib.ExitStack) -> list:
             k += 1
             run_dir = base / f"{name}-{k}"
     created = not run_dir.exists()
-    run_scope.callback(os.close, ckpt.lock_run_dir(run_dir))  # refused at once if another run holds it
+    try:
+        run_scope.callback(os.close, ckpt.lock_run_dir(run_dir))  # refused at once if another run holds it
+    except OSError as e:
+        raise ConfigError(f"run.dir={str(run_dir)!r} cannot be created ({e.strerror or e}); choose a folder you "
+                          "can write to.") from e
     if created:  # a run that fails before writing anything leaves no empty folder behind
         run_scope.callback(_remove_if_only_lock, run_dir)
     if resume == "auto":
@@ -371,11 +375,6 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         id2label={str(i): n for i, n in enumerate(splits.label_names)},
     )
     if main:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"run.dir={str(run_dir)!r} cannot be created ({e.strerror or e}); choose a folder "
-                              "you can write to.") from e
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
     run_scope.enter_context(run_log(run_dir / "train.log" if main else None))
     mean = torch.tensor(model.mean, device=accelerator.device).view(1, -1, 1, 1)
