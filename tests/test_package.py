@@ -96,7 +96,7 @@ def test_wheel_builds_without_warnings_and_holds_one_namespace(wheel):
     meta = zipfile.ZipFile(whl).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     core = sorted(re.split(r"[<>=!; ]", line.split(":", 1)[1].strip())[0].lower().replace("_", "-")
                   for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line)
-    assert core == ["huggingface-hub", "safetensors", "torch"], core
+    assert core == ["huggingface-hub", "numpy", "safetensors", "torch"], core
     extras = set(re.findall(r"^Provides-Extra: (\S+)", meta, re.M))
     assert {"train", "hpo", "bench", "tracking", "wandb", "test", "all"} <= extras
     entry_points = zipfile.ZipFile(whl).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
