@@ -24,12 +24,13 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from tinyhub.errors import TinyhubError, UsageError
+from tinyhub.trainer.run_info import EXAMPLES_FILE
 
-from .card import EXAMPLES_FILE, CardError, build_card, load_run, merge_with_existing
+from .card import CardError, build_card, load_run, merge_with_existing
 
 #: What a push uploads for a run (examples.safetensors, which the card's snippet reads, only when the run has it;
 #: runs trained before tinyhub wrote it do not).
-UPLOADED = ("config.json", "model.safetensors", "README.md", "results.json", "examples.safetensors",
+UPLOADED = ("config.json", "model.safetensors", "README.md", "results.json", EXAMPLES_FILE,
             "images/training_curves.png", "images/confusion_matrix.png")
 RETRY_STATUS = {429, 500, 502, 503, 504}
 logger = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ logger = logging.getLogger(__name__)
 def _network_errors() -> tuple[type[BaseException], ...]:
     """Connection failures as the installed HTTP stack spells them (httpx or requests, depending on versions)."""
     import importlib
-
     import socket
 
     # Not OSError as a whole: a missing local file or an unwritable folder is not the network.
@@ -286,15 +286,19 @@ def zoo_repo_id(namespace: str, model: str) -> str:
     return f"{namespace}/tinyhub-{re.sub(r'[^A-Za-z0-9._-]', '-', model)}-mnist"
 
 
-def stage_all(runs_dir: str | Path, namespace: str, out_dir: str | Path, *, tag: str | None = None,
-              project_url: str | None = None) -> list[Path]:
-    """`push_all` as a dry run: each model's upload folder under `out_dir/<repo name>`; nothing is sent."""
+def _zoo(runs_dir: str | Path, namespace: str) -> list[tuple[str, str, list[Path]]]:
+    """(model, repo id, its runs with the published seed first) for every model in `runs_dir`."""
     groups = find_runs(runs_dir)
     if not groups:
         raise PushError(f"{runs_dir} holds no finished runs (folders with results.json and model/).")
+    return [(model, zoo_repo_id(namespace, model), runs) for model, runs in groups.items()]
+
+
+def stage_all(runs_dir: str | Path, namespace: str, out_dir: str | Path, *, tag: str | None = None,
+              project_url: str | None = None) -> list[Path]:
+    """`push_all` as a dry run: each model's upload folder under `out_dir/<repo name>`; nothing is sent."""
     staged = []
-    for model, runs in groups.items():
-        repo_id = zoo_repo_id(namespace, model)
+    for _, repo_id, runs in _zoo(runs_dir, namespace):
         staged.append(stage_folder(runs[0], Path(out_dir) / repo_id.split("/")[1], repo_id=repo_id,
                                    revision=tag or "main", seed_runs=runs[1:], project_url=project_url))
     return staged
@@ -302,12 +306,8 @@ def stage_all(runs_dir: str | Path, namespace: str, out_dir: str | Path, *, tag:
 
 def push_all(runs_dir: str | Path, namespace: str, *, private: bool = False, tag: str | None = None,
              project_url: str | None = None, log=logger.info) -> tuple[list[PushResult], str]:
-    groups = find_runs(runs_dir)
-    if not groups:
-        raise PushError(f"{runs_dir} holds no finished runs (folders with results.json and model/).")
     pushed, rows = [], ["| model | parameters | test accuracy | seeds | repo |", "|---|---:|---:|---:|---|"]
-    for model, runs in groups.items():
-        repo_id = zoo_repo_id(namespace, model)
+    for model, repo_id, runs in _zoo(runs_dir, namespace):
         res = push_run(runs[0], repo_id, private=private, tag=tag, seed_runs=runs[1:], project_url=project_url,
                        log=log)
         pushed.append(res)

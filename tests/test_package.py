@@ -77,13 +77,19 @@ def _core_python(site: Path, code: str, cwd: Path, base_env: dict | None = None,
                           text=True, timeout=timeout)
 
 
+def tinyhub_version() -> str:
+    import tinyhub
+
+    return tinyhub.__version__
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The wheel and the light install
 # ---------------------------------------------------------------------------------------------------------
 def test_wheel_builds_without_warnings_and_holds_one_namespace(wheel):
     whl, log = wheel
-    warnings = [line for line in log.splitlines()
-                if re.search(r"warn|would be ignored|deprecat", line, re.I) and "byte-compiling is disabled" not in line]
+    warnings = [line for line in log.splitlines() if re.search(r"warn|would be ignored|deprecat", line, re.I)
+                and "byte-compiling is disabled" not in line]
     assert not warnings, "\n".join(warnings[:40])
     names = zipfile.ZipFile(whl).namelist()
     top = {n.split("/")[0] for n in names if not n.startswith("tinyhub-")}
@@ -158,12 +164,6 @@ def test_card_snippet_runs_as_printed_for_a_stranger(hub, tiny_runs, core_site, 
         expected = model(model.normalize(examples["images"]))
     assert torch.allclose(torch.tensor(json.loads(out[-1])), expected, rtol=0, atol=1e-5)
     assert true == "true:      " + str([model.id2label[str(i)] for i in examples["labels"].tolist()])
-
-
-def tinyhub_version() -> str:
-    import tinyhub
-
-    return tinyhub.__version__
 
 
 # ---------------------------------------------------------------------------------------------------------

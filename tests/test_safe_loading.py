@@ -111,4 +111,5 @@ def test_identical_weights_give_identical_bytes_across_processes(tmp_path):
                            timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]
     a = (tmp_path / "a" / "model.safetensors").read_bytes()
-    assert a == (tmp_path / "b" / "model.safetensors").read_bytes() == (tmp_path / "c" / "model.safetensors").read_bytes()
+    b, c = ((tmp_path / out / "model.safetensors").read_bytes() for out in ("b", "c"))
+    assert a == b == c

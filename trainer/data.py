@@ -238,8 +238,8 @@ def _check_labels(tensors: dict[str, torch.Tensor], num_classes: int, where: str
     counts = torch.bincount(tensors["train_labels"], minlength=num_classes)
     empty = [i for i in range(num_classes) if counts[i] == 0]
     if empty:
-        raise DataError(f"{where} are not 0..{num_classes - 1}: class(es) {empty[:10]} have no training image, so a "
-                        f"stray label ({num_classes - 1}?) would add classes. Check the labels files.")
+        raise DataError(f"{where} are not 0..{num_classes - 1}: class(es) {empty[:10]} have no training image, so "
+                        "a stray label would be taken for extra classes. Check the labels files.")
     test = tensors["test_labels"]
     if len(test) and (int(test.min()) < 0 or int(test.max()) >= num_classes):
         raise DataError(f"{where}: the test split has label {int(test.max())}, but training has only classes "

@@ -10,8 +10,8 @@ import contextlib
 import logging
 import math
 import os
-import sys
 import shutil
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -234,7 +234,8 @@ def _number(cfg: dict, dotted: str, *, integer: bool = False, low: float | None 
 
 
 def check_config(cfg: dict) -> None:
-    """Refuse nonsense before anything runs or is written: every value the loop reads, with its meaning."""
+    """Refuse nonsense before anything runs or is written: every value the loop reads, with its meaning.
+    (A run.dir that cannot be created is refused where it is created, with its lock.)"""
     tr = cfg["training"]
     _number(cfg, "training.epochs", integer=True, low=1)
     _number(cfg, "data.batch_size", integer=True, low=1, meaning="images per process and step")
@@ -259,14 +260,6 @@ def check_config(cfg: dict) -> None:
     if precision == "fp16" and (tr.get("device") == "cpu" or not torch.cuda.is_available()):
         raise ConfigError("training.mixed_precision=fp16 needs a CUDA GPU (fp16 autocast with loss scaling); on "
                           "the CPU use training.mixed_precision=bf16, or no.")
-    run_dir = (cfg.get("run") or {}).get("dir")
-    if run_dir and Path(run_dir).expanduser().exists() and not Path(run_dir).expanduser().is_dir():
-        raise ConfigError(f"run.dir={run_dir!r} is a file, not a folder; choose another run.dir.")
-    target = Path(run_dir or (cfg.get("run") or {}).get("root") or "runs").expanduser().absolute()
-    existing = next(p for p in (target, *target.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        key = "run.dir" if run_dir else "run.root"
-        raise ConfigError(f"{key}={str(target)!r} cannot be written: {existing} is not a writable folder.")
 
 
 def show_progress(setting) -> bool:

@@ -123,7 +123,6 @@ def resolve_model(spec: str) -> ModelSource:
 
 
 def load_model(source: ModelSource):
-    from tinyhub import modeling
     from huggingface_hub.errors import HfHubHTTPError
     from safetensors import SafetensorError
 

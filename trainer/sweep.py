@@ -42,8 +42,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import compose_baseline as _compose_baseline
-from .config import model_group as _model_group
+from .config import compose_baseline, model_group
 from .engine import ConfigError
 from .run_info import write_json_atomic
 
@@ -473,13 +472,13 @@ def prepare_sweep(cfg: DictConfig | dict) -> SweepPlan:
     if hpo["wandb"]:
         env.setdefault("WANDB_RUN_GROUP", name)
         env.setdefault("WANDB_JOB_TYPE", "sweep-trial")
-    group = _model_group(model_name)
+    group = model_group(model_name)
     return SweepPlan(
         name=name, dir=sweep_dir, base=base, params=params, hpo=hpo, metric=metric, mode=mode,
         num_samples=int(num_samples), epochs=int(epochs), val_size=int(val_size), search=search, seed=seed,
         scheduler=sched, resources=resources, max_concurrent=hpo["max_concurrent"], address=address,
         num_cpus=hpo["num_cpus"], env=env, wandb=bool(hpo["wandb"]), model_group=group,
-        baseline=_compose_baseline(group),
+        baseline=compose_baseline(group),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from tinyhub.errors import TinyhubError
+from tinyhub.errors import TinyhubError, UsageError
 
 #: The one spelling of each shared concept on every command. Hydra commands translate them to their config keys.
 SHARED_OPTIONS = {"--data-dir": "data.dir", "--batch-size": "data.batch_size"}
@@ -61,17 +61,13 @@ def translate_shared_options(argv: list[str]) -> list[str]:
         if name in SHARED_OPTIONS:
             if not eq:
                 if i + 1 >= len(argv):
-                    raise UsageFailure(f"{name} needs a value")
+                    raise UsageError(f"{name} needs a value")
                 value, i = argv[i + 1], i + 1
             out.append(f"{SHARED_OPTIONS[name]}={value}")
         else:
             out.append(arg)
         i += 1
     return out
-
-
-class UsageFailure(TinyhubError):
-    exit_code = 2
 
 
 def run_hydra(task, *, config_name: str, argv: list[str], prog: str) -> int:
@@ -83,7 +79,7 @@ def run_hydra(task, *, config_name: str, argv: list[str], prog: str) -> int:
 
     try:
         argv = translate_shared_options(argv)
-    except UsageFailure as e:
+    except UsageError as e:
         return fail(e)
     started = False
 

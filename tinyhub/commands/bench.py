@@ -29,6 +29,8 @@ from omegaconf.errors import OmegaConfBaseException
 from tinyhub import modeling, trainer
 from tinyhub.trainer.augment import AugmentConfig, augment_batch, make_generator
 
+from ._common import fail
+
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -148,7 +150,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--time-to-target", nargs="*", default=[], metavar="RUN_DIR")
     p.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="recipe overrides, as for `tinyhub train` (model.dropout=0, training.mixed_precision=bf16, ...)")
+                   help="recipe overrides, as for `tinyhub train` (model.dropout=0, "
+                        "training.mixed_precision=bf16, ...)")
     return p
 
 
@@ -181,8 +184,7 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
     try:
         splits = trainer.load_dataset_splits(dir=args.data_dir)
     except trainer.DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return fail(e)
     hw = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     n_params = modeling.create_model(args.model, **model_kwargs).num_parameters()
     print(f"model {args.model} ({n_params:,} params, recipe {model_kwargs}), batch "
