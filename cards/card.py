@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError
 from huggingface_hub.repocard_data import model_index_to_eval_results
-from huggingface_hub.utils import yaml_dump
+from huggingface_hub.utils import validate_repo_id, yaml_dump
 from safetensors.torch import load_file
 
 from tinyhub.errors import TinyhubError
+from tinyhub.trainer.data import MNIST_HUB_ID, MNIST_NAME, DatasetIdentity
 from tinyhub.trainer.run_info import EXAMPLES_FILE
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
@@ -63,22 +67,86 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
-def dataset_identity(results: dict) -> dict:
+@dataclass(frozen=True)
+class CardDataset:
+    """The dataset as the card states it: decided from results.json (what the run loaded), never from a default."""
+
+    name: str
+    type: str  # model-index dataset.type: the Hub id, else the name as a slug
+    hub_id: str | None  # linked, and listed in the `datasets` metadata, only when the data is on the Hub
+    revision: str | None
+    mnist: bool
+    credit: str
+    identified_by: str  # how the name was decided: from the data, or given at push time
+    identity: DatasetIdentity
+
+
+def card_dataset(results: dict, *, dataset_name: str | None = None, dataset_id: str | None = None) -> CardDataset:
+    """What the card says the model was trained on. `dataset_name` / `dataset_id` (push --dataset-name /
+    --dataset-id) only fill in what results.json leaves unknown; contradicting it is refused."""
     data = results.get("data") or {}
-    if data.get("kind") == "hub" and not Path(str(data.get("dataset_id"))).exists():
-        ds_id = data["dataset_id"]
-        is_mnist = ds_id == "ylecun/mnist"
-        return {"id": ds_id, "name": "MNIST" if is_mnist else ds_id, "revision": data.get("revision"),
-                "mnist": is_mnist,
-                "credit": (f"{MNIST_AUTHORS}, loaded from the Hugging Face dataset `{ds_id}`." if is_mnist
-                           else f"the Hugging Face dataset `{ds_id}`.")}
+    identity = DatasetIdentity.from_dict(data["identity"]) if data.get("identity") else _identity_before_v2(data)
+    mnist = identity.canonical == "mnist"
+    name, hub_id = identity.name, identity.hub_id or (MNIST_HUB_ID if mnist else None)
+    for given, recorded, option in ((dataset_name, name, "--dataset-name"), (dataset_id, hub_id, "--dataset-id")):
+        if given is not None and recorded is not None and given != recorded:
+            raise CardError(f"{option} {given!r} contradicts the run's results.json, which records the dataset as "
+                            f"{recorded!r} ({identity.identified_by}); a card never says otherwise.")
+    if not mnist and ((dataset_name or "").lower() == "mnist" or dataset_id == MNIST_HUB_ID):
+        raise CardError("this run's data is not canonical MNIST (results.json records its content fingerprint), so "
+                        "its card cannot name MNIST; give the dataset's own name.")
+    if dataset_id is not None and hub_id is None:
+        try:
+            validate_repo_id(dataset_id)
+        except HFValidationError as e:
+            raise CardError(f"--dataset-id {dataset_id!r} is not a Hub dataset id: {e}") from e
+    identified_by = identity.identified_by if name else (
+        "the name given at push time (--dataset-name)" if dataset_name else "its Hub id, given at push time")
+    hub_id = hub_id or dataset_id
+    name = name or dataset_name or hub_id
+    if name is None:
+        raise CardError(
+            f"this run's dataset is not identified (results.json: identified by {identity.identified_by}), and a "
+            "card never guesses. Name it when pushing: --dataset-name NAME (and --dataset-id NAMESPACE/NAME if it "
+            "is on the Hub), or train with data.name=NAME.")
+    credit = _credit(identity, name, hub_id)
+    return CardDataset(name=name, type=hub_id or _slug(name), hub_id=hub_id, revision=identity.revision,
+                       mnist=mnist, credit=credit, identified_by=identified_by, identity=identity)
+
+
+def _credit(identity: DatasetIdentity, name: str, hub_id: str | None) -> str:
+    link = f"[`{hub_id}`](https://huggingface.co/datasets/{hub_id})" if hub_id else None
+    at = f" at revision `{identity.revision}`" if identity.revision else ""
+    if identity.canonical == "mnist":
+        where = {"idx": "from the original IDX files (SHA-256 checksums verified)",
+                 "hub": f"loaded from the Hugging Face dataset {link}{at}",
+                 "folder": "from a saved copy whose every image and label is canonical MNIST's"}[identity.source]
+        return f"{MNIST_AUTHORS}, {where}."
+    if identity.source == "hub" or (hub_id and identity.source != "idx"):
+        return f"the Hugging Face dataset {link}{at}."
+    kind = "local IDX files" if identity.source == "idx" else "a folder saved with 🤗 Datasets"
+    return f"`{name}` ({kind}" + (f"; on the Hub as {link}" if link else "") + ")."
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-") or "dataset"
+
+
+def _identity_before_v2(data: dict) -> DatasetIdentity:
+    """Runs recorded before results.json held `data.identity`: MNIST only when its checksums were verified; a
+    Hub id as itself; anything else unidentified (their default name "mnist" said nothing about the data)."""
     if data.get("canonical_mnist"):
-        # The original IDX files, recognised by their checksums: MNIST itself, not the Hub copy of it.
-        return {"id": "ylecun/mnist", "name": "MNIST", "revision": None, "mnist": True,
-                "credit": f"{MNIST_AUTHORS}, from the original IDX files (SHA-256 checksums verified)."}
-    name = data.get("name") or "custom"
-    return {"id": name, "name": name, "revision": None, "mnist": False,
-            "credit": f"the `{name}` dataset (local IDX files)."}
+        return DatasetIdentity(MNIST_NAME, "idx", "the SHA-256 checksums of the four IDX files", "", canonical="mnist")
+    if data.get("kind") == "hub" and not Path(str(data.get("dataset_id"))).exists():
+        hub_id = data["dataset_id"]
+        return DatasetIdentity("MNIST" if hub_id == MNIST_HUB_ID else hub_id, "hub", "its Hub id", "", hub_id=hub_id,
+                               revision=data.get("revision"),
+                               canonical="mnist" if hub_id == MNIST_HUB_ID else None)
+    name = data.get("name")
+    if name and name.lower() != "mnist":
+        return DatasetIdentity(name, "idx", "data.name", "")
+    return DatasetIdentity(None, "idx" if data.get("kind") == "local" else "folder",
+                           "nothing (recorded before tinyhub identified datasets)", "")
 
 
 def accuracy_stats(runs: list[dict]) -> dict:
@@ -150,17 +218,38 @@ def _hardware(results: dict) -> str:
     return f"{device}" + (f" × {world} processes" if world > 1 else "")
 
 
+#: Up to this many class names are listed on the card; the rest are counted.
+LISTED_CLASSES = 30
+
+
+def _classes_text(results: dict) -> str:
+    names = results.get("label_names") or []
+    data = results.get("data") or {}
+    listed = ", ".join(f"`{n}`" for n in names[:LISTED_CLASSES])
+    more = f", … ({len(names) - LISTED_CLASSES} more)" if len(names) > LISTED_CLASSES else ""
+    source = data.get("label_names_from")
+    if source == "indices":
+        return (f"{len(names)}: the class names are their indices, 0 to {len(names) - 1} (no names came with the "
+                "data: no labels.txt beside the IDX files, no data.label_names)")
+    return f"{len(names)}: {listed}{more}" + (f" (from {source.split(' (')[0]})" if source else "")
+
+
 def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
-               seed_runs: list[str | Path] = (), project_url: str | None = None) -> ModelCard:
+               seed_runs: list[str | Path] = (), project_url: str | None = None,
+               dataset_name: str | None = None, dataset_id: str | None = None) -> ModelCard:
     """The card for `run_dir`. `seed_runs` are other seeds of the same recipe: the card then reports their mean.
-    `project_url` (tinyhub's home page) is linked when given, and no address is printed when it is not."""
+    `project_url` (tinyhub's home page) is linked when given, and no address is printed when it is not.
+    `dataset_name` / `dataset_id` name a dataset the run could not identify (see `card_dataset`)."""
     results = load_run(run_dir)
     others = [load_run(r) for r in seed_runs]
     for o in others:
         if o["model"] != results["model"] or o.get("model_kwargs") != results.get("model_kwargs"):
             raise CardError("seed runs must train the same model with the same arguments as the main run.")
     stats = accuracy_stats([results, *others])
-    ds = dataset_identity(results)
+    ds = card_dataset(results, dataset_name=dataset_name, dataset_id=dataset_id)
+    for o in others:
+        if card_dataset(o, dataset_name=dataset_name, dataset_id=dataset_id).type != ds.type:
+            raise CardError("seed runs must be trained on the same dataset as the main run.")
     config = json.loads((Path(run_dir) / "model" / "config.json").read_text())
     arch = results["model"]
     accuracy = round(stats["mean"], 4)
@@ -169,13 +258,13 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         library_name="tinyhub",
         license="mit",
         pipeline_tag="image-classification",
-        tags=sorted({*LIBRARY_TAGS, arch, param_size_tag(results["parameters"]), *(["mnist"] if ds["mnist"] else [])}),
-        datasets=[ds["id"]],
+        tags=sorted({*LIBRARY_TAGS, arch, param_size_tag(results["parameters"]), *(["mnist"] if ds.mnist else [])}),
+        datasets=[ds.hub_id] if ds.hub_id else None,
         metrics=["accuracy"],
         eval_results=[EvalResult(
             task_type="image-classification", task_name="Image Classification",
-            dataset_type=ds["id"], dataset_name=ds["name"], dataset_split="test",
-            dataset_revision=ds["revision"], metric_type="accuracy", metric_name="Test accuracy (%)",
+            dataset_type=ds.type, dataset_name=ds.name, dataset_split="test",
+            dataset_revision=ds.revision, metric_type="accuracy", metric_name="Test accuracy (%)",
             metric_value=accuracy,
         )],
     )
@@ -195,12 +284,17 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
     card = ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
-        title=f"{arch} — {results['parameters']:,} parameters, {stats['mean']:.2f}% on {ds['name']}",
+        title=f"{arch} — {results['parameters']:,} parameters, {stats['mean']:.2f}% on {ds.name}",
         architecture=arch,
         design=(results.get("recipe") or {}).get("recipe", {}).get("design") or arch,
         parameters=results["parameters"],
         macs=results["macs"],
-        dataset_name=ds["name"],
+        dataset_name=ds.name,
+        mnist=ds.mnist,
+        data=results["data"],
+        identity=ds.identity,
+        identified_by=ds.identified_by,
+        classes=_classes_text(results),
         dataset_split="test",
         accuracy_text=accuracy_text,
         own_accuracy=results["final"]["test_accuracy"],
@@ -224,14 +318,14 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         architecture_table=_architecture_table(results["summary"]),
         hyperparameters=_hyperparameters(results),
         augmentation=_augmentation_rows(results),
-        command=_reproduce_command(results),
+        command=_reproduce_command(results, ds),
         git_commit=git.get("commit") or "unknown",
         git_dirty=bool(git.get("dirty")),
         versions=versions,
-        dataset_credit=ds["credit"],
+        dataset_credit=ds.credit,
         per_class=_per_class(Path(run_dir), results),
     )
-    validate_card(card.content, expected_accuracy=accuracy, dataset_id=ds["id"])
+    validate_card(card.content, expected_accuracy=accuracy, dataset=ds)
     return card
 
 
@@ -252,27 +346,33 @@ MACHINE_SPECIFIC = ("run.dir=", "run.root=", "run.name=", "progress=", "data.dir
                     "training.threads=", "hydra.", "--data-dir", "--config-dir")
 
 
-def _reproduce_command(results: dict) -> str:
-    """The installed CLI with the run's recipe overrides, and no path that exists only where it trained."""
+def _reproduce_command(results: dict, dataset: CardDataset) -> str:
+    """The installed CLI with the run's recipe overrides, and no path that exists only where it trained: local data
+    other than MNIST (which tinyhub finds on the Hub) appears as a placeholder the reader fills in."""
     if results.get("overrides") is not None:
         args = list(results["overrides"])
     else:  # runs recorded before tinyhub wrote `overrides`: their command line, paths removed
         args = [a for a in (results.get("command") or "train").split()[1:] if not a.startswith(MACHINE_SPECIFIC)]
+    placeholder = f"/path/to/{_slug(dataset.name)}"
+    if dataset.identity.source == "folder" and not dataset.mnist:
+        args = [f"data.dataset={placeholder}" if a.startswith("data.dataset=") else a for a in args]
+    elif dataset.identity.source == "idx" and not dataset.mnist:
+        args.append(f"--data-dir {placeholder}")
     launcher = "tinyhub train"
     if results.get("world_size", 1) > 1:
         launcher = f"accelerate launch --num_processes {results['world_size']} -m tinyhub train"
     return " ".join([launcher, *args]).strip()
 
 
-def validate_card(text: str, *, expected_accuracy: float | None = None, dataset_id: str | None = None) -> None:
-    """Parse the card as the Hub does and check what tinyhub promises; raise CardError naming the problem."""
+def validate_card(text: str, *, expected_accuracy: float | None = None, dataset: CardDataset | None = None) -> None:
+    """Parse the card as the Hub does and check what tinyhub promises; raise CardError naming the problem.
+    With `dataset` (from the run's results.json), the card must name that dataset and no other."""
     try:
         card = ModelCard(text)
     except Exception as e:  # noqa: BLE001 - any parse failure means the Hub would not read it either
         raise CardError(f"the card does not parse with ModelCard: {e}") from e
     data = card.data.to_dict()
-    missing = [k for k in ("license", "library_name", "pipeline_tag", "tags", "model-index", "datasets")
-               if not data.get(k)]
+    missing = [k for k in ("license", "library_name", "pipeline_tag", "tags", "model-index") if not data.get(k)]
     if missing:
         raise CardError(f"the card's metadata lacks required fields: {missing}")
     for tag in LIBRARY_TAGS:
@@ -287,10 +387,19 @@ def validate_card(text: str, *, expected_accuracy: float | None = None, dataset_
         raise CardError("the card's model-index has no test accuracy")
     if expected_accuracy is not None and abs(float(accuracy[0].metric_value) - expected_accuracy) > 1e-9:
         raise CardError(f"model-index accuracy {accuracy[0].metric_value} != results {expected_accuracy}")
-    if dataset_id is not None and accuracy[0].dataset_type != dataset_id:
-        raise CardError(f"model-index dataset {accuracy[0].dataset_type!r} != {dataset_id!r}")
+    if dataset is not None:
+        said = (accuracy[0].dataset_type, accuracy[0].dataset_name, data.get("datasets"), "mnist" in data["tags"])
+        recorded = (dataset.type, dataset.name, [dataset.hub_id] if dataset.hub_id else None, dataset.mnist)
+        if said != recorded:
+            raise CardError(f"the card names the dataset {said[:3]} (mnist tag: {said[3]}), but the run's results.json "
+                            f"records {recorded[:3]} (mnist tag: {recorded[3]}); it is not published.")
     if BEGIN not in card.content or END not in card.content:
         raise CardError("the card lacks the tinyhub markers around its generated part")
+
+
+#: Metadata keys every tinyhub card sets (or leaves out on purpose): never carried over from an older card.
+GENERATED_METADATA = ("license", "library_name", "pipeline_tag", "tags", "datasets", "metrics", "model-index",
+                      "model_name", "tinyhub")
 
 
 def merge_with_existing(generated: str, existing: str | None) -> str:
@@ -299,7 +408,9 @@ def merge_with_existing(generated: str, existing: str | None) -> str:
     if not existing or BEGIN not in existing or END not in existing:
         return generated
     new, old = ModelCard(generated), ModelCard(existing)
-    meta = {**old.data.to_dict(), **new.data.to_dict()}
+    # Keys tinyhub writes are tinyhub's alone: an old card's `datasets` must not outlive a run on other data.
+    kept = {k: v for k, v in old.data.to_dict().items() if k not in GENERATED_METADATA}
+    meta = {**kept, **new.data.to_dict()}
     gen_block = new.text[new.text.index(BEGIN): new.text.index(END) + len(END)]
     old_text = old.text
     merged_body = old_text[: old_text.index(BEGIN)] + gen_block + old_text[old_text.index(END) + len(END):]

@@ -26,7 +26,7 @@ from huggingface_hub.utils import validate_repo_id
 from tinyhub.errors import TinyhubError, UsageError
 from tinyhub.trainer.run_info import EXAMPLES_FILE
 
-from .card import CardError, build_card, load_run, merge_with_existing
+from .card import CardError, build_card, card_dataset, load_run, merge_with_existing, validate_card
 
 #: What a push uploads for a run (examples.safetensors, which the card's snippet reads, only when the run has it;
 #: runs trained before tinyhub wrote it do not).
@@ -104,12 +104,16 @@ def require_token() -> str:
 
 def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revision: str,
                  seed_runs=(), existing_readme: str | None = None, include_logs: bool = False,
-                 project_url: str | None = None) -> Path:
+                 project_url: str | None = None, dataset_name: str | None = None,
+                 dataset_id: str | None = None) -> Path:
     """Write exactly what would be uploaded into `out_dir` (which must not exist yet)."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    load_run(run_dir)
+    results = load_run(run_dir)
+    naming = {"dataset_name": dataset_name, "dataset_id": dataset_id}
     card = build_card(run_dir, repo_id=repo_id, revision=revision, seed_runs=list(seed_runs),
-                      project_url=project_url)
+                      project_url=project_url, **naming)
+    readme = merge_with_existing(card.content, existing_readme)
+    validate_card(readme, dataset=card_dataset(results, **naming))  # hand-kept metadata must not contradict it
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "images").mkdir(parents=True)
@@ -118,7 +122,7 @@ def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revi
     shutil.copy(run_dir / "results.json", tmp / "results.json")
     if (run_dir / EXAMPLES_FILE).is_file():  # the card's snippet reads it
         shutil.copy(run_dir / EXAMPLES_FILE, tmp / EXAMPLES_FILE)
-    (tmp / "README.md").write_text(merge_with_existing(card.content, existing_readme))
+    (tmp / "README.md").write_text(readme)
     for image in ("training_curves.png", "confusion_matrix.png"):
         shutil.copy(run_dir / "images" / image, tmp / "images" / image)
     if include_logs and (run_dir / "logs").is_dir():
@@ -178,11 +182,12 @@ def _existing_readme(repo_id: str, revision: str | None) -> str | None:
 def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch: str | None = None,
              tag: str | None = None, create_pr: bool = False, commit_message: str | None = None,
              seed_runs=(), include_logs: bool = False, project_url: str | None = None,
-             log=logger.info) -> PushResult:
+             dataset_name: str | None = None, dataset_id: str | None = None, log=logger.info) -> PushResult:
     """Create the repo if needed and publish `run_dir` in ONE commit, then verify what the Hub serves."""
     check_repo_id(repo_id)
     run_dir = Path(run_dir)
     results = load_run(run_dir)  # a run without a final evaluation stops here, before any network call
+    card_dataset(results, dataset_name=dataset_name, dataset_id=dataset_id)  # so does an unnamed dataset
     token = require_token()
     api = HfApi(token=token)
     branch = branch or "main"
@@ -198,8 +203,8 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
     with tempfile.TemporaryDirectory(prefix="tinyhub-push-") as tmp:
         folder = stage_folder(run_dir, Path(tmp) / "upload", repo_id=repo_id, revision=revision_for_card,
                               seed_runs=seed_runs, existing_readme=_existing_readme(repo_id, head),
-                              project_url=project_url,
-                              include_logs=include_logs)
+                              project_url=project_url, include_logs=include_logs,
+                              dataset_name=dataset_name, dataset_id=dataset_id)
         weights_sha = _sha256(folder / "model.safetensors")
         changed = not (head is not None and _remote_matches(api, repo_id, head, folder))
         commit, pr_url = head, None
@@ -269,29 +274,34 @@ def _verify(repo_id: str, commit: str, weights_sha: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # The zoo: every run in a folder, one repo per model
 # ---------------------------------------------------------------------------------------------------------
-def find_runs(runs_dir: str | Path) -> dict[str, list[Path]]:
-    """Finished runs grouped by model; each group sorted by seed (the lowest seed's weights are published)."""
-    groups: dict[str, list[tuple[int, Path]]] = {}
+def find_runs(runs_dir: str | Path) -> dict[tuple[str, str], list[Path]]:
+    """Finished runs grouped by (model, dataset); each group sorted by seed (the lowest seed's weights are
+    published). The dataset is the card's name for it, as a slug ("unidentified" when the run has none)."""
+    groups: dict[tuple[str, str], list[tuple[int, Path]]] = {}
     for results_file in sorted(Path(runs_dir).rglob("results.json")):
         run = results_file.parent
         try:
             results = load_run(run)
         except CardError:
             continue
-        groups.setdefault(results["model"], []).append((int(results.get("seed") or 0), run))
-    return {model: [p for _, p in sorted(runs)] for model, runs in sorted(groups.items())}
+        try:
+            dataset = card_dataset(results).type.split("/")[-1]
+        except CardError:
+            dataset = "unidentified"  # staging its card then says how to name it
+        groups.setdefault((results["model"], dataset), []).append((int(results.get("seed") or 0), run))
+    return {key: [p for _, p in sorted(runs)] for key, runs in sorted(groups.items())}
 
 
-def zoo_repo_id(namespace: str, model: str) -> str:
-    return f"{namespace}/tinyhub-{re.sub(r'[^A-Za-z0-9._-]', '-', model)}-mnist"
+def zoo_repo_id(namespace: str, model: str, dataset: str) -> str:
+    return f"{namespace}/tinyhub-{re.sub(r'[^A-Za-z0-9._-]', '-', f'{model}-{dataset}')}"
 
 
 def _zoo(runs_dir: str | Path, namespace: str) -> list[tuple[str, str, list[Path]]]:
-    """(model, repo id, its runs with the published seed first) for every model in `runs_dir`."""
+    """(model, repo id, its runs with the published seed first) for every model and dataset in `runs_dir`."""
     groups = find_runs(runs_dir)
     if not groups:
         raise PushError(f"{runs_dir} holds no finished runs (folders with results.json and model/).")
-    return [(model, zoo_repo_id(namespace, model), runs) for model, runs in groups.items()]
+    return [(model, zoo_repo_id(namespace, model, dataset), runs) for (model, dataset), runs in groups.items()]
 
 
 def stage_all(runs_dir: str | Path, namespace: str, out_dir: str | Path, *, tag: str | None = None,

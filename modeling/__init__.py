@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from . import efficient, gap, minimobilenet, model4, net24k, opt6k  # noqa: F401  (registers the families)
 from ._base import (
+    InputShapeError,
     ModelConfigError,
     PickleRefusedError,
     PushRefusedError,
@@ -33,7 +34,7 @@ from ._registry import (
 from .summary import summary
 
 __all__ = [
-    "ModelConfigError", "ParameterBudgetError", "PickleRefusedError", "PushRefusedError", "TinyClassifier",
+    "InputShapeError", "ModelConfigError", "ParameterBudgetError", "PickleRefusedError", "PushRefusedError", "TinyClassifier",
     "UnknownModelError", "WeightsMismatchError",
     "clean_state_dict", "create_model", "from_pretrained", "get_model_class", "list_models", "model_info",
     "register_model", "summary", "unwrap_model",

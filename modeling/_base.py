@@ -36,6 +36,10 @@ class ModelConfigError(TinyhubError, ValueError):
     """A saved model's config.json cannot be trusted as it is: unknown keys, wrong types, or too large."""
 
 
+class InputShapeError(UsageError, ValueError):
+    """An architecture cannot be built for the requested input shape; the message names the shapes it supports."""
+
+
 class PushRefusedError(UsageError, NotImplementedError):
     """A bare model is never pushed on its own: tinyhub publishes runs, with their card and verification."""
 
@@ -81,6 +85,9 @@ class TinyClassifier(
     """
 
     architecture: str = ""
+    #: The smallest square input the layers can take (pooling and unpadded convolutions shrink it); any larger
+    #: size works, the head adapting to it. Families set their own.
+    min_input_size: int = 4
 
     def __init__(
         self,
@@ -92,6 +99,15 @@ class TinyClassifier(
         id2label: dict[str, str] | None = None,
     ):
         super().__init__()
+        if not (isinstance(input_size, int) and input_size >= self.min_input_size):
+            raise InputShapeError(
+                f"{self.architecture or type(self).__name__} takes square inputs of at least {self.min_input_size}x"
+                f"{self.min_input_size} pixels (any channel count); got input_size={input_size!r}. Choose another "
+                "architecture for smaller images, or upscale them.")
+        if not (isinstance(in_chans, int) and in_chans >= 1):
+            raise InputShapeError(f"in_chans must be a positive number of channels, not {in_chans!r}.")
+        if len(tuple(mean)) != in_chans or len(tuple(std)) != in_chans:
+            raise InputShapeError(f"mean {tuple(mean)} and std {tuple(std)} need one value per channel ({in_chans}).")
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.input_size = input_size
@@ -263,13 +279,18 @@ def checked_arguments(cls, config, *, where: str) -> dict:
     return arguments
 
 
+#: A saved model may exceed its family's budget (more channels, larger inputs and more classes grow the first layer
+#: and the head), but not by more than this factor: a config.json describing far more is refused unbuilt.
+LOAD_BUDGET_FACTOR = 4
+
+
 def _check_budget(architecture: str, n_params: int, where: str) -> None:
     from ._registry import model_info
 
     budget = model_info(architecture)["param_budget"]
-    if budget is not None and n_params > budget:
-        raise ModelConfigError(f"{where} describes a {architecture} with {n_params:,} parameters, over the "
-                               f"family's budget of {budget:,}; refusing to build it.")
+    if budget is not None and n_params > LOAD_BUDGET_FACTOR * budget:
+        raise ModelConfigError(f"{where} describes a {architecture} with {n_params:,} parameters, over "
+                               f"{LOAD_BUDGET_FACTOR}x the family's budget of {budget:,}; refusing to build it.")
 
 
 _SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",

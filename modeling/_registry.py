@@ -73,9 +73,11 @@ def create_model(name: str, *, param_budget: int | None = None, **kwargs) -> Tin
     model = entry.cls(**kwargs)
     budget = param_budget if param_budget is not None else entry.param_budget
     n = model.num_parameters()
+    shape = "x".join(str(v) for v in model.expected_input_shape)
+    model_args = {k: v for k, v in kwargs.items() if k not in ("mean", "std", "id2label")}
     if budget is not None and n > budget:
         raise ParameterBudgetError(
-            f"{name} with {kwargs or 'default arguments'} has {n:,} parameters, over its budget of {budget:,}. "
-            "Reduce its width/channels or raise the budget (model.param_budget=...)."
+            f"{name} with {model_args or 'default arguments'} at input {shape} has {n:,} parameters, over its budget "
+            f"of {budget:,}. Reduce its width/channels, or raise the budget (model.param_budget={n})."
         )
     return model

@@ -31,6 +31,8 @@ from ._registry import register_model
 class _GapNet(TinyClassifier):
     """The shared layout; each registered subclass fixes its default widths."""
 
+    min_input_size = 12  # the two unpadded convolutions after the first pool need 6x6
+
     def __init__(self, stem: int, width: int, dropout: float = 0.0, **common):
         super().__init__(**common)
         self.features = nn.Sequential(

@@ -18,15 +18,17 @@ class Net24k(TinyClassifier):
     28x28 to 1x1, not the 4x4 its Linear(896) needs. Here every conv is padded ("same") and the last pool uses
     ceil_mode, so 28 -> 14 -> 7 -> 7 -> 4; the parameter count (24,552) is unchanged by padding.
     The output is log-probabilities; cross-entropy on them equals cross-entropy on logits.
+    At other input sizes the linear layer takes what the last pool leaves: 56 x ceil(floor(floor(s/2)/2)/2)^2.
     """
 
     def __init__(self, **common):
         super().__init__(**common)
+        side = -(-(self.input_size // 2 // 2) // 2)  # two floor pools, then the ceil-mode pool
         self.conv1 = nn.Conv2d(self.in_chans, 8, 3, padding=1)
         self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
         self.conv3 = nn.Conv2d(16, 22, 3, padding=1)
         self.conv4 = nn.Conv2d(22, 56, 3, padding=1)
-        self.fc1 = nn.Linear(56 * 4 * 4, self.num_classes)
+        self.fc1 = nn.Linear(56 * side * side, self.num_classes)
         self.pool = nn.MaxPool2d(2)
         self.pool_last = nn.MaxPool2d(2, ceil_mode=True)
 

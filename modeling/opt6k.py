@@ -18,10 +18,15 @@ class Opt6k(TinyClassifier):
     The seed lists no padding except "(padded)" at the end; the only reading that ends at 3x3 keeps the first
     five convs unpadded (28->26->24->22, pool 11->9->7, pool 3) and pads the last two. Its head has no
     activation between the two linear layers; that is kept.
+    At other input sizes s the flatten is 8 x k x k with k = floor((floor((s-6)/2) - 4) / 2); the five unpadded
+    convolutions need s >= 18.
     """
+
+    min_input_size = 18
 
     def __init__(self, dropout: float = 0.05, **common):
         super().__init__(**common)
+        side = ((self.input_size - 6) // 2 - 4) // 2
         self.features = nn.Sequential(
             conv_bn_relu(self.in_chans, 10, padding=0),
             conv_bn_relu(10, 10, padding=0, dropout=dropout),
@@ -33,7 +38,7 @@ class Opt6k(TinyClassifier):
             conv_bn_relu(8, 8, padding=1, dropout=dropout),
             conv_bn_relu(8, 8, padding=1, dropout=dropout),
         )
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(72, 20), nn.Linear(20, self.num_classes))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(8 * side * side, 20), nn.Linear(20, self.num_classes))
 
     def forward_features(self, x):
         return self.head(self.features(x))

@@ -51,7 +51,7 @@ def test_a_config_over_the_budget_is_refused_before_allocating(tmp_path):
     folder = _saved(tmp_path, "minimobilenet")
     # Hundreds of billions of parameters: building it for real would exhaust memory; it must be refused first.
     _edit_config(folder, width=20000.0)
-    with pytest.raises(modeling.ModelConfigError, match=r"over the family's budget of 10,000"):
+    with pytest.raises(modeling.ModelConfigError, match=r"over 4x the family's budget of 10,000"):
         modeling.from_pretrained(folder)
 
 

@@ -2,13 +2,20 @@
 
 The training loop never sees a DataLoader: `load_dataset_splits` returns uint8 tensors that the engine moves to
 the accelerator device in one piece, and `shard_batches` yields index batches of a seeded permutation.
+
+What a run was trained on is decided here, from what was loaded, never from a default: `DatasetIdentity` names
+the data (canonical MNIST is recognised by its checksums or by its content), and the class names and the
+per-channel normalisation statistics come from the data too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import hashlib
+import json
+import logging
 import os
 import struct
 import time
@@ -37,7 +44,16 @@ IDX_STEMS = {
     ("test", "images"): "t10k-images-idx3-ubyte",
     ("test", "labels"): "t10k-labels-idx1-ubyte",
 }
-CACHE_FORMAT = 1
+#: Order-independent digest of canonical MNIST's 70,000 (image, label) pairs (`content_fingerprint`): recognises
+#: MNIST whatever it was loaded from (IDX files, the Hub, a saved folder), and nothing else.
+MNIST_FINGERPRINT = "abc9f508efcbbfa3f122540eaae72c178b63b68dee72ede3511c471690bd7b14"
+MNIST_HUB_ID = "ylecun/mnist"
+MNIST_NAME = "MNIST"
+#: A file beside the IDX files naming the classes: UTF-8, one name per line, line i names class i.
+LABELS_FILE = "labels.txt"
+SUPPORTED_CHANNELS = (1, 3)
+CACHE_FORMAT = 2
+logger = logging.getLogger(__name__)
 OFFLINE_HINT = (
     "To train offline, point tinyhub at the four MNIST IDX files (.gz or raw): "
     "pass --data-dir /path/to/mnist to the command (every tinyhub command takes it), or set TINYHUB_DATA_DIR."
@@ -48,9 +64,44 @@ class DataError(TinyhubError, RuntimeError):
     """A dataset could not be found, read or verified. The message names the file and the fix."""
 
 
+@dataclass(frozen=True)
+class DatasetIdentity:
+    """What a run was trained on, as results.json records it and the card states it.
+
+    `name` is None when nothing identifies the data (IDX files with data.verify=false and no data.name, a saved
+    folder without metadata): the card then asks for a name at push time instead of guessing.
+    """
+
+    name: str | None  # the dataset's name as people know it
+    source: str  # "idx" (local IDX files) | "hub" (a Hub dataset id) | "folder" (DatasetDict.save_to_disk)
+    identified_by: str  # how `name` was decided, in words
+    fingerprint: str  # content_fingerprint of the train and test splits
+    hub_id: str | None = None  # a Hub dataset id, when the data is one
+    revision: str | None = None
+    canonical: str | None = None  # "mnist" when the content is canonical MNIST
+    description: str | None = None  # from the dataset's own DatasetInfo, when it has one
+    citation: str | None = None
+    license: str | None = None
+    homepage: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        """The name recipes use for this dataset (`recipe.target_dataset`): "mnist" for MNIST, else the Hub id or
+        the name."""
+        return self.canonical or self.hub_id or self.name
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DatasetIdentity":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
 @dataclass
 class DatasetSplits:
-    """Whole splits as tensors: images uint8 (N, C, H, W), labels int64 (N,)."""
+    """Whole splits as tensors: images uint8 (N, C, H, W), labels int64 (N,), with what describes them."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
@@ -60,6 +111,8 @@ class DatasetSplits:
     source: dict = field(default_factory=dict)  # what was loaded, for results.json and the card
     val_images: torch.Tensor | None = None
     val_labels: torch.Tensor | None = None
+    mean: tuple[float, ...] = ()  # per channel, of the whole training split, in [0, 1] units
+    std: tuple[float, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -125,19 +178,46 @@ def _local_files(data_dir: Path) -> dict[tuple[str, str], Path]:
     return {key: _find_idx_file(data_dir, stem) for key, stem in IDX_STEMS.items()}
 
 
-def _verify(files: dict[tuple[str, str], Path], digests: dict[Path, str], verify: bool) -> bool:
-    """Check canonical MNIST checksums. Returns True if all four files are the canonical ones."""
-    if not verify:
-        return False
-    for path in files.values():
-        want = MNIST_SHA256.get(path.name)
-        if want is not None and digests[path] != want:
-            raise DataError(
-                f"{path} does not match the canonical MNIST checksum (sha256 {digests[path][:16]}..., expected "
-                f"{want[:16]}...): it is truncated, corrupt or a different dataset. Replace it with a fresh copy, "
-                "or if it is another IDX dataset on purpose, set data.name to its name and data.verify=false."
-            )
-    return True
+def _labels_file(files: dict[tuple[str, str], Path], data_dir: Path) -> Path | None:
+    for folder in (files[("train", "images")].parent, data_dir):
+        if (folder / LABELS_FILE).is_file():
+            return folder / LABELS_FILE
+    return None
+
+
+def _read_labels_file(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} cannot be read as UTF-8 text ({e}). It names the classes: one per line, line i "
+                        "names class i.") from e
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return [line.strip() for line in lines]
+
+
+def _idx_identity(files: dict[tuple[str, str], Path], digests: dict[Path, str], name: str | None,
+                  verify: bool, fingerprint: str) -> DatasetIdentity:
+    """MNIST only for the canonical files; any other IDX data by the name the user gives, or unidentified."""
+    mismatched = [p for p in files.values() if MNIST_SHA256.get(p.name) != digests[p]]
+    if not mismatched:
+        if name and name.lower() != "mnist":
+            logger.warning("data.name=%s is not used: these are the canonical MNIST files (checksums verified)", name)
+        return DatasetIdentity(MNIST_NAME, "idx", "the SHA-256 checksums of the four IDX files", fingerprint,
+                               canonical="mnist")
+    path = mismatched[0]
+    found = f"{path} does not match the canonical MNIST checksum (sha256 {digests[path][:16]}...)"
+    if name and name.lower() == "mnist":
+        raise DataError(f"data.name=mnist, but {found}: the name MNIST is kept for the canonical files. If these "
+                        "are MNIST, they are truncated or corrupt: replace them with a fresh copy. If they are another "
+                        "dataset, give its own name: data.name=NAME.")
+    if name:
+        return DatasetIdentity(name, "idx", "data.name", fingerprint)
+    if verify:
+        raise DataError(f"{found}: it is truncated, corrupt or a different dataset. Replace it with a fresh copy; or, "
+                        "if it is another IDX dataset on purpose, give its name with data.name=NAME (class names go in "
+                        f"a {LABELS_FILE} beside the files, or data.label_names=[...]).")
+    return DatasetIdentity(None, "idx", "nothing: data.verify=false and no data.name", fingerprint)
 
 
 def _decode_local(files: dict[tuple[str, str], Path]) -> dict[str, torch.Tensor]:
@@ -155,9 +235,40 @@ def _decode_local(files: dict[tuple[str, str], Path]) -> dict[str, torch.Tensor]
     return out
 
 
+def _load_idx(data_dir: Path, *, name: str | None, verify: bool, cache_root: Path):
+    files = _local_files(data_dir)
+    digests = {p: _sha256(p) for p in files.values()}
+    key = hashlib.sha256("".join(digests[files[k]] for k in IDX_STEMS).encode()).hexdigest()[:20]
+    cache_path = cache_root / f"idx-{key}.safetensors"
+    cached = _read_cache(cache_path)
+    if cached is None:
+        tensors = _decode_local(files)
+        num_classes = int(tensors["train_labels"].max()) + 1 if len(tensors["train_labels"]) else 0
+        _check_labels(tensors, num_classes, f"the labels in {data_dir}", every_class_in_train=True)
+        meta = {"num_classes": num_classes, **_describe(tensors)}
+        _write_cache(cache_path, tensors, meta)
+    else:
+        tensors, meta = cached
+    identity = _idx_identity(files, digests, name, verify, meta["fingerprint"])
+    labels_file = _labels_file(files, data_dir)
+    if labels_file is not None:
+        names, names_from = _read_labels_file(labels_file), f"{LABELS_FILE} ({labels_file})"
+    elif identity.canonical == "mnist":
+        names, names_from = [str(i) for i in range(meta["num_classes"])], "MNIST's digits"
+    else:
+        names, names_from = [str(i) for i in range(meta["num_classes"])], "indices"
+    info = {"kind": "local", "dir": str(data_dir.resolve()), "canonical_mnist": identity.canonical == "mnist",
+            "sha256": {p.name: digests[p] for p in files.values()}}
+    return tensors, meta, identity, names, names_from, info, cache_path
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Hub datasets (through `datasets`)
 # ---------------------------------------------------------------------------------------------------------
+#: Which of a dataset's splits tinyhub trains, validates and tests on (data.splits maps other names).
+DEFAULT_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
+
+
 def _hub_unreachable() -> bool:
     """True when the Hub's host name does not even resolve (no network): one lookup, no retries."""
     import socket
@@ -185,65 +296,190 @@ def _datasets_offline(datasets):
         datasets.config.HF_HUB_OFFLINE = saved
 
 
-def _load_hub(dataset_id: str, revision: str | None) -> tuple[dict[str, torch.Tensor], list[str], dict]:
+def _open_hub(dataset_id: str, revision: str | None):
     import datasets
-    import numpy as np
 
     try:
         if os.path.isdir(dataset_id):
-            ds = datasets.load_from_disk(dataset_id)
-        elif _hub_unreachable():
+            return datasets.load_from_disk(dataset_id)
+        if _hub_unreachable():
             # No network: `datasets` would retry for half a minute; ask its cache alone, which answers at once.
             try:
                 with _datasets_offline(datasets):
-                    ds = datasets.load_dataset(dataset_id, revision=revision)
+                    return datasets.load_dataset(dataset_id, revision=revision)
             except Exception as e:
                 raise DataError(f"The Hub cannot be reached (no network, or offline mode) and {dataset_id!r} is not "
                                 f"in the datasets cache. {OFFLINE_HINT}") from e
-        else:
-            ds = datasets.load_dataset(dataset_id, revision=revision)
+        return datasets.load_dataset(dataset_id, revision=revision)
     except DataError:
         raise
     except ConnectionError as e:  # what `datasets` raises offline or when the Hub cannot be reached
         raise DataError(f"Could not download {dataset_id!r} from the Hub ({e}). {OFFLINE_HINT}") from e
     except Exception as e:
         raise DataError(f"Could not load the dataset {dataset_id!r}: {e}") from e
-    if not isinstance(ds, datasets.DatasetDict) or "train" not in ds or "test" not in ds:
-        raise DataError(f"Dataset {dataset_id!r} needs 'train' and 'test' splits; it has {list(ds)}.")
-    features = ds["train"].features
+
+
+def _stack_images(column, where: str):
+    import numpy as np
+
+    arrays = [np.asarray(img, dtype=np.uint8) for img in column]
+    sizes = sorted({a.shape[:2] for a in arrays})
+    if len(sizes) > 1:
+        raise DataError(f"{where} holds images of different sizes ({', '.join(f'{h}x{w}' for h, w in sizes[:4])}): "
+                        "tinyhub trains on one square size; resize them first (e.g. with Dataset.map).")
+    images = np.stack(arrays) if arrays else np.zeros((0, 1, 1), np.uint8)
+    return images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)  # H, W, C -> C, H, W
+
+
+def _load_hub(dataset_id: str, revision: str | None, split_names: dict[str, str]) -> tuple[dict, dict]:
+    """(tensors, description) of a Hub dataset or a saved folder: its ClassLabel names, its DatasetInfo and the
+    splits it was read from."""
+    import datasets
+    import numpy as np
+
+    ds = _open_hub(dataset_id, revision)
+    if not isinstance(ds, datasets.DatasetDict):
+        raise DataError(f"{dataset_id!r} is a single split, not a DatasetDict; tinyhub needs named training and "
+                        "test splits (save a DatasetDict with save_to_disk).")
+    wanted = {role: split_names.get(role) for role in DEFAULT_SPLITS}
+    missing = [role for role in ("train", "test") if wanted[role] not in ds]
+    if missing:
+        raise DataError(
+            f"Dataset {dataset_id!r} has the splits {list(ds)}, but no {' and no '.join(repr(wanted[r]) for r in missing)}"
+            f" split. Say which split plays which part: " + " ".join(f"data.splits.{r}=SPLIT" for r in missing) + ".")
+    roles = [r for r in DEFAULT_SPLITS if wanted[r] in ds]
+    features = ds[wanted["train"]].features
     image_col = next((k for k, f in features.items() if isinstance(f, datasets.Image)), None)
     label_col = next((k for k, f in features.items() if isinstance(f, datasets.ClassLabel)), None)
     if image_col is None or label_col is None:
         raise DataError(
             f"Dataset {dataset_id!r} needs an Image column and a ClassLabel column; its features are {features}."
         )
+    first = ds[wanted["train"]][0][image_col] if len(ds[wanted["train"]]) else None
+    mode = "L" if first is None or first.mode in ("1", "L", "I", "I;16", "F") else "RGB"  # one channel count
     out = {}
-    for split in ("train", "test"):
-        part = ds[split].with_format("numpy", columns=[image_col, label_col])
-        images = np.stack([np.asarray(img, dtype=np.uint8) for img in part[image_col]])
-        if images.ndim == 3:
-            images = images[:, None]
-        else:  # H, W, C -> C, H, W
-            images = images.transpose(0, 3, 1, 2)
-        out[f"{split}_images"] = torch.from_numpy(np.ascontiguousarray(images))
-        out[f"{split}_labels"] = torch.from_numpy(np.asarray(part[label_col], dtype=np.int64))
-    info = {"dataset_id": dataset_id, "revision": revision,
-            "fingerprint": ds["train"]._fingerprint + ds["test"]._fingerprint}
-    return out, list(features[label_col].names), info
+    for role in roles:
+        part = ds[wanted[role]].cast_column(image_col, datasets.Image(mode=mode))
+        part = part.with_format("numpy", columns=[image_col, label_col])
+        images = _stack_images(part[image_col], f"split {wanted[role]!r} of {dataset_id!r}")
+        out[f"{role if role != 'validation' else 'val'}_images"] = torch.from_numpy(np.ascontiguousarray(images))
+        out[f"{role if role != 'validation' else 'val'}_labels"] = torch.from_numpy(
+            np.asarray(part[label_col], dtype=np.int64))
+    info = ds[wanted["train"]].info
+    described = {k: getattr(info, k, None) or None
+                 for k in ("dataset_name", "builder_name", "description", "citation", "license", "homepage")}
+    meta = {"label_names": list(features[label_col].names), "dataset_info": described,
+            "splits": {r: wanted[r] for r in roles}}
+    return out, meta
 
 
-def _check_labels(tensors: dict[str, torch.Tensor], num_classes: int, where: str) -> None:
-    """Labels are 0..K-1 with every class present in training: a stray value (a corrupt byte, a label seen only
-    in the test split) would otherwise invent classes, or fail deep inside the loss."""
-    counts = torch.bincount(tensors["train_labels"], minlength=num_classes)
+def _hub_identity(dataset_id: str, revision: str | None, is_folder: bool, name: str | None,
+                  meta: dict) -> DatasetIdentity:
+    info = meta.get("dataset_info") or {}
+    about = {k: info.get(k) for k in ("description", "citation", "license", "homepage")}
+    hub_id = None if is_folder else dataset_id
+    source = "folder" if is_folder else "hub"
+    if meta["fingerprint"] == MNIST_FINGERPRINT or hub_id == MNIST_HUB_ID:
+        how = "its content (every image and label of canonical MNIST)" if meta["fingerprint"] == MNIST_FINGERPRINT \
+            else "its Hub id"
+        return DatasetIdentity(MNIST_NAME, source, how, meta["fingerprint"], hub_id=hub_id, revision=revision,
+                               canonical="mnist", **about)
+    if name and name.lower() == "mnist":
+        raise DataError(f"data.name=mnist, but {dataset_id!r} is not canonical MNIST (its images and labels differ "
+                        "from the 70,000 of MNIST): the name MNIST is kept for MNIST itself. Give its own name with "
+                        "data.name=NAME.")
+    if name:
+        return DatasetIdentity(name, source, "data.name", meta["fingerprint"], hub_id=hub_id, revision=revision,
+                               **about)
+    if hub_id:
+        return DatasetIdentity(hub_id, source, "its Hub id", meta["fingerprint"], hub_id=hub_id, revision=revision,
+                               **about)
+    own = info.get("dataset_name") or info.get("builder_name")
+    if own and own.lower() != "mnist":
+        return DatasetIdentity(own, source, "the folder's DatasetInfo", meta["fingerprint"], **about)
+    why = ("the folder's DatasetInfo calls it 'mnist', but its content is not canonical MNIST" if own else
+           "the folder's DatasetInfo has no name")
+    return DatasetIdentity(None, source, f"nothing: {why}; give data.name=NAME", meta["fingerprint"], **about)
+
+
+def _load_hub_cached(dataset_id: str, revision: str | None, split_names: dict[str, str], cache_root: Path):
+    is_folder = os.path.isdir(dataset_id)
+    key = hashlib.sha256(f"{dataset_id}@{revision}@{sorted(split_names.items())}".encode()).hexdigest()[:20]
+    cache_path = cache_root / f"hub-{key}.safetensors"
+    cached = None if is_folder else _read_cache(cache_path)  # a folder can change in place: read it every time
+    if cached is None:
+        tensors, meta = _load_hub(dataset_id, revision, split_names)
+        _check_labels(tensors, len(meta["label_names"]), f"the labels of {dataset_id!r}", every_class_in_train=False)
+        meta.update(num_classes=len(meta["label_names"]), **_describe(tensors))
+        if not is_folder:
+            _write_cache(cache_path, tensors, meta)
+    else:
+        tensors, meta = cached
+    info = {"kind": "hub", "dataset_id": dataset_id, "revision": revision, "splits": meta["splits"]}
+    return tensors, meta, is_folder, info, cache_path
+
+
+def _check_labels(tensors: dict[str, torch.Tensor], num_classes: int, where: str, *,
+                  every_class_in_train: bool) -> None:
+    """Labels are 0..K-1 (with every class present in training, for IDX files whose K is inferred): a stray value
+    (a corrupt byte, a label seen only in the test split) would otherwise invent classes, or fail inside the loss."""
+    counts = torch.bincount(tensors["train_labels"].clamp(min=0), minlength=num_classes)
     empty = [i for i in range(num_classes) if counts[i] == 0]
-    if empty:
+    if every_class_in_train and empty:
         raise DataError(f"{where} are not 0..{num_classes - 1}: class(es) {empty[:10]} have no training image, so "
                         "a stray label would be taken for extra classes. Check the labels files.")
-    test = tensors["test_labels"]
-    if len(test) and (int(test.min()) < 0 or int(test.max()) >= num_classes):
-        raise DataError(f"{where}: the test split has label {int(test.max())}, but training has only classes "
-                        f"0..{num_classes - 1}.")
+    for split in ("train", "val", "test"):
+        labels = tensors.get(f"{split}_labels")
+        if labels is not None and len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            bad = int(labels.min()) if int(labels.min()) < 0 else int(labels.max())
+            raise DataError(f"{where}: the {split} split has label {bad}, but the classes are 0..{num_classes - 1}.")
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 images (N, C, H, W), in [0, 1] units, to 4 decimals.
+    Sums are exact integers, so the result does not depend on chunking or on the order of the images."""
+    c = images.shape[1]
+    s1 = torch.zeros(c, dtype=torch.int64)
+    s2 = torch.zeros(c, dtype=torch.int64)
+    per_image = max(1, images[0].numel() if len(images) else 1)
+    for chunk in images.split(max(1, 4_000_000 // per_image)):
+        x = chunk.to(torch.int64)
+        s1 += x.sum((0, 2, 3))
+        s2 += (x * x).sum((0, 2, 3))
+    count = max(1, images.numel() // c)
+    mean = s1.double() / count / 255.0
+    std = (s2.double() / count / 255.0**2 - mean**2).clamp(min=0).sqrt()
+    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+
+
+def content_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every (image, label) pair of the train and test splits, in any order: the same data gives the
+    same fingerprint whether it came from IDX files, the Hub or a saved folder, and whatever its order."""
+    digest = hashlib.sha256()
+    for split in ("train", "test"):
+        images, labels = tensors[f"{split}_images"], tensors[f"{split}_labels"]
+        flat = images.reshape(len(images), -1).numpy()
+        label_bytes = labels.numpy().astype("<i8")
+        rows = sorted(hashlib.sha256(label_bytes[i].tobytes() + flat[i].tobytes()).digest() for i in range(len(flat)))
+        digest.update(f"{split}:{list(images.shape[1:])}:{len(rows)};".encode())
+        digest.update(b"".join(rows))
+    return digest.hexdigest()
+
+
+def _describe(tensors: dict[str, torch.Tensor]) -> dict:
+    """What is computed once per dataset and cached with its tensors: fingerprint and normalisation statistics."""
+    images = tensors["train_images"]
+    if images.ndim != 4 or images.shape[1] not in SUPPORTED_CHANNELS:
+        raise DataError(f"the images have {images.shape[1] if images.ndim == 4 else '?'} channels; tinyhub trains "
+                        "grayscale (1) or RGB (3) images. Convert them first.")
+    if images.shape[2] != images.shape[3]:
+        raise DataError(f"the images are {images.shape[2]}x{images.shape[3]} pixels; tinyhub trains square images. "
+                        "Pad or resize them to one square size first.")
+    mean, std = channel_stats(images)
+    if len(images) and min(std) == 0:
+        raise DataError("every training image is the same in at least one channel (standard deviation 0); "
+                        "there is nothing to learn from it.")
+    return {"fingerprint": content_fingerprint(tensors), "mean": list(mean), "std": list(std)}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -275,17 +511,15 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _write_cache(path: Path, tensors: dict[str, torch.Tensor], label_names: list[str], source: dict) -> None:
+def _write_cache(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_writes(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    meta = {"format": str(CACHE_FORMAT), "label_names": "\x1f".join(label_names),
-            **{f"source.{k}": str(v) for k, v in source.items()}}
-    save_file(tensors, str(tmp), metadata=meta)
+    save_file(tensors, str(tmp), metadata={"format": str(CACHE_FORMAT), "tinyhub": json.dumps(meta)})
     os.replace(tmp, path)  # a killed write leaves only a .tmp file, never a half cache
 
 
-def _read_cache(path: Path) -> tuple[dict[str, torch.Tensor], list[str]] | None:
+def _read_cache(path: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
     from safetensors import safe_open
 
     try:
@@ -293,37 +527,57 @@ def _read_cache(path: Path) -> tuple[dict[str, torch.Tensor], list[str]] | None:
             meta = f.metadata() or {}
             if meta.get("format") != str(CACHE_FORMAT) or not set(CACHE_TENSORS) <= set(f.keys()):
                 return None
+        described = json.loads(meta["tinyhub"])
+        if not {"fingerprint", "mean", "std", "num_classes"} <= set(described):
+            return None
         _remove_stale_writes(path)
-        return load_file(str(path)), meta["label_names"].split("\x1f")
+        return load_file(str(path)), described
     except Exception:  # an unreadable cache is rebuilt, never trusted
         return None
+
+
+def _checked_names(names, num_classes: int, where: str) -> list[str]:
+    names = [str(n) for n in names]
+    if len(names) != num_classes:
+        raise DataError(f"{where} names {len(names)} classes, but the data has {num_classes} (labels 0.."
+                        f"{num_classes - 1}): give exactly one name per class, in label order.")
+    if any(not n.strip() for n in names):
+        raise DataError(f"{where} has an empty class name; every class needs one.")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{where} names several classes {repeated[0]!r}; class names must be distinct.")
+    return names
 
 
 def load_dataset_splits(
     *,
     source: str = "auto",
     dir: str | None = None,
-    dataset: str = "ylecun/mnist",
+    dataset: str = MNIST_HUB_ID,
     revision: str | None = None,
     name: str | None = None,
     verify: bool = True,
+    label_names: list[str] | None = None,
+    splits: dict[str, str] | None = None,
     cache_dir: str | None = None,
     val_size: int = 0,
     subset: int = 0,
-    seed: int = 0,
 ) -> DatasetSplits:
-    """Load train/test (and optionally a validation split carved from train) as uint8 tensors.
+    """Load train/test (and a validation split: the dataset's own, else carved from train) as uint8 tensors.
 
     source: "local" (IDX files in `dir`), "hub" (`dataset`: a Hub id or a folder saved with
     `DatasetDict.save_to_disk`), or "auto" (local when `dir` or TINYHUB_DATA_DIR is set, else hub).
+    name: the dataset's name (default $TINYHUB_DATA_NAME); needed for IDX files that are not canonical MNIST
+    (unless verify=False, which trains them unidentified). "mnist" is refused for anything but MNIST itself.
+    label_names: the class names in label order; default a labels.txt beside IDX files, or a Hub dataset's
+    ClassLabel names, else the indices.
+    splits: which splits of a Hub dataset are train / validation / test (default their own names).
+    val_size: images carved from train for validation, when the dataset has no validation split; 0 = none.
     subset: keep only the first N training images (tests and smoke runs); 0 keeps all.
-    name: the dataset's name (default $TINYHUB_DATA_NAME or "mnist"); files of a dataset named "mnist" must
-    match the canonical MNIST checksums, so another IDX dataset with the same file names (Fashion-MNIST) needs
-    its own name.
     """
     t0 = time.perf_counter()
     dir = dir or os.environ.get("TINYHUB_DATA_DIR") or None
-    name = name or os.environ.get("TINYHUB_DATA_NAME") or "mnist"
+    name = name or os.environ.get("TINYHUB_DATA_NAME") or None
     if source == "auto":
         source = "local" if dir else "hub"
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -331,55 +585,61 @@ def load_dataset_splits(
     if source == "local":
         if not dir:
             raise DataError(f"data.source=local needs a data folder. {OFFLINE_HINT}")
-        files = _local_files(Path(dir).expanduser())
-        digests = {p: _sha256(p) for p in files.values()}
-        canonical = _verify(files, digests, verify and name == "mnist")
-        key = hashlib.sha256("".join(digests[files[k]] for k in IDX_STEMS).encode()).hexdigest()[:20]
-        cache_path = cache_root / f"{name}-idx-{key}.safetensors"
-        info = {"kind": "local", "dir": str(Path(dir).resolve()), "name": name, "canonical_mnist": canonical,
-                "sha256": {p.name: digests[p] for p in files.values()}}
-        cached = _read_cache(cache_path)
-        if cached is None:
-            tensors = _decode_local(files)
-            label_names = [str(i) for i in range(int(tensors["train_labels"].max()) + 1)]
-            _check_labels(tensors, len(label_names), f"the labels in {dir}")
-            _write_cache(cache_path, tensors, label_names, {"kind": "local", "dir": info["dir"]})
-        else:
-            tensors, label_names = cached
+        tensors, meta, identity, names, names_from, info, cache_path = _load_idx(
+            Path(dir).expanduser(), name=name, verify=verify, cache_root=cache_root)
     elif source == "hub":
-        key = hashlib.sha256(f"{dataset}@{revision}".encode()).hexdigest()[:20]
-        cache_path = cache_root / f"hub-{key}.safetensors"
-        cached = None if os.path.isdir(dataset) else _read_cache(cache_path)
-        info = {"kind": "hub", "dataset_id": dataset, "revision": revision, "name": name}
-        if cached is None:
-            tensors, label_names, hub_info = _load_hub(dataset, revision)
-            info.update(hub_info)
-            if not os.path.isdir(dataset):
-                _write_cache(cache_path, tensors, label_names, {"kind": "hub", "dataset_id": dataset})
-        else:
-            tensors, label_names = cached
+        unknown = set(splits or {}) - set(DEFAULT_SPLITS)
+        if unknown:
+            raise DataError(f"data.splits has {sorted(unknown)}; it maps only {', '.join(DEFAULT_SPLITS)}.")
+        split_names = {**DEFAULT_SPLITS, **{k: v for k, v in (splits or {}).items() if v}}
+        tensors, meta, is_folder, info, cache_path = _load_hub_cached(dataset, revision, split_names, cache_root)
+        identity = _hub_identity(dataset, revision, is_folder, name, meta)
+        names, names_from = meta["label_names"], "the dataset's ClassLabel feature"
     else:
         raise DataError(f"data.source must be 'local', 'hub' or 'auto', not {source!r}.")
-    info["cache_file"] = str(cache_path)
-    info["load_seconds"] = round(time.perf_counter() - t0, 4)
+    if label_names:
+        names, names_from = label_names, "data.label_names"
+    names = _checked_names(names, meta["num_classes"], names_from)
 
-    splits = DatasetSplits(
+    split = DatasetSplits(
         tensors["train_images"], tensors["train_labels"], tensors["test_images"], tensors["test_labels"],
-        label_names, info,
+        names, info, tensors.get("val_images"), tensors.get("val_labels"),
+        mean=tuple(meta["mean"]), std=tuple(meta["std"]),
     )
-    if val_size:
-        if not 0 < val_size < len(splits.train_labels):
-            raise DataError(f"data.val_size={val_size} must be between 1 and {len(splits.train_labels) - 1}.")
+    if split.val_labels is not None:
+        validation = f"the dataset's own {meta['splits']['validation']!r} split"
+        if val_size:
+            logger.info("Validation uses %s; data.val_size=%d is not carved from train", validation, val_size)
+    elif val_size:
+        if not 0 < val_size < len(split.train_labels):
+            raise DataError(f"data.val_size={val_size} must be between 1 and {len(split.train_labels) - 1}.")
         # Carved with its own seed so the validation set is the same whatever the training seed.
-        perm = torch.randperm(len(splits.train_labels), generator=torch.Generator().manual_seed(1234))
+        perm = torch.randperm(len(split.train_labels), generator=torch.Generator().manual_seed(1234))
         val_idx, train_idx = perm[:val_size].sort().values, perm[val_size:].sort().values
-        splits.val_images, splits.val_labels = splits.train_images[val_idx], splits.train_labels[val_idx]
-        splits.train_images, splits.train_labels = splits.train_images[train_idx], splits.train_labels[train_idx]
+        split.val_images, split.val_labels = split.train_images[val_idx], split.train_labels[val_idx]
+        split.train_images, split.train_labels = split.train_images[train_idx], split.train_labels[train_idx]
+        validation = f"{val_size:,} images carved from the training split"
+    else:
+        validation = None
     if subset:
-        splits.train_images, splits.train_labels = splits.train_images[:subset], splits.train_labels[:subset]
-    info.update(train_size=len(splits.train_labels), test_size=len(splits.test_labels),
-                val_size=0 if splits.val_labels is None else len(splits.val_labels))
-    return splits
+        split.train_images, split.train_labels = split.train_images[:subset], split.train_labels[:subset]
+    info.update(
+        name=identity.name, identity=identity.as_dict(), canonical_mnist=identity.canonical == "mnist",
+        fingerprint=identity.fingerprint, label_names_from=names_from, mean=list(split.mean), std=list(split.std),
+        image_shape=list(split.image_shape), validation=validation, cache_file=str(cache_path),
+        load_seconds=round(time.perf_counter() - t0, 4), train_size=len(split.train_labels),
+        test_size=len(split.test_labels), val_size=0 if split.val_labels is None else len(split.val_labels))
+    return split
+
+
+def load_from_config(data: dict, **changes) -> DatasetSplits:
+    """load_dataset_splits with a recipe's `data` section (and `changes` on top): the one place that maps it."""
+    d = {**data, **changes}
+    return load_dataset_splits(
+        source=d.get("source") or "auto", dir=d.get("dir"), dataset=d.get("dataset") or MNIST_HUB_ID,
+        revision=d.get("revision"), name=d.get("name"), verify=d.get("verify", True),
+        label_names=list(d["label_names"]) if d.get("label_names") else None, splits=d.get("splits"),
+        cache_dir=d.get("cache_dir"), val_size=int(d.get("val_size") or 0), subset=int(d.get("subset") or 0))
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:

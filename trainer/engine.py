@@ -31,7 +31,7 @@ from tinyhub.errors import TinyhubError, UsageError
 from . import checkpoint as ckpt
 from .augment import AugmentConfig, augment_batch, make_generator
 from .config import RESUME_MAY_CHANGE, describe_value, differences, recipe_overrides
-from .data import DataError, epoch_permutation, load_dataset_splits, shard_batches
+from .data import DataError, DatasetIdentity, epoch_permutation, load_from_config, shard_batches
 from .evaluation import predict
 from .logs import run_log
 from .report import write_run_report
@@ -262,6 +262,14 @@ def check_config(cfg: dict) -> None:
                           "the CPU use training.mixed_precision=bf16, or no.")
 
 
+def _target(recipe: dict, dataset: DatasetIdentity) -> dict:
+    """A recipe's accuracy target belongs to the dataset it names (`recipe.target_dataset`): on other data the run
+    records no target, so a card never shows MNIST's target for a model of something else."""
+    named = recipe.get("target_dataset")
+    applies = named is None or named == dataset.key
+    return {"target_accuracy": recipe.get("target_accuracy") if applies else None, "target_dataset": named}
+
+
 def show_progress(setting) -> bool:
     """progress=auto (the default) draws tqdm bars only on a terminal, so redirected logs stay clean."""
     if isinstance(setting, str) and setting.lower() == "auto":
@@ -333,20 +341,12 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
     say = logger.info if main else (lambda *_: None)  # the main process speaks for the group
 
     # ---- data: the whole split on the device as uint8 ----
-    def load_splits():
-        return load_dataset_splits(
-            source=data_cfg.get("source", "auto"), dir=data_cfg.get("dir"), dataset=data_cfg.get("dataset"),
-            revision=data_cfg.get("revision"), name=data_cfg.get("name"),
-            verify=data_cfg.get("verify", True), cache_dir=data_cfg.get("cache_dir"),
-            val_size=int(data_cfg.get("val_size") or 0), subset=int(data_cfg.get("subset") or 0),
-        )
-
     # The main process decodes and caches first, then tells the others whether it worked: a data error then
     # reaches every rank as the same clear message instead of a lost connection on the ranks that waited.
     failure = [None]
     if main:
         try:
-            splits = load_splits()
+            splits = load_from_config(data_cfg)
         except DataError as e:
             failure = [str(e)]
     broadcast_object_list(failure, from_process=0)
@@ -355,7 +355,7 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         error.reported_by_main = not main  # one message for the group: the main process prints it
         raise error
     if not main:
-        splits = load_splits()
+        splits = load_from_config(data_cfg)
     data = splits.to(accelerator.device)
     aug = AugmentConfig(**cfg.get("augment", {}))
 
@@ -364,8 +364,8 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
     name = model_cfg.pop("name")
     c, h, w = splits.image_shape
     model = modeling.create_model(
-        name, **model_cfg, num_classes=splits.num_classes, in_chans=c, input_size=h,
-        id2label={str(i): n for i, n in enumerate(splits.label_names)},
+        name, **model_cfg, num_classes=splits.num_classes, in_chans=c, input_size=h, mean=splits.mean,
+        std=splits.std, id2label={str(i): n for i, n in enumerate(splits.label_names)},
     )
     if main:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
@@ -545,7 +545,7 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
             "macs": summary.macs,
             "summary": summary.as_dict(),
             "param_budget": model_cfg.get("param_budget") or modeling.model_info(name)["param_budget"],
-            "target_accuracy": (cfg.get("recipe") or {}).get("target_accuracy"),
+            **_target(cfg.get("recipe") or {}, DatasetIdentity.from_dict(splits.source["identity"])),
             "final": {
                 "epoch": last["epoch"],
                 "test_accuracy": test_result["accuracy"],

@@ -135,13 +135,12 @@ def load_model(source: ModelSource):
         raise EvaluationError(f"cannot load {source.model_ref!r}@{source.revision or 'main'} from the Hub: {e}") from e
 
 
-def data_arguments(source: ModelSource, data_dir: str | None) -> dict:
-    """Where the evaluation data comes from: --data-dir, else the run's own recorded source, else the defaults."""
+def data_settings(source: ModelSource, data_dir: str | None) -> dict:
+    """The `data` section to evaluate on: a run's own (its dataset, names and splits), with --data-dir pointing at
+    another copy of IDX files; for a bare model, the defaults."""
+    run_data = ((source.run_results or {}).get("recipe") or {}).get("data") or {}
+    settings = {k: run_data.get(k) for k in ("source", "dir", "dataset", "revision", "name", "verify",
+                                             "label_names", "splits", "cache_dir")}
     if data_dir:
-        return {"source": "local", "dir": data_dir}
-    recorded = (source.run_results or {}).get("data") or {}
-    if recorded.get("kind") == "local" and Path(recorded.get("dir", "")).is_dir():
-        return {"source": "local", "dir": recorded["dir"], "name": recorded.get("name")}
-    if recorded.get("kind") == "hub":
-        return {"source": "hub", "dataset": recorded["dataset_id"], "revision": recorded.get("revision")}
-    return {"source": "auto"}
+        settings.update(source="local", dir=data_dir)
+    return {k: v for k, v in settings.items() if v is not None}

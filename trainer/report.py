@@ -44,18 +44,41 @@ def training_curves(results: dict, path: Path) -> Path:
     return path
 
 
+#: Tick labels longer than this are cut (with "…") so that long class names never overlap the matrix.
+LABEL_CHARS = 14
+
+
+def short_label(name: str, limit: int = LABEL_CHARS) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 def confusion_matrix_plot(results: dict, labels: list[str], path: Path) -> Path:
+    """Readable from 2 to ~50 classes: the figure grows with the class count, long names are cut and the x labels
+    turned, and the counts are written in the cells only while they fit."""
     matrix = results["final"]["confusion_matrix"]
     n = len(matrix)
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    ticks = [str(name) for name in labels]
+    if any(len(t) > LABEL_CHARS for t in ticks):  # cut names may look alike: lead with the class index
+        ticks = [short_label(f"{i}: {t}") for i, t in enumerate(ticks)]
+    longest = max((len(t) for t in ticks), default=1)
+    cell = 0.42 if n <= 20 else 0.26
+    side = max(4.6, n * cell + 2.0)
+    margin = 0.09 * longest  # inches for the tick labels
+    fig, ax = plt.subplots(figsize=(side + margin + 0.8, side + margin))
     im = ax.imshow(matrix, cmap="Blues")
     vmax = max(max(row) for row in matrix) or 1
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=7,
-                    color="white" if matrix[i][j] > vmax / 2 else "black")
-    ax.set(xticks=range(n), yticks=range(n), xticklabels=labels, yticklabels=labels,
-           xlabel="predicted", ylabel="true",
+    if n <= 20:
+        size = 7 if n <= 12 else 5
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=size,
+                        color="white" if matrix[i][j] > vmax / 2 else "black")
+    tick_size = 8 if n <= 20 else 6
+    ax.set_xticks(range(n), ticks, fontsize=tick_size,
+                  rotation=0 if longest <= 2 and n <= 20 else 60, ha="center" if longest <= 2 and n <= 20 else "right",
+                  rotation_mode="anchor")
+    ax.set_yticks(range(n), ticks, fontsize=tick_size)
+    ax.set(xlabel="predicted", ylabel="true",
            title=f"Test confusion matrix ({results['final']['test_correct']}/{results['final']['test_total']})")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
@@ -104,12 +127,15 @@ def misclassified_grid(images, true, pred, losses, labels: list[str], path: Path
     order = wrong[torch.argsort(losses[wrong], descending=True)][:k]
     cols = 5
     rows = max(1, math.ceil(len(order) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.8))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.7, rows * 2.0))
     for ax in list(getattr(axes, "flat", [axes])):
         ax.axis("off")
     for ax, i in zip(getattr(axes, "flat", [axes]), order.tolist()):
-        ax.imshow(images[i, 0].cpu().numpy(), cmap="gray_r", vmin=0, vmax=255)
-        ax.set_title(f"true {labels[true[i]]} / pred {labels[pred[i]]}", fontsize=7)
+        if images.shape[1] == 1:
+            ax.imshow(images[i, 0].cpu().numpy(), cmap="gray_r", vmin=0, vmax=255)
+        else:
+            ax.imshow(images[i].permute(1, 2, 0).cpu().numpy())
+        ax.set_title(f"true {short_label(labels[true[i]], 11)}\npred {short_label(labels[pred[i]], 11)}", fontsize=7)
     if not len(order):
         fig.text(0.5, 0.5, "no misclassified images", ha="center")
     fig.suptitle(f"Worst {len(order)} of {len(wrong)} misclassified (highest loss first)", fontsize=9)

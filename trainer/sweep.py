@@ -551,12 +551,9 @@ def _require_ray():
 def _preflight_data(plan: SweepPlan) -> None:
     """Local sweeps: load the data once here, so a wrong data.dir fails before any trial and the per-node tensor
     cache is warm when the trials start (on a cluster every node loads and caches its own copy)."""
-    from .data import load_dataset_splits
+    from .data import load_from_config
 
-    d = plan.base["data"]
-    load_dataset_splits(source=d.get("source", "auto"), dir=d.get("dir"), dataset=d.get("dataset"),
-                        revision=d.get("revision"), name=d.get("name", "mnist"), verify=d.get("verify", True),
-                        cache_dir=d.get("cache_dir"), val_size=plan.val_size, subset=int(d.get("subset") or 0))
+    load_from_config(plan.base["data"], val_size=plan.val_size)
 
 
 def _tune_space(params: list[Param]) -> dict:

@@ -36,14 +36,19 @@ def _evaluate(args) -> int:
     import torch
     from accelerate import Accelerator
 
-    from tinyhub import trainer
-    from tinyhub.trainer.evaluation import data_arguments, load_model, predict, resolve_model
+    from tinyhub.trainer.data import load_from_config
+    from tinyhub.trainer.evaluation import EvaluationError, data_settings, load_model, predict, resolve_model
 
     accelerator = Accelerator(cpu=args.cpu)
     source = resolve_model(args.model)
     model = load_model(source).to(accelerator.device)
     with accelerator.main_process_first():
-        splits = trainer.load_dataset_splits(**data_arguments(source, args.data_dir))
+        splits = load_from_config(data_settings(source, args.data_dir))
+    if splits.image_shape != model.expected_input_shape or splits.num_classes != model.num_classes:
+        raise EvaluationError(
+            f"{args.model} takes {'x'.join(map(str, model.expected_input_shape))} images in {model.num_classes} "
+            f"classes, but the data holds {'x'.join(map(str, splits.image_shape))} images in {splits.num_classes} "
+            "classes: point --data-dir at the dataset it was trained on.")
     images = getattr(splits, f"{args.split}_images").to(accelerator.device)
     labels = getattr(splits, f"{args.split}_labels").to(accelerator.device)
     mean = torch.tensor(model.mean, device=accelerator.device).view(1, -1, 1, 1)

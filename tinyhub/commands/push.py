@@ -2,6 +2,7 @@
 
     tinyhub push RUN_DIR --repo-id me/model4-mnist [--private] [--branch B] [--tag T]
                  [--create-pr] [--commit-message M] [--dry-run [OUT_DIR]]
+    tinyhub push RUN_DIR --repo-id me/model4-digits --dataset-name my-digits   # data the run could not identify
     tinyhub push --all RUNS_DIR --namespace me [--zoo-out ZOO.md]
 
 The token is read from HF_TOKEN or the huggingface_hub login, never from the command line.
@@ -34,6 +35,11 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--all", dest="all_runs", metavar="RUNS_DIR", help="publish every model found in RUNS_DIR")
     p.add_argument("--namespace", help="with --all: the user or organisation to publish under")
     p.add_argument("--zoo-out", default=None, help="with --all: where to write the zoo table (Markdown)")
+    p.add_argument("--dataset-name", default=None,
+                   help="the dataset's name, for a run whose data could not be identified (never overrides "
+                        "what results.json records)")
+    p.add_argument("--dataset-id", default=None,
+                   help="with --dataset-name: the dataset's Hub id (NAMESPACE/NAME), when it is on the Hub")
     p.add_argument("--project-url", default=os.environ.get("TINYHUB_PROJECT_URL") or None,
                    help="tinyhub's home page, linked from the card (default $TINYHUB_PROJECT_URL; none when unset)")
     return p
@@ -44,6 +50,8 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub push") -> int:
     args = p.parse_args(argv)
     if args.all_runs and not args.namespace:
         p.error("--all needs --namespace")
+    if args.all_runs and (args.dataset_name or args.dataset_id):
+        p.error("--dataset-name/--dataset-id name the data of one run; push that run on its own")
     if not args.all_runs and (not args.run_dir or not args.repo_id):
         p.error("give RUN_DIR and --repo-id (or --all RUNS_DIR --namespace NS)")
     from tinyhub.trainer.logs import console_logging
@@ -73,14 +81,16 @@ def _push(args) -> int:
     if args.dry_run is not None:
         out = Path(args.dry_run) if args.dry_run else Path(args.run_dir) / "hub_upload"
         stage_folder(args.run_dir, out, repo_id=args.repo_id, revision=args.tag or args.branch or "main",
-                     seed_runs=args.seed_runs, include_logs=args.include_logs, project_url=args.project_url)
+                     seed_runs=args.seed_runs, include_logs=args.include_logs, project_url=args.project_url,
+                     dataset_name=args.dataset_name, dataset_id=args.dataset_id)
         for f in sorted(x for x in out.rglob("*") if x.is_file()):
             print(f"  {f.relative_to(out)}  ({f.stat().st_size:,} bytes)")
         print(f"dry run: the upload folder is {out}; nothing was uploaded.")
         return 0
     push_run(args.run_dir, args.repo_id, private=args.private, branch=args.branch, tag=args.tag,
              create_pr=args.create_pr, commit_message=args.commit_message, seed_runs=args.seed_runs,
-             include_logs=args.include_logs, project_url=args.project_url)
+             include_logs=args.include_logs, project_url=args.project_url, dataset_name=args.dataset_name,
+             dataset_id=args.dataset_id)
     return 0
 
 
