@@ -192,7 +192,7 @@ def _hyperparameters(results: dict) -> list[tuple[str, str]]:
         ("EMA of weights", str(tr.get("ema") or "off")),
         ("mixed precision", str(results.get("mixed_precision"))),
         ("training images", f"{results['data'].get('train_size', 0):,}"
-                            + (f" (+{results['data']['val_size']:,} held out for validation)"
+                            + (f" (+{results['data']['val_size']:,} for validation)"
                                if results["data"].get("val_size") else "")),
         ("seed", str(results.get("seed"))),
     ]

@@ -187,6 +187,8 @@ def test_hub_splits_are_mapped_by_name_or_refused_naming_them(tmp_path):
         trainer.load_dataset_splits(**kwargs)
     s = trainer.load_dataset_splits(**kwargs, splits={"train": "training", "test": "testing", "validation": "dev"})
     assert (len(s.train_labels), len(s.val_labels), len(s.test_labels)) == (240, 60, 90)
+    with pytest.raises(trainer.DataError, match="neither a folder .* nor a Hub dataset id"):
+        trainer.load_dataset_splits(**{**kwargs, "dataset": str(tmp_path / "missing")})
     _shapes_dataset(datasets, size=20).save_to_disk(tmp_path / "small")
     assert trainer.load_dataset_splits(source="hub", dataset=str(tmp_path / "small")).image_shape == (3, 20, 20)
 

@@ -49,7 +49,7 @@ def test_loss_falls_and_accuracy_rises(small_run):
 
 def test_run_directory_is_complete_and_loadable(small_run, mnist_dir):
     results = json.loads((small_run / "results.json").read_text())
-    assert results["schema_version"] == 1
+    assert results["schema_version"] == 2
     assert results["model"] == "opt6k" and results["parameters"] == 6_132
     assert results["macs"] == modeling.summary(modeling.create_model("opt6k")).macs
     for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "epoch_seconds",

@@ -299,6 +299,9 @@ def _datasets_offline(datasets):
 def _open_hub(dataset_id: str, revision: str | None):
     import datasets
 
+    if not os.path.isdir(dataset_id) and (dataset_id.startswith((".", "/", "~")) or dataset_id.count("/") > 1):
+        raise DataError(f"data.dataset={dataset_id!r} is neither a folder (it does not exist) nor a Hub dataset id "
+                        "(NAMESPACE/NAME). Check the path of the folder saved with DatasetDict.save_to_disk.")
     try:
         if os.path.isdir(dataset_id):
             return datasets.load_from_disk(dataset_id)
