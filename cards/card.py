@@ -218,6 +218,16 @@ def _hardware(results: dict) -> str:
     return f"{device}" + (f" × {world} processes" if world > 1 else "")
 
 
+def _teacher_text(t: dict) -> str:
+    """One teacher, as the card names it: linked at its exact commit when it is on the Hub."""
+    accuracy = f", {t['test_accuracy']:.2f}% test accuracy" if t.get("test_accuracy") is not None else ""
+    what = f"`{t['architecture']}`, {t['parameters']:,} parameters{accuracy}"
+    if t["kind"] == "hub":
+        return (f"[{t['repo_id']}](https://huggingface.co/{t['repo_id']}/tree/{t['commit']}) at commit "
+                f"`{t['commit'][:12]}` ({what})")
+    return f"a local {'run' if t['kind'] == 'run' else 'model'} with weights sha256 `{t['weights_sha256'][:16]}…` ({what})"
+
+
 #: Up to this many class names are listed on the card; the rest are counted.
 LISTED_CLASSES = 30
 
@@ -258,7 +268,8 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         library_name="tinyhub",
         license="mit",
         pipeline_tag="image-classification",
-        tags=sorted({*LIBRARY_TAGS, arch, param_size_tag(results["parameters"]), *(["mnist"] if ds.mnist else [])}),
+        tags=sorted({*LIBRARY_TAGS, arch, param_size_tag(results["parameters"]), *(["mnist"] if ds.mnist else []),
+                   *(["knowledge-distillation"] if results.get("distillation") else [])}),
         datasets=[ds.hub_id] if ds.hub_id else None,
         metrics=["accuracy"],
         eval_results=[EvalResult(
@@ -295,6 +306,8 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         identity=ds.identity,
         identified_by=ds.identified_by,
         classes=_classes_text(results),
+        distillation=results.get("distillation"),
+        teachers=[_teacher_text(t) for t in (results.get("distillation") or {}).get("teachers") or []],
         dataset_split="test",
         accuracy_text=accuracy_text,
         own_accuracy=results["final"]["test_accuracy"],
@@ -353,6 +366,11 @@ def _reproduce_command(results: dict, dataset: CardDataset) -> str:
         args = list(results["overrides"])
     else:  # runs recorded before tinyhub wrote `overrides`: their command line, paths removed
         args = [a for a in (results.get("command") or "train").split()[1:] if not a.startswith(MACHINE_SPECIFIC)]
+    teachers = (results.get("distillation") or {}).get("teachers") or []
+    if teachers:  # pinned: Hub teachers at the commit used, local ones as a placeholder
+        pinned = [f"{t['repo_id']}@{t['commit']}" if t["kind"] == "hub" else "/path/to/teacher" for t in teachers]
+        value = pinned[0] if len(pinned) == 1 else "[" + ",".join(pinned) + "]"
+        args = [f"training.distill.teacher={value}" if a.startswith("training.distill.teacher=") else a for a in args]
     placeholder = f"/path/to/{_slug(dataset.name)}"
     if dataset.identity.source == "folder" and not dataset.mnist:
         args = [f"data.dataset={placeholder}" if a.startswith("data.dataset=") else a for a in args]

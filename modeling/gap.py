@@ -17,6 +17,8 @@ Bias-free convs with BatchNorm, ReLU and optional Dropout; receptive field 24 pi
 
 - `gap8k` (stem 8, width 16): 7,432 parameters, about 1.44M MACs per image, for the <8k budget of model4 / opt6k.
 - `gap20k` (stem 12, width 26): 18,720 parameters, about 3.5M MACs per image, for the <20k budget of `efficient`.
+- `gap5k` (stem 6, width 13): 4,836 parameters, for the <=5,000-parameter frontier (issue #16).
+- `gap2k` (stem 4, width 8): 1,956 parameters, the same layout under 2,000.
 """
 
 from __future__ import annotations
@@ -65,4 +67,20 @@ class Gap20k(_GapNet):
     """`gap` layout with 12 / 26 channels: 18,720 parameters."""
 
     def __init__(self, stem: int = 12, width: int = 26, dropout: float = 0.0, **common):
+        super().__init__(stem, width, dropout, **common)
+
+
+@register_model("gap5k", param_budget=5_000, design="tinyhub variant for the <=5k frontier")
+class Gap5k(_GapNet):
+    """`gap` layout with 6 / 13 channels: 4,836 parameters."""
+
+    def __init__(self, stem: int = 6, width: int = 13, dropout: float = 0.0, **common):
+        super().__init__(stem, width, dropout, **common)
+
+
+@register_model("gap2k", param_budget=2_000, design="tinyhub variant for the <=2k frontier")
+class Gap2k(_GapNet):
+    """`gap` layout with 4 / 8 channels: 1,956 parameters."""
+
+    def __init__(self, stem: int = 4, width: int = 8, dropout: float = 0.0, **common):
         super().__init__(stem, width, dropout, **common)

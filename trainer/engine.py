@@ -32,6 +32,7 @@ from . import checkpoint as ckpt
 from .augment import AugmentConfig, augment_batch, make_generator
 from .config import RESUME_MAY_CHANGE, describe_value, differences, recipe_overrides
 from .data import DataError, DatasetIdentity, epoch_permutation, load_from_config, shard_batches
+from .distill import distillation_loss, load_teachers, soft_targets, teacher_specs
 from .evaluation import predict
 from .logs import run_log
 from .report import write_run_report
@@ -245,6 +246,9 @@ def check_config(cfg: dict) -> None:
     _number(cfg, "training.grad_clip", low=0, meaning="the largest gradient norm; 0 = off")
     _number(cfg, "training.label_smoothing", low=0, high=1, high_open=True)
     _number(cfg, "training.ema", low=0, high=1, high_open=True, meaning="the EMA decay; 0 = off")
+    if (tr.get("distill") or {}).get("teacher"):
+        _number(cfg, "training.distill.temperature", low=0.05, meaning="the softening temperature")
+        _number(cfg, "training.distill.weight", low=0, high=1, meaning="the soft-target share of the loss")
     _number(cfg, "training.threads", integer=True, low=0, meaning="0 = torch's default")
     _number(cfg, "training.checkpoint_every", integer=True, low=0, meaning="epochs; 0 = no checkpoints")
     _number(cfg, "training.keep_checkpoints", integer=True, low=1)
@@ -367,6 +371,11 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         name, **model_cfg, num_classes=splits.num_classes, in_chans=c, input_size=h, mean=splits.mean,
         std=splits.std, id2label={str(i): n for i, n in enumerate(splits.label_names)},
     )
+    # Teachers are loaded and checked against the data before the run directory gets anything.
+    distill = tr.get("distill") or {}
+    teachers = load_teachers(teacher_specs(distill.get("teacher")), label_names=splits.label_names,
+                             image_shape=splits.image_shape, device=accelerator.device)
+    temperature, distill_weight = float(distill.get("temperature", 4.0)), float(distill.get("weight", 0.5))
     if main:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
     run_scope.enter_context(run_log(run_dir / "train.log" if main else None))
@@ -433,6 +442,9 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         f"{len(data.train_labels):,} train / {len(data.test_labels):,} test images on {accelerator.device} | "
         f"{world} process(es), mixed precision {accelerator.mixed_precision} | run dir {run_dir}")
 
+    for t in teachers:
+        say(f"distilling from {t.record['spec']} ({t.record['architecture']}, {t.record['parameters']:,} params) at "
+            f"temperature {temperature}, weight {distill_weight}")
     eval_bs = int(data_cfg.get("eval_batch_size", 1000))
     eval_model = ema.module if ema is not None else train_model
     test_result = None
@@ -451,13 +463,17 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not (main and progress),
                    leave=False, dynamic_ncols=True)
         for step, idx in enumerate(bar):
-            x = augment_batch(data.train_images[idx].float() / 255.0, aug, gen)
-            x = normalize(x)
+            x01 = augment_batch(data.train_images[idx].float() / 255.0, aug, gen)
+            x = normalize(x01)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = data.train_labels[idx]
             logits = train_model(x)
             loss = criterion(logits.float(), y)
+            if teachers:  # the same augmented images, each teacher with its own normalisation, in the run's precision
+                with accelerator.autocast():
+                    targets = soft_targets(teachers, x01, temperature)
+                loss = (1 - distill_weight) * loss + distill_weight * distillation_loss(logits, targets, temperature)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if tr.get("grad_clip"):
@@ -563,6 +579,8 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
             "recipe": cfg,
             "overrides": recipe_overrides(cfg),  # `tinyhub train <these>` trains this recipe on any machine
             "augmentation": aug.describe(),
+            "distillation": ({"teachers": [t.record for t in teachers], "temperature": temperature,
+                              "weight": distill_weight} if teachers else None),
             "data": splits.source,
             "seed": seed,
             "world_size": world,
