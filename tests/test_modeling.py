@@ -17,6 +17,8 @@ EXPECTED_PARAMS = {
     "minimobilenet": 3_114,  # the listed layers; the seed's "~8.5-9.5k" claim is wrong (see docstring)
     "gap8k": 7_432,  # tinyhub's variant for the <8k budget of model4 / opt6k
     "gap20k": 18_720,  # tinyhub's variant for the <20k budget of efficient
+    "gap5k": 4_836,  # the same layout for the <=5k frontier
+    "gap2k": 1_956,  # and under 2k
 }
 
 
