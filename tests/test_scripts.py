@@ -109,3 +109,24 @@ def test_results_table_compares_the_exact_mean_with_the_target(tmp_path):
     # 29,820 of 30,000 is exactly 99.40%; the float mean of 99.45, 99.42, 99.33 is 99.39999999999999.
     assert write([9945, 9942, 9933]).endswith("| yes |")
     assert write([9945, 9942, 9932]).endswith("| no |")
+
+
+def test_a_labelled_variant_gets_its_own_row_and_a_place_on_the_frontier(tmp_path):
+    for label, teacher in (("gap5k", None), ("gap5k-kd", "gap20k (18,720 params, 99.50%)")):
+        for seed, correct in enumerate((9941, 9939)):
+            rec = {"model": "gap5k", "label": label, "seed": seed, "parameters": 4836, "target_accuracy": 99.4,
+                   "distilled_from": teacher, "test_accuracy": correct / 100, "test_correct": correct,
+                   "test_total": 10_000, "epochs": 15, "train_seconds": 1.0, "hardware": "CPU test",
+                   "recipe": {"model": {"param_budget": 5000}}}
+            out = tmp_path / "results" / label / f"seed_{seed}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(rec))
+    r = run_cli("reproduce", "--table-only", "--out", str(tmp_path / "results"),
+                "--results-md", str(tmp_path / "RESULTS.md"), "--readme", str(tmp_path / "README.md"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| gap5k")]
+    assert rows == ["| gap5k | 4,836 | <5,000 | 99.4% | — | 2 | 99.40% ± 0.01 | 99.39% | 15 | 1 s | CPU test | yes |",
+                    "| gap5k-kd (gap5k) | 4,836 | <5,000 | 99.4% | gap20k (18,720 params, 99.50%) | 2 | 99.40% ± 0.01 "
+                    "| 99.39% | 15 | 1 s | CPU test | yes |"]
+    assert "| 4,836 | 99.40% (mean of 2) | 15 | tinyhub `gap5k-kd`, distilled from gap20k" in r.stdout
+    assert "| 4,862 | 99.07% | 50 | published:" in r.stdout  # the public figures sit beside tinyhub's

@@ -6,6 +6,8 @@ and the README's results table. Run it from a tinyhub checkout (the paths defaul
     tinyhub reproduce --table-only                                # rebuild RESULTS.md (and README) from results/
     tinyhub reproduce --models net24k --seeds 0 --rerun --data-dir DIR   # retrain a recorded seed from scratch
                                                                          # and compare with its committed number
+    tinyhub reproduce --models model4 --label model4-kd --data-dir DIR training.distill.teacher=runs/gap20k-s0
+                                                  # a variant of a recipe, recorded and tabled under its own label
 
 Runs already finished in --runs-dir are reused, so an interrupted reproduction continues where it stopped.
 Numbers are the final epoch's test accuracy of each run, averaged over seeds; nothing is selected on the test split.
@@ -21,12 +23,23 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet", "gap8k", "gap20k")
+MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet", "gap8k", "gap20k", "gap5k", "gap2k")
+#: Published tiny MNIST models, for the frontier table: their authors' own claims (often one run or the best
+#: epoch, unlike tinyhub's final-epoch means), with where they come from.
+PUBLIC_FRONTIER = (
+    (4_967, "98.42%", "10", "aknakshay/MNIST-Challenge (separable convolutions)"),
+    (7_070, ">99.4%", "11", "nitin-vig/ERAv4S6"),
+    (8_640, "99.20%", "10", "aknakshay/MNIST-Challenge (convolutions)"),
+    (8_900, "99.5%", "15", "The-School-of-AI/era-s7-ram"),
+    (4_862, "99.07%", "50", "the best at <=5,000 parameters cited in tinyhub issue #16 (source not named there)"),
+    (8_000, "99.42%", "15", "a single run cited in tinyhub issue #16 (source not named there)"),
+)
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def run_one(model: str, seed: int, runs_dir: Path, data_dir: str | None, extra: list[str]) -> Path:
-    run_dir = runs_dir / f"{model}-s{seed}"
+def run_one(model: str, seed: int, runs_dir: Path, data_dir: str | None, extra: list[str],
+            label: str | None = None) -> Path:
+    run_dir = runs_dir / f"{label or model}-s{seed}"
     if (run_dir / "results.json").is_file():
         print(f"[{model} seed {seed}] already finished: {run_dir}")
         return run_dir
@@ -51,10 +64,17 @@ def _hardware(results: dict) -> str:
                              f"thread{'' if hw.get('torch_threads') == 1 else 's'}")
 
 
-def record(run_dir: Path, out_root: Path) -> Path:
+def _teacher_text(t: dict) -> str:
+    accuracy = f", {t['test_accuracy']:.2f}%" if t.get("test_accuracy") is not None else ""
+    return f"{t['architecture']} ({t['parameters']:,} params{accuracy})"
+
+
+def record(run_dir: Path, out_root: Path, label: str | None = None) -> Path:
     r = json.loads((run_dir / "results.json").read_text())
+    teachers = (r.get("distillation") or {}).get("teachers") or []
     summary = {
-        "model": r["model"], "seed": r["seed"], "parameters": r["parameters"],
+        "model": r["model"], "label": label or r["model"], "seed": r["seed"], "parameters": r["parameters"],
+        "distilled_from": " + ".join(_teacher_text(t) for t in teachers) or None,
         "target_accuracy": r.get("target_accuracy"), "test_accuracy": r["final"]["test_accuracy"],
         "test_correct": r["final"]["test_correct"], "test_total": r["final"]["test_total"],
         "train_accuracy": r["final"]["train_accuracy"], "epochs": len(r["epochs"]),
@@ -63,7 +83,7 @@ def record(run_dir: Path, out_root: Path) -> Path:
         "world_size": r.get("world_size"), "mixed_precision": r.get("mixed_precision"), "git": r.get("git"),
         "run_dir": str(run_dir), "recipe": r.get("recipe"),
     }
-    out = out_root / r["model"] / f"seed_{r['seed']}.json"
+    out = out_root / (label or r["model"]) / f"seed_{r['seed']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1))
     return out
@@ -111,15 +131,24 @@ def _exact_mean_percent(rs: list[dict]) -> Fraction:
     return sum(Fraction(100 * r["test_correct"], r["test_total"]) for r in rs) / len(rs)
 
 
+def _groups(out_root: Path) -> list[tuple[str, list[dict]]]:
+    """(label, seed records) for every recipe recorded in out_root: the packaged recipes first, then variants."""
+    labels = [m for m in MODELS if (out_root / m).is_dir()]
+    labels += sorted(d.name for d in out_root.iterdir() if d.is_dir() and d.name not in MODELS
+                     and list(d.glob("seed_*.json"))) if out_root.is_dir() else []
+    groups = []
+    for label in labels:
+        files = sorted((out_root / label).glob("seed_*.json"))
+        if files:
+            groups.append((label, [json.loads(f.read_text()) for f in files]))
+    return groups
+
+
 def table(out_root: Path) -> str:
-    lines = [("| model | parameters | budget | target | seeds | test accuracy (mean ± std) | min | epochs | "
-              "train time per run | hardware | target met |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
-    for model in MODELS:
-        files = sorted((out_root / model).glob("seed_*.json"))
-        if not files:
-            continue
-        rs = [json.loads(f.read_text()) for f in files]
+    lines = [("| model | parameters | budget | target | distilled from | seeds | test accuracy (mean ± std) | min | "
+              "epochs | train time per run | hardware | target met |"),
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|"]
+    for label, rs in _groups(out_root):
         acc = [r["test_accuracy"] for r in rs]
         exact_mean = _exact_mean_percent(rs)  # one mean for both the printed figure and the target check
         mean = float(exact_mean)
@@ -130,15 +159,30 @@ def table(out_root: Path) -> str:
         hardware = ", ".join(sorted({r["hardware"] for r in rs}))
         budget = ((rs[0].get("recipe") or {}).get("model") or {}).get("param_budget")
         budget_txt = f"<{budget:,}" if budget else "—"
-        lines.append(f"| {model} | {rs[0]['parameters']:,} | {budget_txt} | {target if target is not None else '—'}% "
-                     f"| {len(rs)} "
+        name = label if label == rs[0]["model"] else f"{label} ({rs[0]['model']})"
+        lines.append(f"| {name} | {rs[0]['parameters']:,} | {budget_txt} | {target if target is not None else '—'}% "
+                     f"| {rs[0].get('distilled_from') or '—'} | {len(rs)} "
                      f"| {mean:.2f}% ± {std:.2f} | {min(acc):.2f}% | {rs[0]['epochs']} | {secs:.0f} s | {hardware} "
                      f"| {met} |")
     return "\n".join(lines) + "\n"
 
 
+def frontier_table(out_root: Path) -> str:
+    """Parameters against accuracy: every recorded tinyhub recipe (mean of its seeds) next to published models."""
+    rows = []
+    for label, rs in _groups(out_root):
+        mean = float(_exact_mean_percent(rs))
+        how = f"tinyhub `{label}`" + (f", distilled from {rs[0]['distilled_from']}" if rs[0].get("distilled_from")
+                                      else "")
+        rows.append((rs[0]["parameters"], f"{mean:.2f}% (mean of {len(rs)})", str(rs[0]["epochs"]), how))
+    rows += [(n, acc, epochs, f"published: {source}") for n, acc, epochs, source in PUBLIC_FRONTIER]
+    lines = ["| parameters | MNIST test accuracy | epochs | model |", "|---:|---:|---:|---|"]
+    lines += [f"| {n:,} | {acc} | {epochs} | {how} |" for n, acc, epochs, how in sorted(rows)]
+    return "\n".join(lines) + "\n"
+
+
 def write_tables(out_root: Path, results_md: Path, readme: Path) -> str:
-    text = table(out_root)
+    text = table(out_root) + "\nThe frontier: parameters against accuracy.\n\n" + frontier_table(out_root)
     body = ("# Results\n\nMNIST test accuracy of each recipe at its final epoch, over training seeds, written by "
             "`tinyhub reproduce` from the runs in `results/`. No epoch or seed is selected on the test split. "
             "Train time is the measured time of each run's training epochs on the hardware named, often with other "
@@ -160,6 +204,8 @@ def write_tables(out_root: Path, results_md: Path, readme: Path) -> str:
 def parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--label", default=None,
+                   help="record the runs as this variant (results/<label>/, its own table row); one model only")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--runs-dir", default="runs/reproduce")
     p.add_argument("--out", default="results", help="where the per-seed records go (default ./results)")
@@ -174,7 +220,10 @@ def parser(prog: str) -> argparse.ArgumentParser:
 
 
 def main(argv=None, prog: str = "tinyhub reproduce") -> int:
-    args = parser(prog).parse_args(argv)
+    p = parser(prog)
+    args = p.parse_args(argv)
+    if args.label and len(args.models) != 1:
+        p.error("--label names a variant of one recipe: give exactly one --models")
     out_root = Path(args.out)
     if args.rerun:
         for model in args.models:
@@ -183,8 +232,9 @@ def main(argv=None, prog: str = "tinyhub reproduce") -> int:
     elif not args.table_only:
         for model in args.models:
             for seed in args.seeds:
-                run_dir = run_one(model, seed, Path(args.runs_dir).resolve(), args.data_dir, args.overrides)
-                print(f"  -> {record(run_dir, out_root)}", flush=True)
+                run_dir = run_one(model, seed, Path(args.runs_dir).resolve(), args.data_dir, args.overrides,
+                                  args.label)
+                print(f"  -> {record(run_dir, out_root, args.label)}", flush=True)
                 write_tables(out_root, Path(args.results_md), Path(args.readme))
     print(write_tables(out_root, Path(args.results_md), Path(args.readme)))
     return 0
