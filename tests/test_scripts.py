@@ -42,7 +42,9 @@ def test_bench_takes_recipe_overrides(mnist_dir):
 
 def test_bench_time_to_target(tiny_runs, mnist_dir):
     r = run_cli("bench", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), "--time-to-target",
-                   str(tiny_runs[0]), timeout=600)
+                str(tiny_runs[0]), "--teacher", str(tiny_runs[1]), timeout=600)
+    # what a teacher costs: a row timed with the engine's distillation functions
+    assert re.search(r"tinyhub \+ distillation from opt6k \(6,132\)\s+[\d,]+\s+[\d.]+\s+[\d.]+x", r.stdout), r.stdout
     assert r.returncode == 0, r.stderr[-3000:]
     assert "opt6k: target 99.4% not reached in 2 epochs" in r.stdout
     missing = run_cli("bench", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), "--time-to-target",

@@ -6,6 +6,7 @@ pipeline. Same model, same batch size, same augmentation, same machine, one run;
     tinyhub bench --time-to-target runs/model4-s0-... --data-dir DIR   # epochs/seconds until the recipe's target
     tinyhub bench --quick --data-dir DIR                       # smoke test: a few steps, same figures
     tinyhub bench --model model4 model.dropout=0 training.mixed_precision=bf16 --data-dir DIR   # a candidate recipe
+    tinyhub bench --model gap5k --teacher runs/gap20k-s0 --data-dir DIR   # + the cost of distilling from a teacher
 
 The seeds' pipeline: torchvision MNIST (PIL images), RandomAffine with the recipe's parameters, ToTensor,
 Normalize, DataLoader(batch 128, shuffle, 2 workers) — what the five seed projects ran.
@@ -36,10 +37,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _step_fn(model, optimizer, device, mixed_precision):
-    def step(x, y):
+def _step_fn(model, optimizer, device, mixed_precision, teachers=()):
+    from tinyhub.trainer.distill import distillation_loss, soft_targets
+
+    def step(x, y, x01=None):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision == "bf16"):
-            loss = F.cross_entropy(model(x).float(), y)
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+            if teachers:  # the engine's own distillation functions, at its default temperature and weight
+                loss = 0.5 * loss + 0.5 * distillation_loss(logits, soft_targets(teachers, x01, 4.0), 4.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -48,7 +54,7 @@ def _step_fn(model, optimizer, device, mixed_precision):
 
 
 def bench_tinyhub(name, model_kwargs, splits, aug_cfg, *, batch_size, steps, warmup, device, channels_last=False,
-                  compile=False, mixed_precision="no"):
+                  compile=False, mixed_precision="no", teachers=()):
     """images/s of tinyhub's training step: uint8 data on the device, batched per-sample augmentation."""
     torch.manual_seed(0)
     model = modeling.create_model(name, **model_kwargs).to(device)
@@ -56,7 +62,7 @@ def bench_tinyhub(name, model_kwargs, splits, aug_cfg, *, batch_size, steps, war
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     run_model = torch.compile(model) if compile else model
-    step = _step_fn(run_model, optimizer, device, mixed_precision)
+    step = _step_fn(run_model, optimizer, device, mixed_precision, teachers)
     images, labels = splits.train_images.to(device), splits.train_labels.to(device)
     mean = torch.tensor(model.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(model.std, device=device).view(1, -1, 1, 1)
@@ -70,10 +76,11 @@ def bench_tinyhub(name, model_kwargs, splits, aug_cfg, *, batch_size, steps, war
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
         idx = perm[(i * batch_size) % (len(labels) - batch_size):][:batch_size]
-        x = (augment_batch(images[idx].float() / 255.0, aug_cfg, gen) - mean) / std
+        x01 = augment_batch(images[idx].float() / 255.0, aug_cfg, gen)
+        x = (x01 - mean) / std
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        step(x, labels[idx])
+        step(x, labels[idx], x01)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return steps * batch_size / (time.perf_counter() - t0)
@@ -149,6 +156,9 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--variants", choices=["default", "all"], default="default")
     p.add_argument("--time-to-target", nargs="*", default=[], metavar="RUN_DIR")
     p.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
+    p.add_argument("--teacher", action="append", default=None, metavar="TEACHER",
+                   help="add a row with distillation from this teacher (run dir, model folder or Hub repo id; "
+                        "repeat for an ensemble): what a teacher costs per step")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="recipe overrides, as for `tinyhub train` (model.dropout=0, "
                         "training.mixed_precision=bf16, ...)")
@@ -215,6 +225,13 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
                      ("tinyhub + torch.compile", {"compile": True}),
                      ("tinyhub, batch 256", {"batch_size": 256}),
                      ("tinyhub, batch 512", {"batch_size": 512})]
+    if args.teacher:
+        from tinyhub.trainer.distill import load_teachers, teacher_specs
+
+        teachers = load_teachers(teacher_specs(args.teacher), label_names=splits.label_names,
+                                 image_shape=splits.image_shape, device=device)
+        names = " + ".join(f"{t.record['architecture']} ({t.record['parameters']:,})" for t in teachers)
+        variants.append((f"tinyhub + distillation from {names}", {"teachers": teachers}))
     for label, kw in variants:
         kw = {"batch_size": args.batch_size, **kw}
         rows.append((label, bench_tinyhub(args.model, model_kwargs, splits, aug, **kw, **common)))
