@@ -225,7 +225,8 @@ def _teacher_text(t: dict) -> str:
     if t["kind"] == "hub":
         return (f"[{t['repo_id']}](https://huggingface.co/{t['repo_id']}/tree/{t['commit']}) at commit "
                 f"`{t['commit'][:12]}` ({what})")
-    return f"a local {'run' if t['kind'] == 'run' else 'model'} with weights sha256 `{t['weights_sha256'][:16]}…` ({what})"
+    kind = "run" if t["kind"] == "run" else "model"
+    return f"a local {kind} with weights sha256 `{t['weights_sha256'][:16]}…` ({what})"
 
 
 #: Up to this many class names are listed on the card; the rest are counted.

@@ -34,7 +34,8 @@ from ._registry import (
 from .summary import summary
 
 __all__ = [
-    "InputShapeError", "ModelConfigError", "ParameterBudgetError", "PickleRefusedError", "PushRefusedError", "TinyClassifier",
+    "InputShapeError", "ModelConfigError", "ParameterBudgetError", "PickleRefusedError", "PushRefusedError",
+    "TinyClassifier",
     "UnknownModelError", "WeightsMismatchError",
     "clean_state_dict", "create_model", "from_pretrained", "get_model_class", "list_models", "model_info",
     "register_model", "summary", "unwrap_model",

@@ -348,8 +348,9 @@ def _load_hub(dataset_id: str, revision: str | None, split_names: dict[str, str]
     missing = [role for role in ("train", "test") if wanted[role] not in ds]
     if missing:
         raise DataError(
-            f"Dataset {dataset_id!r} has the splits {list(ds)}, but no {' and no '.join(repr(wanted[r]) for r in missing)}"
-            f" split. Say which split plays which part: " + " ".join(f"data.splits.{r}=SPLIT" for r in missing) + ".")
+            f"Dataset {dataset_id!r} has the splits {list(ds)}, but no "
+            f"{' and no '.join(repr(wanted[r]) for r in missing)} split. Say which split plays which part: "
+            + " ".join(f"data.splits.{r}=SPLIT" for r in missing) + ".")
     roles = [r for r in DEFAULT_SPLITS if wanted[r] in ds]
     features = ds[wanted["train"]].features
     image_col = next((k for k, f in features.items() if isinstance(f, datasets.Image)), None)
