@@ -160,7 +160,7 @@ def table(out_root: Path) -> str:
         budget = ((rs[0].get("recipe") or {}).get("model") or {}).get("param_budget")
         budget_txt = f"<{budget:,}" if budget else "—"
         name = label if label == rs[0]["model"] else f"{label} ({rs[0]['model']})"
-        lines.append(f"| {name} | {rs[0]['parameters']:,} | {budget_txt} | {target if target is not None else '—'}% "
+        lines.append(f"| {name} | {rs[0]['parameters']:,} | {budget_txt} | {'—' if target is None else f'{target}%'} "
                      f"| {rs[0].get('distilled_from') or '—'} | {len(rs)} "
                      f"| {mean:.2f}% ± {std:.2f} | {min(acc):.2f}% | {rs[0]['epochs']} | {secs:.0f} s | {hardware} "
                      f"| {met} |")
