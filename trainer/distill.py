@@ -30,6 +30,18 @@ class TeacherError(UsageError, ValueError):
 class Teacher:
     model: torch.nn.Module
     record: dict  # what results.json and the card say about it
+    mean: torch.Tensor | None = None  # (1, C, 1, 1) on the device: built once, not on every training step
+    std: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.mean is None:
+            self.to(torch.device("cpu"))
+
+    def to(self, device) -> "Teacher":
+        self.model.to(device)
+        self.mean = torch.tensor(self.model.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(self.model.std, device=device).view(1, -1, 1, 1)
+        return self
 
 
 def teacher_specs(value) -> list[str]:
@@ -115,7 +127,8 @@ def load_teachers(specs: list[str], *, label_names: list[str], image_shape: tupl
         if tuple(model.expected_input_shape) != tuple(image_shape):
             raise TeacherError(f"teacher {spec!r} takes {'x'.join(map(str, model.expected_input_shape))} images, "
                                f"the data is {'x'.join(map(str, image_shape))}.")
-        model.to(device).eval().requires_grad_(False)
+        teacher.to(device)
+        model.eval().requires_grad_(False)
         teacher.record["spec"] = spec
         teachers.append(teacher)
     return teachers
@@ -127,9 +140,7 @@ def soft_targets(teachers: list[Teacher], images01: torch.Tensor, temperature: f
     with torch.inference_mode():
         total = None
         for t in teachers:
-            mean = torch.tensor(t.model.mean, device=images01.device).view(1, -1, 1, 1)
-            std = torch.tensor(t.model.std, device=images01.device).view(1, -1, 1, 1)
-            probs = F.softmax(t.model((images01 - mean) / std).float() / temperature, dim=1)
+            probs = F.softmax(t.model((images01 - t.mean) / t.std).float() / temperature, dim=1)
             total = probs if total is None else total + probs
         averaged = total / len(teachers)
     return averaged.clone()  # an ordinary tensor again, usable by autograd as a constant
