@@ -4,6 +4,6 @@
     card = cards.build_card("runs/model4-s0-...", repo_id="me/model4-mnist")
 """
 
-from .card import CardError, build_card, load_run, merge_with_existing, validate_card
+from .card import CardError, build_card, load_publishable_run, merge_with_existing, validate_card
 
-__all__ = ["CardError", "build_card", "load_run", "merge_with_existing", "validate_card"]
+__all__ = ["CardError", "build_card", "load_publishable_run", "merge_with_existing", "validate_card"]

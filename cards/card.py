@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
 import re
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +14,9 @@ from huggingface_hub.utils import validate_repo_id, yaml_dump
 from safetensors.torch import load_file
 
 from tinyhub.errors import TinyhubError
-from tinyhub.trainer.data import MNIST_HUB_ID, MNIST_NAME, DatasetIdentity
+from tinyhub.trainer.data import MNIST_HUB_ID, DatasetIdentity
+from tinyhub.trainer.record import (RESULTS_FILE, RunRecord, RunRecordError, SeedStats, TeacherRecord,
+                                    finite_metrics, load_run)
 from tinyhub.trainer.run_info import EXAMPLES_FILE
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
@@ -33,23 +33,17 @@ class CardError(TinyhubError, ValueError):
     """A run cannot be carded, or a card failed validation. Nothing is uploaded."""
 
 
-def load_run(run_dir: str | Path) -> dict:
-    """results.json of a finished run, checked for what a card needs."""
+def load_publishable_run(run_dir: str | Path) -> RunRecord:
+    """The RunRecord of a finished run, checked for everything a card and a push need."""
     run_dir = Path(run_dir)
-    path = run_dir / "results.json"
-    if not path.is_file():
-        raise CardError(f"{run_dir} has no results.json: it is not a finished tinyhub run (train it to the end, "
-                        "or resume it with training.resume=auto).")
+    path = run_dir / RESULTS_FILE
     try:
-        results = json.loads(path.read_text(), parse_constant=_refuse_constant)
-    except (json.JSONDecodeError, ValueError) as e:
-        raise CardError(f"{path} is not valid JSON ({e}).") from e
-    final = results.get("final") or {}
-    if final.get("test_total") is None or final.get("test_accuracy") is None or not results.get("epochs"):
+        results = load_run(run_dir)
+    except RunRecordError as e:
+        raise CardError(str(e)) from e
+    if results.final.test_total is None or results.final.test_accuracy is None or not results.epochs:
         raise CardError(f"{path} has no final evaluation on the test split; the run did not finish.")
-    metrics = [final.get(k) for k in ("test_accuracy", "test_loss", "train_accuracy", "train_loss")] + [
-        e.get(k) for e in results["epochs"] for k in ("train_loss", "test_loss", "test_accuracy")]
-    if any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in metrics):
+    if not finite_metrics(results):
         raise CardError(f"{path} records metrics that are not finite numbers (a diverged run); it is not published.")
     weights = run_dir / "model" / "model.safetensors"
     if not weights.is_file() or not (run_dir / "model" / "config.json").is_file():
@@ -61,10 +55,6 @@ def load_run(run_dir: str | Path) -> dict:
     if missing:
         raise CardError(f"{run_dir} lacks {missing}, which every finished run writes; was it copied incompletely?")
     return results
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
 
 
 @dataclass(frozen=True)
@@ -81,11 +71,11 @@ class CardDataset:
     identity: DatasetIdentity
 
 
-def card_dataset(results: dict, *, dataset_name: str | None = None, dataset_id: str | None = None) -> CardDataset:
+def card_dataset(results: RunRecord, *, dataset_name: str | None = None,
+                 dataset_id: str | None = None) -> CardDataset:
     """What the card says the model was trained on. `dataset_name` / `dataset_id` (push --dataset-name /
     --dataset-id) only fill in what results.json leaves unknown; contradicting it is refused."""
-    data = results.get("data") or {}
-    identity = DatasetIdentity.from_dict(data["identity"]) if data.get("identity") else _identity_before_v2(data)
+    identity = results.dataset
     mnist = identity.canonical == "mnist"
     name, hub_id = identity.name, identity.hub_id or (MNIST_HUB_ID if mnist else None)
     for given, recorded, option in ((dataset_name, name, "--dataset-name"), (dataset_id, hub_id, "--dataset-id")):
@@ -132,31 +122,6 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-") or "dataset"
 
 
-def _identity_before_v2(data: dict) -> DatasetIdentity:
-    """Runs recorded before results.json held `data.identity`: MNIST only when its checksums were verified; a
-    Hub id as itself; anything else unidentified (their default name "mnist" said nothing about the data)."""
-    if data.get("canonical_mnist"):
-        return DatasetIdentity(MNIST_NAME, "idx", "the SHA-256 checksums of the four IDX files", "", canonical="mnist")
-    if data.get("kind") == "hub" and not Path(str(data.get("dataset_id"))).exists():
-        hub_id = data["dataset_id"]
-        return DatasetIdentity("MNIST" if hub_id == MNIST_HUB_ID else hub_id, "hub", "its Hub id", "", hub_id=hub_id,
-                               revision=data.get("revision"),
-                               canonical="mnist" if hub_id == MNIST_HUB_ID else None)
-    name = data.get("name")
-    if name and name.lower() != "mnist":
-        return DatasetIdentity(name, "idx", "data.name", "")
-    return DatasetIdentity(None, "idx" if data.get("kind") == "local" else "folder",
-                           "nothing (recorded before tinyhub identified datasets)", "")
-
-
-def accuracy_stats(runs: list[dict]) -> dict:
-    values = [r["final"]["test_accuracy"] for r in runs]
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": mean, "std": std, "n": len(values), "values": values, "min": min(values),
-            "seeds": [r.get("seed") for r in runs]}
-
-
 def param_size_tag(parameters: int) -> str:
     return f"{max(1, round(parameters / 1000))}k-params"
 
@@ -169,8 +134,8 @@ def _architecture_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _hyperparameters(results: dict) -> list[tuple[str, str]]:
-    tr = results["recipe"]["training"]
+def _hyperparameters(results: RunRecord) -> list[tuple[str, str]]:
+    tr = results.recipe["training"]
     opt, sch = tr["optimizer"], tr.get("scheduler") or {}
     opt_text = f"{opt['name']} (lr {opt['lr']}, weight decay {opt.get('weight_decay', 0)}"
     if opt["name"] == "sgd":
@@ -179,27 +144,26 @@ def _hyperparameters(results: dict) -> list[tuple[str, str]]:
     sched_keys = {"step": ("step_size", "gamma"), "onecycle": ("max_lr", "pct_start"), "cosine": ("min_lr",),
                   "plateau": ("gamma", "patience", "min_lr")}.get(sch.get("name"), ())
     sched_text = sch.get("name", "none") + "".join(f", {k} {sch[k]}" for k in sched_keys if k in sch)
-    model_kwargs = {k: v for k, v in (results.get("model_kwargs") or {}).items() if k != "param_budget"}
+    model_kwargs = {k: v for k, v in results.model_kwargs.items() if k != "param_budget"}
     return [
         ("model arguments", ", ".join(f"{k}={v}" for k, v in model_kwargs.items()) or "defaults"),
-        ("epochs", str(len(results["epochs"]))),
+        ("epochs", str(len(results.epochs))),
         ("optimizer", opt_text),
         ("scheduler", sched_text),
-        ("batch size", f"{results['global_batch_size']} ({results['batch_size_per_process']} × "
-                       f"{results['world_size']} process{'es' if results['world_size'] > 1 else ''})"),
+        ("batch size", f"{results.global_batch_size} ({results.batch_size_per_process} × "
+                       f"{results.world_size} process{'es' if results.world_size > 1 else ''})"),
         ("label smoothing", str(tr.get("label_smoothing", 0.0))),
         ("gradient clipping", str(tr.get("grad_clip") or "off")),
         ("EMA of weights", str(tr.get("ema") or "off")),
-        ("mixed precision", str(results.get("mixed_precision"))),
-        ("training images", f"{results['data'].get('train_size', 0):,}"
-                            + (f" (+{results['data']['val_size']:,} for validation)"
-                               if results["data"].get("val_size") else "")),
-        ("seed", str(results.get("seed"))),
+        ("mixed precision", results.mixed_precision),
+        ("training images", f"{results.data.train_size:,}"
+                            + (f" (+{results.data.val_size:,} for validation)" if results.data.val_size else "")),
+        ("seed", str(results.seed)),
     ]
 
 
-def _augmentation_rows(results: dict) -> list[tuple[str, str]]:
-    aug = dict(results.get("augmentation") or {})
+def _augmentation_rows(results: RunRecord) -> list[tuple[str, str]]:
+    aug = results.augmentation
     if not aug.get("enabled"):
         return [("augmentation", "none")]
     rows = [("rotation (degrees, ±)", aug["rotation"]), ("translate (fraction, ±x, ±y)", aug["translate"]),
@@ -211,34 +175,26 @@ def _augmentation_rows(results: dict) -> list[tuple[str, str]]:
     return [(k, str(tuple(v) if isinstance(v, list) else v)) for k, v in rows]
 
 
-def _hardware(results: dict) -> str:
-    hw = results.get("hardware") or {}
-    device = hw.get("gpu") or f"CPU: {hw.get('cpu', 'unknown')}, {hw.get('torch_threads')} threads"
-    world = results.get("world_size", 1)
-    return f"{device}" + (f" × {world} processes" if world > 1 else "")
-
-
-def _teacher_text(t: dict) -> str:
+def _teacher_text(t: TeacherRecord) -> str:
     """One teacher, as the card names it: linked at its exact commit when it is on the Hub."""
-    accuracy = f", {t['test_accuracy']:.2f}% test accuracy" if t.get("test_accuracy") is not None else ""
-    what = f"`{t['architecture']}`, {t['parameters']:,} parameters{accuracy}"
-    if t["kind"] == "hub":
-        return (f"[{t['repo_id']}](https://huggingface.co/{t['repo_id']}/tree/{t['commit']}) at commit "
-                f"`{t['commit'][:12]}` ({what})")
-    kind = "run" if t["kind"] == "run" else "model"
-    return f"a local {kind} with weights sha256 `{t['weights_sha256'][:16]}…` ({what})"
+    accuracy = f", {t.test_accuracy:.2f}% test accuracy" if t.test_accuracy is not None else ""
+    what = f"`{t.architecture}`, {t.parameters:,} parameters{accuracy}"
+    if t.kind == "hub":
+        return (f"[{t.repo_id}](https://huggingface.co/{t.repo_id}/tree/{t.commit}) at commit "
+                f"`{t.commit[:12]}` ({what})")
+    kind = "run" if t.kind == "run" else "model"
+    return f"a local {kind} with weights sha256 `{t.weights_sha256[:16]}…` ({what})"
 
 
 #: Up to this many class names are listed on the card; the rest are counted.
 LISTED_CLASSES = 30
 
 
-def _classes_text(results: dict) -> str:
-    names = results.get("label_names") or []
-    data = results.get("data") or {}
+def _classes_text(results: RunRecord) -> str:
+    names = results.label_names
     listed = ", ".join(f"`{n}`" for n in names[:LISTED_CLASSES])
     more = f", … ({len(names) - LISTED_CLASSES} more)" if len(names) > LISTED_CLASSES else ""
-    source = data.get("label_names_from")
+    source = results.data.label_names_from
     if source == "indices":
         return (f"{len(names)}: the class names are their indices, 0 to {len(names) - 1} (no names came with the "
                 "data: no labels.txt beside the IDX files, no data.label_names)")
@@ -251,26 +207,26 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
     """The card for `run_dir`. `seed_runs` are other seeds of the same recipe: the card then reports their mean.
     `project_url` (tinyhub's home page) is linked when given, and no address is printed when it is not.
     `dataset_name` / `dataset_id` name a dataset the run could not identify (see `card_dataset`)."""
-    results = load_run(run_dir)
-    others = [load_run(r) for r in seed_runs]
+    results = load_publishable_run(run_dir)
+    others = [load_publishable_run(r) for r in seed_runs]
     for o in others:
-        if o["model"] != results["model"] or o.get("model_kwargs") != results.get("model_kwargs"):
+        if o.model != results.model or o.model_kwargs != results.model_kwargs:
             raise CardError("seed runs must train the same model with the same arguments as the main run.")
-    stats = accuracy_stats([results, *others])
+    stats = SeedStats.of_records([results, *others])
     ds = card_dataset(results, dataset_name=dataset_name, dataset_id=dataset_id)
     for o in others:
         if card_dataset(o, dataset_name=dataset_name, dataset_id=dataset_id).type != ds.type:
             raise CardError("seed runs must be trained on the same dataset as the main run.")
     config = json.loads((Path(run_dir) / "model" / "config.json").read_text())
-    arch = results["model"]
-    accuracy = round(stats["mean"], 4)
+    arch = results.model
+    accuracy = round(stats.mean, 4)
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
         library_name="tinyhub",
         license="mit",
         pipeline_tag="image-classification",
-        tags=sorted({*LIBRARY_TAGS, arch, param_size_tag(results["parameters"]), *(["mnist"] if ds.mnist else []),
-                   *(["knowledge-distillation"] if results.get("distillation") else [])}),
+        tags=sorted({*LIBRARY_TAGS, arch, param_size_tag(results.parameters), *(["mnist"] if ds.mnist else []),
+                   *(["knowledge-distillation"] if results.distillation else [])}),
         datasets=[ds.hub_id] if ds.hub_id else None,
         metrics=["accuracy"],
         eval_results=[EvalResult(
@@ -280,42 +236,37 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
             metric_value=accuracy,
         )],
     )
-    card_data.tinyhub = {"parameters": results["parameters"], "architecture": arch,
-                         "test_accuracy_mean": accuracy, "test_accuracy_std": round(stats["std"], 4),
-                         "n_seeds": stats["n"], "epochs": len(results["epochs"])}
-    if stats["n"] > 1:
-        accuracy_text = f"{stats['mean']:.2f}% ± {stats['std']:.2f} (mean ± std, n={stats['n']})"
-    else:
-        accuracy_text = f"{stats['mean']:.2f}%"
-    target = results.get("target_accuracy")
-    target_text = "—" if target is None else (
-        f"≥ {target}% ({'met' if stats['mean'] >= target else 'not met'})")
-    versions = ", ".join(f"{k} {v}" for k, v in (results.get("versions") or {}).items() if v)
-    train_s = results.get("train_seconds") or 0
-    git = results.get("git") or {}
+    card_data.tinyhub = {"parameters": results.parameters, "architecture": arch,
+                         "test_accuracy_mean": accuracy, "test_accuracy_std": round(stats.std, 4),
+                         "n_seeds": stats.n, "epochs": len(results.epochs)}
+    accuracy_text = stats.text() + (f" (mean ± std, n={stats.n})" if stats.n > 1 else "")
+    target = results.target_accuracy
+    target_text = "—" if target is None else f"≥ {target}% ({'met' if stats.meets(target) else 'not met'})"
+    versions = ", ".join(f"{k} {v}" for k, v in results.versions.items() if v)
+    train_s = results.train_seconds or 0
     card = ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
-        title=f"{arch} — {results['parameters']:,} parameters, {stats['mean']:.2f}% on {ds.name}",
+        title=f"{arch} — {results.parameters:,} parameters, {stats.mean:.2f}% on {ds.name}",
         architecture=arch,
-        design=(results.get("recipe") or {}).get("recipe", {}).get("design") or arch,
-        parameters=results["parameters"],
-        macs=results["macs"],
+        design=results.design,
+        parameters=results.parameters,
+        macs=results.macs,
         dataset_name=ds.name,
         mnist=ds.mnist,
-        data=results["data"],
+        data=results.data,
         identity=ds.identity,
         identified_by=ds.identified_by,
         classes=_classes_text(results),
-        distillation=results.get("distillation"),
-        teachers=[_teacher_text(t) for t in (results.get("distillation") or {}).get("teachers") or []],
+        distillation=results.distillation,
+        teachers=[_teacher_text(t) for t in results.distillation.teachers] if results.distillation else [],
         dataset_split="test",
         accuracy_text=accuracy_text,
-        own_accuracy=results["final"]["test_accuracy"],
+        own_accuracy=results.final.test_accuracy,
         target_text=target_text,
-        epochs=len(results["epochs"]),
-        train_time=f"{train_s / 60:.1f} min ({train_s:.0f} s training, {results.get('wall_seconds', 0):.0f} s wall)",
-        hardware=_hardware(results),
+        epochs=len(results.epochs),
+        train_time=f"{train_s / 60:.1f} min ({train_s:.0f} s training, {results.wall_seconds or 0:.0f} s wall)",
+        hardware=results.hardware_text,
         repo_id=repo_id,
         revision=revision,
         project_url=project_url,
@@ -323,18 +274,18 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         input_shape=[config["in_chans"], config["input_size"], config["input_size"]],
         mean=tuple(config["mean"]),
         std=tuple(config["std"]),
-        n_runs=stats["n"],
-        seeds=", ".join(str(s) for s in stats["seeds"]),
-        per_seed=", ".join(f"seed {s}: {v:.2f}%" for s, v in zip(stats["seeds"], stats["values"])),
-        seed=results.get("seed"),
-        history=results["epochs"],
-        has_val=all("val_accuracy" in e for e in results["epochs"]),
-        architecture_table=_architecture_table(results["summary"]),
+        n_runs=stats.n,
+        seeds=", ".join(str(s) for s in stats.seeds),
+        per_seed=", ".join(f"seed {s}: {v:.2f}%" for s, v in zip(stats.seeds, stats.values)),
+        seed=results.seed,
+        history=results.epochs,
+        has_val=results.has_validation,
+        architecture_table=_architecture_table(results.summary),
         hyperparameters=_hyperparameters(results),
         augmentation=_augmentation_rows(results),
         command=_reproduce_command(results, ds),
-        git_commit=git.get("commit") or "unknown",
-        git_dirty=bool(git.get("dirty")),
+        git_commit=results.git.get("commit") or "unknown",
+        git_dirty=bool(results.git.get("dirty")),
         versions=versions,
         dataset_credit=ds.credit,
         per_class=_per_class(Path(run_dir), results),
@@ -343,33 +294,25 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
     return card
 
 
-def _per_class(run_dir: Path, results: dict) -> list[dict] | None:
+def _per_class(run_dir: Path, results: RunRecord) -> list[dict] | None:
     """Per-class test accuracy from `tinyhub evaluate`'s saved results, when they match this run's weights."""
     path = Path(run_dir) / "eval" / "eval_test.json"
     if not path.is_file():
         return None
     ev = json.loads(path.read_text())
-    if ev.get("tta") or ev.get("correct") != results["final"]["test_correct"]:
+    if ev.get("tta") or ev.get("correct") != results.final.test_correct:
         return None  # stale or made differently: never mix numbers from different evaluations
     return [{"label": label, "correct": c, "total": t, "accuracy": 100 * c / t if t else None}
             for label, c, t in zip(ev["labels"], ev["per_class_correct"], ev["per_class_total"])]
 
 
-#: Overrides that only say where this machine keeps things, or how it printed: left out of the card's command.
-MACHINE_SPECIFIC = ("run.dir=", "run.root=", "run.name=", "progress=", "data.dir=", "data.cache_dir=",
-                    "training.threads=", "hydra.", "--data-dir", "--config-dir")
-
-
-def _reproduce_command(results: dict, dataset: CardDataset) -> str:
+def _reproduce_command(results: RunRecord, dataset: CardDataset) -> str:
     """The installed CLI with the run's recipe overrides, and no path that exists only where it trained: local data
     other than MNIST (which tinyhub finds on the Hub) appears as a placeholder the reader fills in."""
-    if results.get("overrides") is not None:
-        args = list(results["overrides"])
-    else:  # runs recorded before tinyhub wrote `overrides`: their command line, paths removed
-        args = [a for a in (results.get("command") or "train").split()[1:] if not a.startswith(MACHINE_SPECIFIC)]
-    teachers = (results.get("distillation") or {}).get("teachers") or []
-    if teachers:  # pinned: Hub teachers at the commit used, local ones as a placeholder
-        pinned = [f"{t['repo_id']}@{t['commit']}" if t["kind"] == "hub" else "/path/to/teacher" for t in teachers]
+    args = list(results.overrides)
+    if results.distillation:  # pinned: Hub teachers at the commit used, local ones as a placeholder
+        pinned = [f"{t.repo_id}@{t.commit}" if t.kind == "hub" else "/path/to/teacher"
+                  for t in results.distillation.teachers]
         value = pinned[0] if len(pinned) == 1 else "[" + ",".join(pinned) + "]"
         args = [f"training.distill.teacher={value}" if a.startswith("training.distill.teacher=") else a for a in args]
     placeholder = f"/path/to/{_slug(dataset.name)}"
@@ -378,8 +321,8 @@ def _reproduce_command(results: dict, dataset: CardDataset) -> str:
     elif dataset.identity.source == "idx" and not dataset.mnist:
         args.append(f"--data-dir {placeholder}")
     launcher = "tinyhub train"
-    if results.get("world_size", 1) > 1:
-        launcher = f"accelerate launch --num_processes {results['world_size']} -m tinyhub train"
+    if results.world_size > 1:
+        launcher = f"accelerate launch --num_processes {results.world_size} -m tinyhub train"
     return " ".join([launcher, *args]).strip()
 
 

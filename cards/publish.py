@@ -24,9 +24,10 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from tinyhub.errors import TinyhubError, UsageError
+from tinyhub.trainer.record import SeedStats
 from tinyhub.trainer.run_info import EXAMPLES_FILE
 
-from .card import CardError, build_card, card_dataset, load_run, merge_with_existing, validate_card
+from .card import CardError, build_card, card_dataset, load_publishable_run, merge_with_existing, validate_card
 
 #: What a push uploads for a run (examples.safetensors, which the card's snippet reads, only when the run has it;
 #: runs trained before tinyhub wrote it do not).
@@ -108,7 +109,7 @@ def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revi
                  dataset_id: str | None = None) -> Path:
     """Write exactly what would be uploaded into `out_dir` (which must not exist yet)."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    results = load_run(run_dir)
+    results = load_publishable_run(run_dir)
     naming = {"dataset_name": dataset_name, "dataset_id": dataset_id}
     card = build_card(run_dir, repo_id=repo_id, revision=revision, seed_runs=list(seed_runs),
                       project_url=project_url, **naming)
@@ -186,7 +187,7 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
     """Create the repo if needed and publish `run_dir` in ONE commit, then verify what the Hub serves."""
     check_repo_id(repo_id)
     run_dir = Path(run_dir)
-    results = load_run(run_dir)  # a run without a final evaluation stops here, before any network call
+    results = load_publishable_run(run_dir)  # a run without a final evaluation stops here, before any network call
     card_dataset(results, dataset_name=dataset_name, dataset_id=dataset_id)  # so does an unnamed dataset
     token = require_token()
     api = HfApi(token=token)
@@ -216,8 +217,8 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
                 stale = [f.path for f in api.list_repo_tree(repo_id, revision=head, recursive=True)
                          if hasattr(f, "blob_id") and f.path.startswith(("images/", "logs/")) and f.path not in ours]
                 ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
-            message = commit_message or (f"tinyhub: {results['model']} "
-                                         f"{results['final']['test_accuracy']:.2f}% from {run_dir.name}")
+            message = commit_message or (f"tinyhub: {results.model} "
+                                         f"{results.final.test_accuracy:.2f}% from {run_dir.name}")
 
             def do_commit():
                 return api.create_commit(repo_id, ops, commit_message=message, revision=branch,
@@ -281,14 +282,14 @@ def find_runs(runs_dir: str | Path) -> dict[tuple[str, str], list[Path]]:
     for results_file in sorted(Path(runs_dir).rglob("results.json")):
         run = results_file.parent
         try:
-            results = load_run(run)
+            results = load_publishable_run(run)
         except CardError:
             continue
         try:
             dataset = card_dataset(results).type.split("/")[-1]
         except CardError:
             dataset = "unidentified"  # staging its card then says how to name it
-        groups.setdefault((results["model"], dataset), []).append((int(results.get("seed") or 0), run))
+        groups.setdefault((results.model, dataset), []).append((results.seed, run))
     return {key: [p for _, p in sorted(runs)] for key, runs in sorted(groups.items())}
 
 
@@ -321,13 +322,7 @@ def push_all(runs_dir: str | Path, namespace: str, *, private: bool = False, tag
         res = push_run(runs[0], repo_id, private=private, tag=tag, seed_runs=runs[1:], project_url=project_url,
                        log=log)
         pushed.append(res)
-        all_results = [load_run(r) for r in runs]
-        values = [r["final"]["test_accuracy"] for r in all_results]
-        mean = sum(values) / len(values)
-        if len(values) > 1:
-            std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-            acc = f"{mean:.2f}% ± {std:.2f}"
-        else:
-            acc = f"{mean:.2f}%"
-        rows.append(f"| {model} | {all_results[0]['parameters']:,} | {acc} | {len(values)} | [{repo_id}]({res.url}) |")
+        records = [load_publishable_run(r) for r in runs]
+        stats = SeedStats.of_records(records)
+        rows.append(f"| {model} | {records[0].parameters:,} | {stats.text()} | {stats.n} | [{repo_id}]({res.url}) |")
     return pushed, "\n".join(rows) + "\n"

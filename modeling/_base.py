@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tinyhub.errors import TinyhubError, UsageError
+from tinyhub.files import atomic_path, write_json_atomic
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -169,9 +170,7 @@ class TinyClassifier(
         save_directory.mkdir(parents=True, exist_ok=True)
         self._save_pretrained(save_directory)
         target = save_directory / CONFIG_NAME
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(json.dumps(config, sort_keys=True, indent=2))
-        os.replace(tmp, target)
+        write_json_atomic(target, config, sort_keys=True, indent=2)
         return None
 
     def push_to_hub(self, *args, **kwargs):
@@ -187,12 +186,11 @@ class TinyClassifier(
         state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
                  for k, v in state.items()}
         target = Path(save_directory) / WEIGHTS_NAME
-        tmp = target.with_name(target.name + ".tmp")
         # One metadata key only: safetensors writes a metadata map in hash order, which differs between processes,
         # and identical weights must give identical bytes (hashes compare runs; an unchanged push uploads nothing).
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+            os.chmod(tmp, 0o644)
 
     # ---- loading ------------------------------------------------------------------------------------
     @classmethod

@@ -256,9 +256,8 @@ def test_confusion_matrix_stays_readable_with_many_long_names(tmp_path):
     from tinyhub.trainer.report import LABEL_CHARS, confusion_matrix_plot, short_label
 
     def draw(n, names, path):
-        results = {"final": {"confusion_matrix": [[5 if i == j else 1 for j in range(n)] for i in range(n)],
-                             "test_correct": 5 * n, "test_total": n * (n + 4)}}
-        return Image.open(confusion_matrix_plot(results, names, path)).size
+        matrix = [[5 if i == j else 1 for j in range(n)] for i in range(n)]
+        return Image.open(confusion_matrix_plot(matrix, names, path)).size
 
     small = draw(10, [str(i) for i in range(10)], tmp_path / "ten.png")
     large = draw(47, [f"class number {i} with a very long descriptive name" for i in range(47)], tmp_path / "many.png")

@@ -49,7 +49,10 @@ def test_loss_falls_and_accuracy_rises(small_run):
 
 def test_run_directory_is_complete_and_loadable(small_run, mnist_dir):
     results = json.loads((small_run / "results.json").read_text())
-    assert results["schema_version"] == 2
+    assert results["schema_version"] == 3 and results["kind"] == "tinyhub-run"
+    record = trainer.load_run(small_run)  # what every consumer reads: the same numbers, typed
+    assert record.final.test_correct == results["final"]["test_correct"] and len(record.epochs) == 3
+    assert record.as_dict() == results
     assert results["model"] == "opt6k" and results["parameters"] == 6_132
     assert results["macs"] == modeling.summary(modeling.create_model("opt6k")).macs
     for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "epoch_seconds",
@@ -281,7 +284,7 @@ def test_a_diverging_run_stops_with_a_clear_error_and_saves_nothing(mnist_dir, t
 
 
 def test_results_json_is_always_valid_json(tmp_path):
-    from tinyhub.trainer.run_info import write_json_atomic
+    from tinyhub.files import write_json_atomic
 
     write_json_atomic(tmp_path / "r.json", {"loss": float("nan"), "rows": [1.0, float("inf")], "ok": 2.5})
     text = (tmp_path / "r.json").read_text()

@@ -64,6 +64,27 @@ class AugmentConfig:
         return {"enabled": self.enabled, "per_sample": True, **asdict(self)}
 
 
+def augmentation_text(described: dict) -> str:
+    """One line from `AugmentConfig.describe()` (as results.json records it): "rot ±10°, shift ±0.08/0.08, ..."."""
+    aug = described
+    if not aug.get("enabled"):
+        return "none"
+    parts = []
+    if aug.get("rotation"):
+        parts.append(f"rot ±{aug['rotation']:g}°")
+    if any(aug.get("translate") or ()):
+        parts.append("shift ±" + "/".join(f"{t:g}" for t in aug["translate"]))
+    if tuple(aug.get("scale") or (1, 1)) != (1.0, 1.0):
+        parts.append("scale " + "-".join(f"{v:g}" for v in aug["scale"]))
+    if aug.get("shear"):
+        parts.append(f"shear ±{aug['shear']:g}°")
+    if aug.get("center_crop_size") and aug.get("center_crop_p"):
+        parts.append(f"crop {aug['center_crop_size']} p={aug['center_crop_p']:g}")
+    if aug.get("erase_p"):
+        parts.append(f"erase p={aug['erase_p']:g}")
+    return ", ".join(parts)
+
+
 def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> torch.Tensor:
     return torch.rand(n, generator=g, device=device) * (high - low) + low
 
@@ -121,11 +142,4 @@ def augment_batch(images: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) 
     return images
 
 
-def make_generator(device, seed: int, epoch: int, rank: int) -> torch.Generator:
-    """A generator whose stream depends only on (seed, epoch, rank): resuming at an epoch boundary replays it."""
-    g = torch.Generator(device=device)
-    g.manual_seed(((seed * 1_000_003) + epoch * 101 + rank) % (2**63))
-    return g
-
-
-__all__ = ["AugmentConfig", "augment_batch", "affine_matrices", "erase_masks", "make_generator"]
+__all__ = ["AugmentConfig", "augment_batch", "affine_matrices", "erase_masks", "augmentation_text"]

@@ -26,6 +26,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tinyhub.errors import TinyhubError
+from tinyhub.files import atomic_path
+
+from .seeding import validation_permutation
 
 # The canonical MNIST files (LeCun, Cortes, Burges), compressed and raw.
 MNIST_SHA256 = {
@@ -518,9 +521,8 @@ def _process_alive(pid: int) -> bool:
 def _write_cache(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_writes(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata={"format": str(CACHE_FORMAT), "tinyhub": json.dumps(meta)})
-    os.replace(tmp, path)  # a killed write leaves only a .tmp file, never a half cache
+    with atomic_path(path) as tmp:  # a killed write leaves only a .tmp file, never a half cache
+        save_file(tensors, str(tmp), metadata={"format": str(CACHE_FORMAT), "tinyhub": json.dumps(meta)})
 
 
 def _read_cache(path: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
@@ -618,7 +620,7 @@ def load_dataset_splits(
         if not 0 < val_size < len(split.train_labels):
             raise DataError(f"data.val_size={val_size} must be between 1 and {len(split.train_labels) - 1}.")
         # Carved with its own seed so the validation set is the same whatever the training seed.
-        perm = torch.randperm(len(split.train_labels), generator=torch.Generator().manual_seed(1234))
+        perm = validation_permutation(len(split.train_labels))
         val_idx, train_idx = perm[:val_size].sort().values, perm[val_size:].sort().values
         split.val_images, split.val_labels = split.train_images[val_idx], split.train_labels[val_idx]
         split.train_images, split.train_labels = split.train_images[train_idx], split.train_labels[train_idx]
@@ -644,11 +646,6 @@ def load_from_config(data: dict, **changes) -> DatasetSplits:
         revision=d.get("revision"), name=d.get("name"), verify=d.get("verify", True),
         label_names=list(d["label_names"]) if d.get("label_names") else None, splits=d.get("splits"),
         cache_dir=d.get("cache_dir"), val_size=int(d.get("val_size") or 0), subset=int(d.get("subset") or 0))
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The order of training samples for one epoch: a function of (seed, epoch) only, so resume is exact."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
 def shard_batches(perm: torch.Tensor, batch_size: int, rank: int, world_size: int) -> list[torch.Tensor]:

@@ -9,7 +9,6 @@ precisely (repo id and commit, or path and weights sha256, and their own accurac
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ from tinyhub import modeling
 from tinyhub.errors import UsageError
 from tinyhub.modeling._base import WEIGHTS_NAME
 
+from .record import RunRecordError, TeacherRecord, load_run
+
 
 class TeacherError(UsageError, ValueError):
     """A teacher cannot be loaded, or does not fit the data; nothing was trained."""
@@ -29,7 +30,7 @@ class TeacherError(UsageError, ValueError):
 @dataclass
 class Teacher:
     model: torch.nn.Module
-    record: dict  # what results.json and the card say about it
+    record: TeacherRecord  # what results.json and the card say about it
     mean: torch.Tensor | None = None  # (1, C, 1, 1) on the device: built once, not on every training step
     std: torch.Tensor | None = None
 
@@ -72,9 +73,8 @@ def _load_one(spec: str) -> Teacher:
         record = {"kind": "run" if run else "folder", "path": str(folder.resolve()),
                   "weights_sha256": _sha256(folder / WEIGHTS_NAME)}
         if run:
-            results = json.loads((path / "results.json").read_text())
-            record["test_accuracy"] = (results.get("final") or {}).get("test_accuracy")
-            record["dataset"] = ((results.get("data") or {}).get("identity") or {}).get("name")
+            results = load_run(path)
+            record.update(test_accuracy=results.final.test_accuracy, dataset=results.dataset.name)
     else:
         if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
             raise TeacherError(f"training.distill.teacher={spec!r} does not exist. Give a run directory, a model "
@@ -87,8 +87,8 @@ def _load_one(spec: str) -> Teacher:
         weights = hf_hub_download(repo_id, WEIGHTS_NAME, revision=commit)
         record = {"kind": "hub", "repo_id": repo_id, "revision": revision or "main", "commit": commit,
                   "weights_sha256": _sha256(Path(weights)), "test_accuracy": _published_accuracy(repo_id, commit)}
-    record.update(architecture=model.architecture, parameters=model.num_parameters())
-    return Teacher(model, record)
+    return Teacher(model, TeacherRecord(**record, spec=spec, architecture=model.architecture,
+                                        parameters=model.num_parameters()))
 
 
 def _published_accuracy(repo_id: str, commit: str) -> float | None:
@@ -97,10 +97,10 @@ def _published_accuracy(repo_id: str, commit: str) -> float | None:
     from huggingface_hub.errors import EntryNotFoundError
 
     try:
-        results = json.loads(Path(hf_hub_download(repo_id, "results.json", revision=commit)).read_text())
-    except (EntryNotFoundError, json.JSONDecodeError, OSError):
-        return None
-    value = (results.get("final") or {}).get("test_accuracy") if isinstance(results, dict) else None
+        results = load_run(hf_hub_download(repo_id, "results.json", revision=commit))
+    except (EntryNotFoundError, RunRecordError, OSError):
+        return None  # not published by tinyhub, or by a version whose record this one cannot read
+    value = results.final.test_accuracy
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
@@ -129,7 +129,6 @@ def load_teachers(specs: list[str], *, label_names: list[str], image_shape: tupl
                                f"the data is {'x'.join(map(str, image_shape))}.")
         teacher.to(device)
         model.eval().requires_grad_(False)
-        teacher.record["spec"] = spec
         teachers.append(teacher)
     return teachers
 

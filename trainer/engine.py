@@ -7,6 +7,7 @@ writes; nothing here imports them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -29,14 +30,16 @@ from tinyhub import modeling
 from tinyhub.errors import TinyhubError, UsageError
 
 from . import checkpoint as ckpt
-from .augment import AugmentConfig, augment_batch, make_generator
+from . import seeding
+from .augment import AugmentConfig, augment_batch
 from .config import RESUME_MAY_CHANGE, describe_value, differences, recipe_overrides
-from .data import DataError, DatasetIdentity, epoch_permutation, load_from_config, shard_batches
+from .data import DataError, DatasetIdentity, load_from_config, shard_batches
 from .distill import distillation_loss, load_teachers, soft_targets, teacher_specs
 from .evaluation import predict
 from .logs import run_log
 from .report import write_run_report
-from .run_info import EXAMPLES_FILE, RESULTS_SCHEMA_VERSION, environment_info, git_state, write_json_atomic
+from .record import DataRecord, Distillation, EpochRecord, FinalMetrics, RunRecord
+from .run_info import EXAMPLES_FILE, environment_info, git_state
 
 
 # Accelerate logs every checkpoint file at INFO; tinyhub logs its own one-line progress instead.
@@ -308,8 +311,8 @@ def train(cfg: DictConfig | dict, on_epoch_end=None) -> Path:
     """Train one recipe and return its run directory (model/, results.json, config.yaml, checkpoints/, logs,
     train.log: every message the run logged).
 
-    on_epoch_end(record): called on every process after each epoch with that epoch's metrics (the sweep reports
-    them to Ray Tune this way); it may raise to stop the run.
+    on_epoch_end(record): called on every process after each epoch with that epoch's EpochRecord (the sweep reports
+    it to Ray Tune this way); it may raise to stop the run.
     """
     with contextlib.ExitStack() as run_scope:
         return _train(cfg, on_epoch_end, run_scope)
@@ -409,7 +412,7 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
     # Accelerate's custom-object pickles, which load with full unpickling: a checkpoint must never run code.
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=float(tr.get("label_smoothing", 0.0)))
 
-    history: list[dict] = []
+    history: list[EpochRecord] = []
     start_epoch = 1
     if resume_from is not None:
         # With resume=auto, an unreadable newest checkpoint (truncated by a full disk, a bad copy) falls back to
@@ -431,7 +434,8 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         else:
             raise ckpt.CheckpointError(f"no checkpoint in {run_dir / 'checkpoints'} can be read "
                                        f"(tried {', '.join(p.name for p in candidates)}); start a new run.dir.")
-        history, start_epoch = saved["history"], saved["epoch"] + 1
+        history = [EpochRecord.from_dict(e) for e in saved["history"]]
+        start_epoch = saved["epoch"] + 1
         say(f"Resuming from {resume_from} (epoch {saved['epoch']} of {epochs})")
 
     if report_to != "none":
@@ -443,7 +447,7 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         f"{world} process(es), mixed precision {accelerator.mixed_precision} | run dir {run_dir}")
 
     for t in teachers:
-        say(f"distilling from {t.record['spec']} ({t.record['architecture']}, {t.record['parameters']:,} params) at "
+        say(f"distilling from {t.record.spec} ({t.record.architecture}, {t.record.parameters:,} params) at "
             f"temperature {temperature}, weight {distill_weight}")
     eval_bs = int(data_cfg.get("eval_batch_size", 1000))
     eval_model = ema.module if ema is not None else train_model
@@ -451,9 +455,9 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
     for epoch in range(start_epoch, epochs + 1):
         # Every source of randomness is a function of (seed, epoch, rank): resuming at an epoch boundary replays
         # exactly what an uninterrupted run would have done.
-        torch.manual_seed(seed * 7919 + epoch * 104_729 + rank)
-        gen = make_generator(accelerator.device, seed, epoch, rank)
-        batches = shard_batches(epoch_permutation(len(data.train_labels), seed, epoch).to(accelerator.device),
+        seeding.seed_epoch(seed, epoch, rank)
+        gen = seeding.generator("augment", seed, epoch, rank, device=accelerator.device)
+        batches = shard_batches(seeding.epoch_permutation(len(data.train_labels), seed, epoch).to(accelerator.device),
                                 batch_size, rank, world)
         train_model.train()
         loss_sum = torch.zeros((), device=accelerator.device)
@@ -493,48 +497,45 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         totals = accelerator.reduce(torch.stack([loss_sum, correct.float(),
                                                  torch.tensor(float(seen), device=accelerator.device)]), "sum")
         train_time = time.perf_counter() - t0
-        record = {
-            "epoch": epoch,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": float(totals[0] / totals[2]),
-            "train_accuracy": float(100 * totals[1] / totals[2]),
-            "train_images": int(totals[2]),
-            "epoch_seconds": round(train_time, 3),
-            "images_per_second": round(float(totals[2]) / train_time, 1),
-        }
-        if not math.isfinite(record["train_loss"]):  # checked once per epoch: no host sync inside the epoch
+        train_loss = float(totals[0] / totals[2])
+        if not math.isfinite(train_loss):  # checked once per epoch: no host sync inside the epoch
             last = ckpt.latest_checkpoint(run_dir)
             raise TrainingDiverged(
-                f"epoch {epoch}: the training loss is {record['train_loss']} (the run diverged); it stopped before "
+                f"epoch {epoch}: the training loss is {train_loss} (the run diverged); it stopped before "
                 f"saving anything from this epoch"
                 + (f", and the last good checkpoint is {last}" if last else "")
                 + ". Lower the learning rate (training.optimizer.lr, or training.scheduler.max_lr with onecycle) "
                 "or clip gradients (training.grad_clip=1.0).")
+        val = None
         if data.val_labels is not None:
             val = evaluate(eval_model, data.val_images, data.val_labels, accelerator, eval_bs, normalize, channels_last)
-            record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
         test_result = evaluate(eval_model, data.test_images, data.test_labels, accelerator, eval_bs, normalize,
                                channels_last)
-        record.update(test_loss=test_result["loss"], test_accuracy=test_result["accuracy"],
-                      test_correct=test_result["correct"], test_total=test_result["total"],
-                      eval_seconds=round(time.perf_counter() - t0 - train_time, 3))
+        record = EpochRecord(
+            epoch=epoch, lr=optimizer.param_groups[0]["lr"], train_loss=train_loss,
+            train_accuracy=float(100 * totals[1] / totals[2]), train_images=int(totals[2]),
+            epoch_seconds=round(train_time, 3), images_per_second=round(float(totals[2]) / train_time, 1),
+            test_loss=test_result["loss"], test_accuracy=test_result["accuracy"], test_correct=test_result["correct"],
+            test_total=test_result["total"], eval_seconds=round(time.perf_counter() - t0 - train_time, 3),
+            val_loss=val["loss"] if val else None, val_accuracy=val["accuracy"] if val else None)
         if sched_when == "epoch":
             scheduler.step()
         elif sched_when == "plateau":
             # Never the test split: validation accuracy when carved, otherwise training accuracy.
-            scheduler.step(record.get("val_accuracy", record["train_accuracy"]))
+            scheduler.step(record.val_accuracy if val else record.train_accuracy)
         history.append(record)
         if on_epoch_end is not None:
-            on_epoch_end(dict(record))
+            on_epoch_end(dataclasses.replace(record))
         if report_to != "none":
-            accelerator.log({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
-        val_txt = f" | val {record['val_accuracy']:.2f}%" if "val_accuracy" in record else ""
-        say(f"epoch {epoch:>3}/{epochs} | loss {record['train_loss']:.4f} | train {record['train_accuracy']:.2f}%"
-            f"{val_txt} | test {record['test_accuracy']:.2f}% ({record['test_correct']}/{record['test_total']}) | "
-            f"lr {record['lr']:.2e} | {record['epoch_seconds']:.1f}s, {record['images_per_second']:,.0f} img/s")
+            accelerator.log({k: v for k, v in record.as_dict().items() if k != "epoch"}, step=epoch)
+        val_txt = f" | val {record.val_accuracy:.2f}%" if val else ""
+        say(f"epoch {epoch:>3}/{epochs} | loss {record.train_loss:.4f} | train {record.train_accuracy:.2f}%"
+            f"{val_txt} | test {record.test_accuracy:.2f}% ({record.test_correct}/{record.test_total}) | "
+            f"lr {record.lr:.2e} | {record.epoch_seconds:.1f}s, {record.images_per_second:,.0f} img/s")
         every = int(tr.get("checkpoint_every", 1) or 0)
         if every and (epoch % every == 0 or epoch == epochs):
-            ckpt.save_checkpoint(accelerator, run_dir, epoch, {"epoch": epoch, "history": history, "config": cfg},
+            ckpt.save_checkpoint(accelerator, run_dir, epoch,
+                                 {"epoch": epoch, "history": [e.as_dict() for e in history], "config": cfg},
                                  keep=int(tr.get("keep_checkpoints", 2)), scheduler=scheduler, ema=ema)
 
     if test_result is None:  # resumed a run whose last checkpoint was already the final epoch
@@ -552,61 +553,54 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         shutil.rmtree(run_dir / "model", ignore_errors=True)
         os.replace(tmp, run_dir / "model")
         last = history[-1]
-        results = {
-            "schema_version": RESULTS_SCHEMA_VERSION,
-            "model": name,
-            "model_kwargs": model_cfg,
-            "label_names": splits.label_names,
-            "parameters": summary.total_params,
-            "macs": summary.macs,
-            "summary": summary.as_dict(),
-            "param_budget": model_cfg.get("param_budget") or modeling.model_info(name)["param_budget"],
-            **_target(cfg.get("recipe") or {}, DatasetIdentity.from_dict(splits.source["identity"])),
-            "final": {
-                "epoch": last["epoch"],
-                "test_accuracy": test_result["accuracy"],
-                "test_loss": test_result["loss"],
-                "test_correct": test_result["correct"],
-                "test_total": test_result["total"],
-                "train_accuracy": last["train_accuracy"],
-                "train_loss": last["train_loss"],
-                **({"val_accuracy": last["val_accuracy"]} if "val_accuracy" in last else {}),
-                "confusion_matrix": confusion_matrix(test_result["predictions"], data.test_labels,
-                                                     splits.num_classes),
-                "ema": ema is not None,
-            },
-            "epochs": history,
-            "recipe": cfg,
-            "overrides": recipe_overrides(cfg),  # `tinyhub train <these>` trains this recipe on any machine
-            "augmentation": aug.describe(),
-            "distillation": ({"teachers": [t.record for t in teachers], "temperature": temperature,
-                              "weight": distill_weight} if teachers else None),
-            "data": splits.source,
-            "seed": seed,
-            "world_size": world,
-            "mixed_precision": accelerator.mixed_precision,
-            "batch_size_per_process": batch_size,
-            "global_batch_size": batch_size * world,
-            "compile": bool(tr.get("compile")),
-            "channels_last": channels_last,
-            "deterministic": bool(tr.get("deterministic")),
-            "resumed_from": str(resume_from) if resume_from else None,
-            "resume_changes": resume_changes,  # allowed settings that differ from the checkpoint's, both values
-            "wall_seconds": round(wall, 2),
-            "train_seconds": round(sum(r["epoch_seconds"] for r in history), 2),
+        data_record = DataRecord.from_dict(splits.source)
+        results = RunRecord(
+            model=name,
+            model_kwargs=model_cfg,
+            label_names=splits.label_names,
+            parameters=summary.total_params,
+            macs=summary.macs,
+            summary=summary.as_dict(),
+            param_budget=model_cfg.get("param_budget") or modeling.model_info(name)["param_budget"],
+            **_target(cfg.get("recipe") or {}, data_record.identity),
+            final=FinalMetrics(
+                epoch=last.epoch, test_accuracy=test_result["accuracy"], test_loss=test_result["loss"],
+                test_correct=test_result["correct"], test_total=test_result["total"],
+                train_accuracy=last.train_accuracy, train_loss=last.train_loss, val_accuracy=last.val_accuracy,
+                confusion_matrix=confusion_matrix(test_result["predictions"], data.test_labels, splits.num_classes),
+                ema=ema is not None),
+            epochs=history,
+            recipe=cfg,
+            overrides=recipe_overrides(cfg),
+            augmentation=aug.describe(),
+            distillation=(Distillation([t.record for t in teachers], temperature, distill_weight)
+                          if teachers else None),
+            data=data_record,
+            seed=seed,
+            world_size=world,
+            mixed_precision=accelerator.mixed_precision,
+            batch_size_per_process=batch_size,
+            global_batch_size=batch_size * world,
+            compile=bool(tr.get("compile")),
+            channels_last=channels_last,
+            deterministic=bool(tr.get("deterministic")),
+            resumed_from=str(resume_from) if resume_from else None,
+            resume_changes=resume_changes,
+            wall_seconds=round(wall, 2),
+            train_seconds=round(sum(e.epoch_seconds for e in history), 2),
             **environment_info(accelerator.device),
-            "git": git_at_start,
-        }
+            git=git_at_start,
+        )
         save_file({"images": data.test_images[:N_EXAMPLES].cpu().contiguous(),
                    "labels": data.test_labels[:N_EXAMPLES].cpu().contiguous()}, str(run_dir / EXAMPLES_FILE))
         write_run_report(run_dir, results)  # PNGs for the card and report.html, before results.json marks it done
-        write_json_atomic(run_dir / "results.json", results)
+        results.save(run_dir)
     if report_to != "none":
         accelerator.end_training()
     say(
         f"\nDone: {name} ({summary.total_params:,} params) | final test accuracy {test_result['accuracy']:.2f}% "
-        f"({test_result['correct']}/{test_result['total']}) after {history[-1]['epoch']} "
-        f"epoch{'' if history[-1]['epoch'] == 1 else 's'} | "
+        f"({test_result['correct']}/{test_result['total']}) after {history[-1].epoch} "
+        f"epoch{'' if history[-1].epoch == 1 else 's'} | "
         f"{wall:.1f}s wall\n  model:   {run_dir / 'model'}\n  metrics: {run_dir / 'results.json'}"
     )
     return run_dir

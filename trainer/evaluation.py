@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from tinyhub import modeling
 from tinyhub.errors import TinyhubError
 
+from .record import RunRecord, RunRecordError, load_run
+
 METRICS_DIR = Path(__file__).parent / "metrics"
 # Test-time augmentation: the image itself and one-pixel shifts in the four directions.
 TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
@@ -98,7 +100,7 @@ class ModelSource:
     kind: str  # "run" | "folder" | "hub"
     model_ref: str  # what modeling.from_pretrained takes
     revision: str | None
-    run_results: dict | None  # results.json of a run directory
+    run_results: RunRecord | None  # the record of a run directory
     default_output: Path
 
 
@@ -107,9 +109,9 @@ def resolve_model(spec: str) -> ModelSource:
     if path.is_dir():
         if (path / "results.json").is_file() and (path / "model").is_dir():
             try:
-                results = json.loads((path / "results.json").read_text())
-            except json.JSONDecodeError as e:
-                raise EvaluationError(f"{path / 'results.json'} is corrupt ({e}).") from e
+                results = load_run(path)
+            except RunRecordError as e:
+                raise EvaluationError(str(e)) from e
             return ModelSource("run", str(path / "model"), None, results, path / "eval")
         if (path / "config.json").is_file():
             return ModelSource("folder", str(path), None, None, path / "eval")
@@ -138,7 +140,7 @@ def load_model(source: ModelSource):
 def data_settings(source: ModelSource, data_dir: str | None) -> dict:
     """The `data` section to evaluate on: a run's own (its dataset, names and splits), with --data-dir pointing at
     another copy of IDX files; for a bare model, the defaults."""
-    run_data = ((source.run_results or {}).get("recipe") or {}).get("data") or {}
+    run_data = source.run_results.recipe.get("data") or {} if source.run_results else {}
     settings = {k: run_data.get(k) for k in ("source", "dir", "dataset", "revision", "name", "verify",
                                              "label_names", "splits", "cache_dir")}
     if data_dir:

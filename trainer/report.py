@@ -16,27 +16,33 @@ matplotlib.use("Agg")  # headless: no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from tinyhub.files import write_text_atomic  # noqa: E402
+
+from .augment import augmentation_text  # noqa: E402
+from .record import RunRecord, load_run  # noqa: E402
+
 # No timestamps in the files: the same results always give the same bytes, so an unchanged run re-pushes nothing.
 _PNG_META = {"Software": None}
 
 
-def training_curves(results: dict, path: Path) -> Path:
-    epochs = [e["epoch"] for e in results["epochs"]]
+def training_curves(results: RunRecord, path: Path) -> Path:
+    history = results.epochs
+    epochs = [e.epoch for e in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax_loss.plot(epochs, [e["train_loss"] for e in results["epochs"]], "o-", label="train")
-    ax_loss.plot(epochs, [e["test_loss"] for e in results["epochs"]], "s-", label="test")
-    ax_acc.plot(epochs, [e["train_accuracy"] for e in results["epochs"]], "o-", label="train")
-    ax_acc.plot(epochs, [e["test_accuracy"] for e in results["epochs"]], "s-", label="test")
-    if all("val_accuracy" in e for e in results["epochs"]):
-        ax_loss.plot(epochs, [e["val_loss"] for e in results["epochs"]], "^-", label="validation")
-        ax_acc.plot(epochs, [e["val_accuracy"] for e in results["epochs"]], "^-", label="validation")
+    ax_loss.plot(epochs, [e.train_loss for e in history], "o-", label="train")
+    ax_loss.plot(epochs, [e.test_loss for e in history], "s-", label="test")
+    ax_acc.plot(epochs, [e.train_accuracy for e in history], "o-", label="train")
+    ax_acc.plot(epochs, [e.test_accuracy for e in history], "s-", label="test")
+    if results.has_validation:
+        ax_loss.plot(epochs, [e.val_loss for e in history], "^-", label="validation")
+        ax_acc.plot(epochs, [e.val_accuracy for e in history], "^-", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"{results['model']} ({results['parameters']:,} parameters)")
+    fig.suptitle(f"{results.model} ({results.parameters:,} parameters)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, metadata=_PNG_META)
@@ -52,10 +58,9 @@ def short_label(name: str, limit: int = LABEL_CHARS) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
-def confusion_matrix_plot(results: dict, labels: list[str], path: Path) -> Path:
+def confusion_matrix_plot(matrix: list[list[int]], labels: list[str], path: Path) -> Path:
     """Readable from 2 to ~50 classes: the figure grows with the class count, long names are cut and the x labels
     turned, and the counts are written in the cells only while they fit."""
-    matrix = results["final"]["confusion_matrix"]
     n = len(matrix)
     ticks = [str(name) for name in labels]
     if any(len(t) > LABEL_CHARS for t in ticks):  # cut names may look alike: lead with the class index
@@ -79,7 +84,7 @@ def confusion_matrix_plot(results: dict, labels: list[str], path: Path) -> Path:
                   rotation_mode="anchor")
     ax.set_yticks(range(n), ticks, fontsize=tick_size)
     ax.set(xlabel="predicted", ylabel="true",
-           title=f"Test confusion matrix ({results['final']['test_correct']}/{results['final']['test_total']})")
+           title=f"Test confusion matrix ({sum(matrix[i][i] for i in range(n))}/{sum(map(sum, matrix))})")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,33 +93,30 @@ def confusion_matrix_plot(results: dict, labels: list[str], path: Path) -> Path:
     return path
 
 
-def write_run_report(run_dir: str | Path, results: dict) -> dict[str, Path]:
+def write_run_report(run_dir: str | Path, results: RunRecord) -> dict[str, Path]:
     """images/training_curves.png, images/confusion_matrix.png and report.html in `run_dir`."""
     run_dir = Path(run_dir)
     curves = training_curves(results, run_dir / "images" / "training_curves.png")
-    labels = results.get("label_names") or [str(i) for i in range(len(results["final"]["confusion_matrix"]))]
-    confusion = confusion_matrix_plot(results, labels, run_dir / "images" / "confusion_matrix.png")
+    confusion = confusion_matrix_plot(results.final.confusion_matrix, results.label_names,
+                                      run_dir / "images" / "confusion_matrix.png")
     html = render_html(results, curves.read_bytes(), confusion.read_bytes())
     report = run_dir / "report.html"
-    tmp = report.with_name(".report.html.tmp")
-    tmp.write_text(html)
-    tmp.replace(report)
+    write_text_atomic(report, html)
     return {"curves": curves, "confusion": confusion, "report": report}
 
 
-def render_html(results: dict, curves_png: bytes, confusion_png: bytes) -> str:
+def render_html(results: RunRecord, curves_png: bytes, confusion_png: bytes) -> str:
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
-    hw = results.get("hardware") or {}
     return env.get_template("report.html.j2").render(
-        title=f"{results['model']} — {results['final']['test_accuracy']:.2f}% test accuracy",
-        final=results["final"], parameters=results["parameters"], macs=results["macs"],
-        epochs=results["epochs"], has_val=all("val_accuracy" in e for e in results["epochs"]),
-        train_seconds=results.get("train_seconds", 0), device=results.get("device"),
-        hardware=hw.get("gpu") or hw.get("cpu"), summary=results["summary"], world_size=results.get("world_size"),
-        mixed_precision=results.get("mixed_precision"), wall_seconds=results.get("wall_seconds", 0),
-        git=results.get("git") or {}, versions=results.get("versions") or {}, command=results.get("command"),
-        config_yaml=yaml.safe_dump(results.get("recipe"), sort_keys=False),
+        title=f"{results.model} — {results.final.test_accuracy:.2f}% test accuracy",
+        final=results.final, parameters=results.parameters, macs=results.macs,
+        epochs=results.epochs, has_val=results.has_validation,
+        train_seconds=results.train_seconds, device=results.device,
+        hardware=results.hardware_text, summary=results.summary, world_size=results.world_size,
+        mixed_precision=results.mixed_precision, wall_seconds=results.wall_seconds,
+        git=results.git, versions=results.versions, command=results.command,
+        config_yaml=yaml.safe_dump(results.recipe, sort_keys=False),
         curves_png=base64.b64encode(curves_png).decode(), confusion_png=base64.b64encode(confusion_png).decode(),
     )
 
@@ -153,39 +155,20 @@ COMPARE_COLUMNS = ("run", "model", "parameters", "epochs", "batch size", "learni
                    "train acc %", "test acc %", "gap", "time (s)")
 
 
-def _augmentation_text(aug: dict) -> str:
-    if not aug.get("enabled"):
-        return "none"
-    parts = []
-    if aug.get("rotation"):
-        parts.append(f"rot ±{aug['rotation']:g}°")
-    if any(aug.get("translate") or ()):
-        parts.append("shift ±" + "/".join(f"{t:g}" for t in aug["translate"]))
-    if tuple(aug.get("scale") or (1, 1)) != (1.0, 1.0):
-        parts.append("scale " + "-".join(f"{v:g}" for v in aug["scale"]))
-    if aug.get("shear"):
-        parts.append(f"shear ±{aug['shear']:g}°")
-    if aug.get("center_crop_size") and aug.get("center_crop_p"):
-        parts.append(f"crop {aug['center_crop_size']} p={aug['center_crop_p']:g}")
-    if aug.get("erase_p"):
-        parts.append(f"erase p={aug['erase_p']:g}")
-    return ", ".join(parts)
-
-
-def comparison_rows(runs: list[tuple[str, dict]]) -> list[dict]:
+def comparison_rows(runs: list[tuple[str, RunRecord]]) -> list[dict]:
     rows = []
     for name, r in runs:
-        tr = r["recipe"]["training"]
+        tr = r.recipe["training"]
         opt, sch = tr["optimizer"], tr.get("scheduler") or {}
         lr = f"{opt['lr']:g}" + (f" (max {sch['max_lr']:g})" if sch.get("name") == "onecycle" else "")
-        train_acc, test_acc = r["final"]["train_accuracy"], r["final"]["test_accuracy"]
+        train_acc, test_acc = r.final.train_accuracy, r.final.test_accuracy
         rows.append({
-            "run": name, "model": r["model"], "parameters": f"{r['parameters']:,}", "epochs": len(r["epochs"]),
-            "batch size": r.get("global_batch_size"), "learning rate": f"{opt['name']} {lr}",
-            "dropout": (r.get("model_kwargs") or {}).get("dropout", "—"),
-            "augmentation": _augmentation_text(r.get("augmentation") or {}),
+            "run": name, "model": r.model, "parameters": f"{r.parameters:,}", "epochs": len(r.epochs),
+            "batch size": r.global_batch_size, "learning rate": f"{opt['name']} {lr}",
+            "dropout": r.model_kwargs.get("dropout", "—"),
+            "augmentation": augmentation_text(r.augmentation),
             "train acc %": f"{train_acc:.2f}", "test acc %": f"{test_acc:.2f}", "gap": f"{train_acc - test_acc:+.2f}",
-            "time (s)": f"{r.get('train_seconds', 0):.0f}",
+            "time (s)": f"{r.train_seconds:.0f}",
         })
     return rows
 
@@ -193,14 +176,8 @@ def comparison_rows(runs: list[tuple[str, dict]]) -> list[dict]:
 def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
     """comparison.md, comparison.html and test_accuracy.png (overlaid curves) for finished runs."""
     import html as html_lib
-    import json
 
-    runs = []
-    for d in run_dirs:
-        f = Path(d) / "results.json"
-        if not f.is_file():
-            raise FileNotFoundError(f"{d} is not a finished run (no results.json)")
-        runs.append((Path(d).name, json.loads(f.read_text())))
+    runs = [(Path(d).name, load_run(d)) for d in run_dirs]
     if not runs:
         raise FileNotFoundError("no runs to compare")
     rows = comparison_rows(runs)
@@ -211,8 +188,7 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, r in runs:
-        ax.plot([e["epoch"] for e in r["epochs"]], [e["test_accuracy"] for e in r["epochs"]], "o-",
-                label=f"{name} ({r['model']})")
+        ax.plot([e.epoch for e in r.epochs], [e.test_accuracy for e in r.epochs], "o-", label=f"{name} ({r.model})")
     ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy per epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)

@@ -1,9 +1,7 @@
-"""What a run records about where it ran: library versions, hardware, git state. And atomic JSON writes."""
+"""What a run records about where it ran: library versions, hardware, git state."""
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import platform
 import subprocess
@@ -18,24 +16,6 @@ RESULTS_SCHEMA_VERSION = 2  # 2: data.identity (what the run was trained on), ta
 #: Beside results.json in every run: a few test images (uint8) and labels, which the model card's snippet loads.
 EXAMPLES_FILE = "examples.safetensors"
 _LIBRARIES = ("tinyhub", "torch", "accelerate", "huggingface_hub", "safetensors", "datasets", "hydra-core", "numpy")
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON that every parser reads: NaN and infinities (not JSON) are written as null."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_finite(obj), indent=1, default=str, allow_nan=False))
-    os.replace(tmp, path)
-
-
-def _finite(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def library_versions() -> dict[str, str | None]:

@@ -44,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import compose_baseline, model_group
 from .engine import ConfigError
-from .run_info import write_json_atomic
+from tinyhub.files import write_json_atomic
 
 SWEEP_SCHEMA_VERSION = 1
 logger = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ Normalize, DataLoader(batch 128, shuffle, 2 workers) — what the five seed proj
 
 import argparse
 import gzip
-import json
 import os
 import resource
 import sys
@@ -28,7 +27,8 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from tinyhub import modeling, trainer
-from tinyhub.trainer.augment import AugmentConfig, augment_batch, make_generator
+from tinyhub.trainer.augment import AugmentConfig, augment_batch
+from tinyhub.trainer.seeding import generator
 
 from ._common import fail
 
@@ -66,7 +66,7 @@ def bench_tinyhub(name, model_kwargs, splits, aug_cfg, *, batch_size, steps, war
     images, labels = splits.train_images.to(device), splits.train_labels.to(device)
     mean = torch.tensor(model.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(model.std, device=device).view(1, -1, 1, 1)
-    gen = make_generator(device, 0, 1, 0)
+    gen = generator("augment", 0, 1, 0, device=device)
     perm = torch.randperm(len(labels), device=device)
     model.train()
     t0 = None
@@ -132,16 +132,16 @@ def bench_seed_pipeline(name, model_kwargs, data_dir, aug_cfg, *, batch_size, st
 
 
 def time_to_target(run_dir: Path) -> str:
-    results = json.loads((run_dir / "results.json").read_text())
-    target = results.get("target_accuracy")
+    results = trainer.load_run(run_dir)
+    target, final = results.target_accuracy, results.final.test_accuracy
     elapsed = 0.0
-    for e in results["epochs"]:
-        elapsed += e["epoch_seconds"] + e.get("eval_seconds", 0)
-        if target is not None and e["test_accuracy"] >= target:
-            return (f"{results['model']}: reached {target}% at epoch {e['epoch']} after {elapsed:.0f} s "
-                    f"(final {results['final']['test_accuracy']:.2f}% after {len(results['epochs'])} epochs)")
-    return (f"{results['model']}: target {target}% not reached in {len(results['epochs'])} epochs "
-            f"({elapsed:.0f} s; final {results['final']['test_accuracy']:.2f}%)")
+    for e in results.epochs:
+        elapsed += e.epoch_seconds + e.eval_seconds
+        if target is not None and e.test_accuracy >= target:
+            return (f"{results.model}: reached {target}% at epoch {e.epoch} after {elapsed:.0f} s "
+                    f"(final {final:.2f}% after {len(results.epochs)} epochs)")
+    return (f"{results.model}: target {target}% not reached in {len(results.epochs)} epochs "
+            f"({elapsed:.0f} s; final {final:.2f}%)")
 
 
 def parser(prog: str) -> argparse.ArgumentParser:
@@ -230,7 +230,7 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
 
         teachers = load_teachers(teacher_specs(args.teacher), label_names=splits.label_names,
                                  image_shape=splits.image_shape, device=device)
-        names = " + ".join(f"{t.record['architecture']} ({t.record['parameters']:,})" for t in teachers)
+        names = " + ".join(f"{t.record.architecture} ({t.record.parameters:,})" for t in teachers)
         variants.append((f"tinyhub + distillation from {names}", {"teachers": teachers}))
     for label, kw in variants:
         kw = {"batch_size": args.batch_size, **kw}

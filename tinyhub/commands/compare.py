@@ -22,6 +22,7 @@ def parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str = "tinyhub compare") -> int:
     args = parser(prog).parse_args(argv)
+    from tinyhub.errors import TinyhubError
     from tinyhub.trainer.report import compare_runs
 
     dirs = []
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub compare") -> int:
         dirs += [Path(m) for m in matches if Path(m).is_dir()] or [Path(pattern)]
     try:
         out = compare_runs(dirs, Path(args.out))
-    except FileNotFoundError as e:
+    except (FileNotFoundError, TinyhubError) as e:
         return fail(e)
     print(out["markdown"].read_text())
     print(f"written: {out['markdown']}, {out['html']}, {out['plot']}")

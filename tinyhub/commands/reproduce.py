@@ -20,8 +20,10 @@ import statistics
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
+
+from tinyhub.files import write_json_atomic
+from tinyhub.trainer.record import SeedRecord, SeedStats, load_run
 
 MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet", "gap8k", "gap20k", "gap5k", "gap2k")
 #: Published tiny MNIST models, for the frontier table: their authors' own claims (often one run or the best
@@ -58,34 +60,10 @@ def run_one(model: str, seed: int, runs_dir: Path, data_dir: str | None, extra: 
     return run_dir
 
 
-def _hardware(results: dict) -> str:
-    hw = results.get("hardware") or {}
-    return hw.get("gpu") or (f"CPU {hw.get('cpu')}, {hw.get('torch_threads')} "
-                             f"thread{'' if hw.get('torch_threads') == 1 else 's'}")
-
-
-def _teacher_text(t: dict) -> str:
-    accuracy = f", {t['test_accuracy']:.2f}%" if t.get("test_accuracy") is not None else ""
-    return f"{t['architecture']} ({t['parameters']:,} params{accuracy})"
-
-
 def record(run_dir: Path, out_root: Path, label: str | None = None) -> Path:
-    r = json.loads((run_dir / "results.json").read_text())
-    teachers = (r.get("distillation") or {}).get("teachers") or []
-    summary = {
-        "model": r["model"], "label": label or r["model"], "seed": r["seed"], "parameters": r["parameters"],
-        "distilled_from": " + ".join(_teacher_text(t) for t in teachers) or None,
-        "target_accuracy": r.get("target_accuracy"), "test_accuracy": r["final"]["test_accuracy"],
-        "test_correct": r["final"]["test_correct"], "test_total": r["final"]["test_total"],
-        "train_accuracy": r["final"]["train_accuracy"], "epochs": len(r["epochs"]),
-        "train_seconds": r.get("train_seconds"), "wall_seconds": r.get("wall_seconds"),
-        "hardware": _hardware(r),
-        "world_size": r.get("world_size"), "mixed_precision": r.get("mixed_precision"), "git": r.get("git"),
-        "run_dir": str(run_dir), "recipe": r.get("recipe"),
-    }
-    out = out_root / (label or r["model"]) / f"seed_{r['seed']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=1))
+    seed_record = SeedRecord.from_run(load_run(run_dir), run_dir, label)
+    out = out_root / seed_record.label / f"seed_{seed_record.seed}.json"
+    seed_record.save(out)
     return out
 
 
@@ -94,19 +72,19 @@ def rerun(model: str, seed: int, runs_root: Path, out_root: Path, data_dir: str 
     recorded_file = out_root / model / f"seed_{seed}.json"
     if not recorded_file.is_file():
         raise SystemExit(f"error: no recorded result {recorded_file}; run the seed first (without --rerun).")
-    recorded = json.loads(recorded_file.read_text())
+    recorded = SeedRecord.load(recorded_file)
     run_dir = run_one(model, seed, runs_root / time.strftime("rerun-%Y%m%d-%H%M%S"), data_dir, extra)
-    again = json.loads((run_dir / "results.json").read_text())
-    entry = {"model": model, "seed": seed, "recorded_accuracy": recorded["test_accuracy"],
-             "rerun_accuracy": again["final"]["test_accuracy"],
-             "difference": round(again["final"]["test_accuracy"] - recorded["test_accuracy"], 4),
-             "recorded_hardware": recorded.get("hardware"), "rerun_hardware": _hardware(again),
-             "recorded_commit": (recorded.get("git") or {}).get("commit"),
-             "rerun_commit": (again.get("git") or {}).get("commit"), "run_dir": str(run_dir),
+    again = load_run(run_dir)
+    entry = {"model": model, "seed": seed, "recorded_accuracy": recorded.test_accuracy,
+             "rerun_accuracy": again.final.test_accuracy,
+             "difference": round(again.final.test_accuracy - recorded.test_accuracy, 4),
+             "recorded_hardware": recorded.hardware, "rerun_hardware": again.hardware_text,
+             "recorded_commit": (recorded.git or {}).get("commit"),
+             "rerun_commit": again.git.get("commit"), "run_dir": str(run_dir),
              "date": time.strftime("%Y-%m-%d")}
     log_file = out_root / "reruns.json"
     log = json.loads(log_file.read_text()) if log_file.is_file() else []
-    log_file.write_text(json.dumps([*log, entry], indent=1))
+    write_json_atomic(log_file, [*log, entry])
     print(f"[{model} seed {seed}] recorded {entry['recorded_accuracy']:.2f}%, rerun {entry['rerun_accuracy']:.2f}% "
           f"(difference {entry['difference']:+.2f} points)", flush=True)
     return entry
@@ -125,13 +103,11 @@ def reruns_table(out_root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _exact_mean_percent(rs: list[dict]) -> Fraction:
-    """Mean test accuracy in percent, exactly, from the correct/total counts: a mean that sits exactly on the
-    target (e.g. 29,820 of 30,000 images = 99.40%) must not miss it by a float rounding error."""
-    return sum(Fraction(100 * r["test_correct"], r["test_total"]) for r in rs) / len(rs)
+def _stats(rs: list[SeedRecord]) -> SeedStats:
+    return SeedStats.of([(r.seed, r.test_correct, r.test_total) for r in rs])
 
 
-def _groups(out_root: Path) -> list[tuple[str, list[dict]]]:
+def _groups(out_root: Path) -> list[tuple[str, list[SeedRecord]]]:
     """(label, seed records) for every recipe recorded in out_root: the packaged recipes first, then variants."""
     labels = [m for m in MODELS if (out_root / m).is_dir()]
     labels += sorted(d.name for d in out_root.iterdir() if d.is_dir() and d.name not in MODELS
@@ -140,7 +116,7 @@ def _groups(out_root: Path) -> list[tuple[str, list[dict]]]:
     for label in labels:
         files = sorted((out_root / label).glob("seed_*.json"))
         if files:
-            groups.append((label, [json.loads(f.read_text()) for f in files]))
+            groups.append((label, [SeedRecord.load(f) for f in files]))
     return groups
 
 
@@ -149,21 +125,18 @@ def table(out_root: Path) -> str:
               "epochs | train time per run | hardware | target met |"),
              "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|"]
     for label, rs in _groups(out_root):
-        acc = [r["test_accuracy"] for r in rs]
-        exact_mean = _exact_mean_percent(rs)  # one mean for both the printed figure and the target check
-        mean = float(exact_mean)
-        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
-        target = rs[0]["target_accuracy"]
-        met = "—" if target is None else ("yes" if exact_mean >= Fraction(str(target)) else "no")
-        secs = statistics.fmean(r["train_seconds"] or 0 for r in rs)
-        hardware = ", ".join(sorted({r["hardware"] for r in rs}))
-        budget = ((rs[0].get("recipe") or {}).get("model") or {}).get("param_budget")
+        stats, first = _stats(rs), rs[0]  # one exact mean for both the printed figure and the target check
+        target = first.target_accuracy
+        met = {None: "—", True: "yes", False: "no"}[stats.meets(target)]
+        secs = statistics.fmean(r.train_seconds or 0 for r in rs)
+        hardware = ", ".join(sorted({r.hardware for r in rs}))
+        budget = ((first.recipe or {}).get("model") or {}).get("param_budget")
         budget_txt = f"<{budget:,}" if budget else "—"
-        name = label if label == rs[0]["model"] else f"{label} ({rs[0]['model']})"
-        lines.append(f"| {name} | {rs[0]['parameters']:,} | {budget_txt} | {'—' if target is None else f'{target}%'} "
-                     f"| {rs[0].get('distilled_from') or '—'} | {len(rs)} "
-                     f"| {mean:.2f}% ± {std:.2f} | {min(acc):.2f}% | {rs[0]['epochs']} | {secs:.0f} s | {hardware} "
-                     f"| {met} |")
+        name = label if label == first.model else f"{label} ({first.model})"
+        lines.append(f"| {name} | {first.parameters:,} | {budget_txt} | {'—' if target is None else f'{target}%'} "
+                     f"| {first.distilled_from or '—'} | {stats.n} "
+                     f"| {stats.mean:.2f}% ± {stats.std:.2f} | {min(stats.values):.2f}% | {first.epochs} | {secs:.0f} s "
+                     f"| {hardware} | {met} |")
     return "\n".join(lines) + "\n"
 
 
@@ -171,10 +144,9 @@ def frontier_table(out_root: Path) -> str:
     """Parameters against accuracy: every recorded tinyhub recipe (mean of its seeds) next to published models."""
     rows = []
     for label, rs in _groups(out_root):
-        mean = float(_exact_mean_percent(rs))
-        how = f"tinyhub `{label}`" + (f", distilled from {rs[0]['distilled_from']}" if rs[0].get("distilled_from")
-                                      else "")
-        rows.append((rs[0]["parameters"], f"{mean:.2f}% (mean of {len(rs)})", str(rs[0]["epochs"]), how))
+        stats = _stats(rs)
+        how = f"tinyhub `{label}`" + (f", distilled from {rs[0].distilled_from}" if rs[0].distilled_from else "")
+        rows.append((rs[0].parameters, f"{stats.mean:.2f}% (mean of {stats.n})", str(rs[0].epochs), how))
     rows += [(n, acc, epochs, f"published: {source}") for n, acc, epochs, source in PUBLIC_FRONTIER]
     lines = ["| parameters | MNIST test accuracy | epochs | model |", "|---:|---:|---:|---|"]
     lines += [f"| {n:,} | {acc} | {epochs} | {how} |" for n, acc, epochs, how in sorted(rows)]

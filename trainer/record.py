@@ -1,0 +1,448 @@
+"""The run record: what a finished run is, as one typed object. The engine writes it as results.json; the card,
+the report, evaluation, distillation, reproduce, bench and publish read it through `load_run`, never as raw JSON.
+
+    record = load_run("runs/model4-s0")      # a run directory or its results.json
+    record.final.test_accuracy, record.epochs[-1].lr, record.dataset.name, record.hardware_text
+
+`load_run` checks what it reads: a file from another tool, from an older tinyhub whose records cannot be read
+honestly, or from a newer one is refused with what to do; a file of the previous schema is migrated in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from tinyhub.errors import TinyhubError
+from tinyhub.files import write_json_atomic
+
+from .data import DatasetIdentity
+
+#: What every results.json tinyhub writes says it is, so that a file from another tool is never mistaken for one.
+RECORD_KIND = "tinyhub-run"
+#: Bump on any incompatible change and add a migration below; the README's "The run directory" lists the fields.
+#: 3: `kind`, typed throughout (teachers, data); 2: data.identity and target_dataset; 1: before datasets had names.
+RESULTS_SCHEMA_VERSION = 3
+RESULTS_FILE = "results.json"
+
+
+class RunRecordError(TinyhubError, ValueError):
+    """A results.json that is not a finished tinyhub run this version can read."""
+
+
+def _fields(cls, d: dict, where: str, *, extra: str | None = None) -> dict:
+    """The keyword arguments of dataclass `cls` from `d`: required keys must be there, unknown keys are refused
+    (or kept under `extra`)."""
+    names = {f.name for f in dataclasses.fields(cls)} - ({extra} if extra else set())
+    required = {f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing = sorted(required - set(d))
+    if missing:
+        raise RunRecordError(f"{where} lacks {', '.join(missing)}")
+    unknown = sorted(set(d) - names)
+    if unknown and not extra:
+        raise RunRecordError(f"{where} has fields this tinyhub does not know: {', '.join(unknown)}")
+    out = {k: v for k, v in d.items() if k in names}
+    if extra:
+        out[extra] = {k: d[k] for k in unknown}
+    return out
+
+
+@dataclass
+class EpochRecord:
+    """One epoch: training metrics and the evaluation after it (validation only when a split was held out)."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    train_accuracy: float
+    train_images: int
+    epoch_seconds: float
+    images_per_second: float
+    test_loss: float
+    test_accuracy: float
+    test_correct: int
+    test_total: int
+    eval_seconds: float
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EpochRecord:
+        return cls(**_fields(cls, d, f"epoch {d.get('epoch')}"))
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if not (k.startswith("val_") and v is None)}
+
+
+@dataclass
+class FinalMetrics:
+    """The final epoch's weights (the EMA weights when `ema`) evaluated on the test split: the run's result."""
+
+    epoch: int
+    test_accuracy: float
+    test_loss: float
+    test_correct: int
+    test_total: int
+    train_accuracy: float
+    train_loss: float
+    confusion_matrix: list[list[int]]
+    ema: bool = False
+    val_accuracy: float | None = None
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if d["val_accuracy"] is None:
+            del d["val_accuracy"]
+        return d
+
+
+@dataclass
+class TeacherRecord:
+    """A distillation teacher, exactly: repo id and commit on the Hub, or a local path and its weights' sha256."""
+
+    kind: str  # run | folder | hub
+    architecture: str
+    parameters: int
+    weights_sha256: str
+    test_accuracy: float | None = None
+    path: str | None = None
+    dataset: str | None = None
+    repo_id: str | None = None
+    revision: str | None = None
+    commit: str | None = None
+    spec: str | None = None  # as the configuration named it
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @property
+    def short_text(self) -> str:
+        accuracy = f", {self.test_accuracy:.2f}%" if self.test_accuracy is not None else ""
+        return f"{self.architecture} ({self.parameters:,} params{accuracy})"
+
+
+@dataclass
+class Distillation:
+    teachers: list[TeacherRecord]
+    temperature: float
+    weight: float
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Distillation:
+        d = _fields(cls, d, "distillation")
+        return cls(teachers=[TeacherRecord(**_fields(TeacherRecord, t, "a distillation teacher"))
+                             for t in d["teachers"]], temperature=d["temperature"], weight=d["weight"])
+
+    def as_dict(self) -> dict:
+        return {"teachers": [t.as_dict() for t in self.teachers], "temperature": self.temperature,
+                "weight": self.weight}
+
+    @property
+    def text(self) -> str:
+        return " + ".join(t.short_text for t in self.teachers)
+
+
+@dataclass
+class DataRecord:
+    """What the run loaded. Source-specific facts (IDX checksums, Hub revision and splits) stay in `details`."""
+
+    identity: DatasetIdentity
+    train_size: int
+    test_size: int
+    val_size: int = 0
+    validation: str | None = None  # where the validation images came from, when there are any
+    label_names_from: str | None = None
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    image_shape: list[int] = field(default_factory=list)
+    kind: str = "local"  # local | hub
+    details: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataRecord:
+        kwargs = _fields(cls, d, "data", extra="details")
+        kwargs["identity"] = DatasetIdentity.from_dict(kwargs["identity"])
+        return cls(**kwargs)
+
+    def as_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "details"}
+        d["identity"] = self.identity.as_dict()
+        return {**self.details, **d}
+
+
+@dataclass
+class RunRecord:
+    """results.json of a finished run, typed. `recipe` is the resolved training configuration it ran with."""
+
+    model: str
+    model_kwargs: dict
+    label_names: list[str]
+    parameters: int
+    macs: int
+    summary: dict  # modeling.summary(model).as_dict(): layers, shapes, parameters, MACs
+    param_budget: int
+    target_accuracy: float | None
+    target_dataset: str | None
+    final: FinalMetrics
+    epochs: list[EpochRecord]
+    recipe: dict
+    overrides: list[str]  # `tinyhub train <these>` trains this recipe on any machine
+    augmentation: dict
+    distillation: Distillation | None
+    data: DataRecord
+    seed: int
+    world_size: int
+    mixed_precision: str
+    batch_size_per_process: int
+    global_batch_size: int
+    compile: bool
+    channels_last: bool
+    deterministic: bool
+    resumed_from: str | None
+    resume_changes: list[dict]  # allowed settings that differ from the checkpoint's, both values
+    wall_seconds: float
+    train_seconds: float
+    device: str
+    hardware: dict
+    versions: dict
+    command: str
+    git: dict
+    schema_version: int = RESULTS_SCHEMA_VERSION
+    kind: str = RECORD_KIND
+
+    # ---- reading and writing ----
+    @classmethod
+    def from_dict(cls, d: dict, where: str = RESULTS_FILE) -> RunRecord:
+        kwargs = _fields(cls, d, where)
+        try:
+            kwargs["final"] = FinalMetrics(**_fields(FinalMetrics, kwargs["final"], f"{where}: final"))
+            kwargs["epochs"] = [EpochRecord.from_dict(e) for e in kwargs["epochs"]]
+            kwargs["data"] = DataRecord.from_dict(kwargs["data"])
+            if kwargs["distillation"] is not None:
+                kwargs["distillation"] = Distillation.from_dict(kwargs["distillation"])
+        except TypeError as e:
+            raise RunRecordError(f"{where} is malformed ({e})") from e
+        return cls(**kwargs)
+
+    def as_dict(self) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "epochs":
+                value = [e.as_dict() for e in value]
+            elif hasattr(value, "as_dict"):
+                value = value.as_dict()
+            out[f.name] = value
+        return out
+
+    def save(self, run_dir: str | Path) -> Path:
+        path = Path(run_dir) / RESULTS_FILE
+        write_json_atomic(path, self.as_dict())
+        return path
+
+    # ---- what several readers need, said once ----
+    @property
+    def dataset(self) -> DatasetIdentity:
+        return self.data.identity
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.epochs) and all(e.val_accuracy is not None for e in self.epochs)
+
+    @property
+    def hardware_text(self) -> str:
+        """"CPU <name>, N threads" or the GPU's name, with the process count when there were several."""
+        hw = self.hardware
+        threads = hw.get("torch_threads")
+        device = hw.get("gpu") or f"CPU {hw.get('cpu', 'unknown')}, {threads} thread{'' if threads == 1 else 's'}"
+        return device + (f" × {self.world_size} processes" if self.world_size > 1 else "")
+
+    @property
+    def design(self) -> str:
+        return (self.recipe.get("recipe") or {}).get("design") or self.model
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading, with the schema checked
+# ---------------------------------------------------------------------------------------------------------
+def _migrate_2_to_3(d: dict) -> dict:
+    """Schema 2 (tinyhub before the typed record) wrote the same fields without `kind`; runs from before
+    distillation have no `distillation` entry."""
+    return {**d, "kind": RECORD_KIND, "schema_version": 3, "distillation": d.get("distillation")}
+
+
+_MIGRATIONS = {2: _migrate_2_to_3}
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_record(d: Any, where: str = RESULTS_FILE) -> RunRecord:
+    """A RunRecord from parsed JSON, migrated from the previous schema, or RunRecordError saying why not."""
+    if not isinstance(d, dict) or "schema_version" not in d or "model" not in d \
+            or d.get("kind", RECORD_KIND) != RECORD_KIND:
+        raise RunRecordError(f"{where} is not a tinyhub run record (it has no tinyhub schema_version and model); it "
+                             "was written by another tool. Point at a run directory `tinyhub train` wrote.")
+    version = d["schema_version"]
+    if not isinstance(version, int) or version > RESULTS_SCHEMA_VERSION:
+        raise RunRecordError(f"{where} has results schema {version!r}, newer than this tinyhub reads (up to "
+                             f"{RESULTS_SCHEMA_VERSION}): upgrade tinyhub (pip install -U tinyhub).")
+    if version < min(_MIGRATIONS):
+        raise RunRecordError(
+            f"{where} has results schema {version}, written by a tinyhub that did not record what data the run was "
+            f"trained on; this tinyhub reads schema {min(_MIGRATIONS)} and later. Train the run again with this "
+            "tinyhub (the recipe is in its config.yaml).")
+    if not d.get("final") or not d.get("epochs"):
+        raise RunRecordError(f"{where} has no final evaluation on the test split; the run did not finish.")
+    while d["schema_version"] < RESULTS_SCHEMA_VERSION:
+        d = _MIGRATIONS[d["schema_version"]](d)
+    return RunRecord.from_dict(d, where)
+
+
+def load_run(path: str | Path) -> RunRecord:
+    """The RunRecord of a run directory (or of a results.json path). Raises RunRecordError naming the problem."""
+    path = Path(path)
+    file = path / RESULTS_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise RunRecordError(f"{path} is not a finished run: it has no {RESULTS_FILE} (train it to the end, or "
+                             "resume it with training.resume=auto).")
+    try:
+        d = json.loads(file.read_text(), parse_constant=_refuse_constant)
+    except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as e:
+        raise RunRecordError(f"{file} is not valid JSON ({e}).") from e
+    return parse_record(d, str(file))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The committed seed record: results/<label>/seed_<k>.json, written by `tinyhub reproduce`
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class SeedRecord:
+    """One seed of a recipe as the repository keeps it: the numbers of its RunRecord that tables need, the recipe,
+    and the per-epoch history, so that "final epoch, never the best" can be checked from the file alone."""
+
+    model: str
+    seed: int
+    parameters: int
+    target_accuracy: float | None
+    test_accuracy: float
+    test_correct: int
+    test_total: int
+    epochs: int
+    train_seconds: float | None
+    hardware: str
+    train_accuracy: float | None = None
+    wall_seconds: float | None = None
+    world_size: int | None = None
+    mixed_precision: str | None = None
+    git: dict | None = None
+    run_dir: str | None = None
+    recipe: dict | None = None
+    label: str | None = None
+    distilled_from: str | None = None
+    history: list[EpochRecord] | None = None  # None in records written before tinyhub kept it
+
+    @classmethod
+    def from_run(cls, record: RunRecord, run_dir: str | Path, label: str | None = None) -> SeedRecord:
+        return cls(model=record.model, label=label or record.model, seed=record.seed,
+                   parameters=record.parameters,
+                   distilled_from=record.distillation.text if record.distillation else None,
+                   target_accuracy=record.target_accuracy, test_accuracy=record.final.test_accuracy,
+                   test_correct=record.final.test_correct, test_total=record.final.test_total,
+                   train_accuracy=record.final.train_accuracy, epochs=len(record.epochs),
+                   train_seconds=record.train_seconds, wall_seconds=record.wall_seconds,
+                   hardware=record.hardware_text, world_size=record.world_size,
+                   mixed_precision=record.mixed_precision, git=record.git, run_dir=str(run_dir),
+                   recipe=record.recipe, history=list(record.epochs))
+
+    @classmethod
+    def load(cls, path: str | Path) -> SeedRecord:
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise RunRecordError(f"{path} cannot be read as a seed record ({e}).") from e
+        kwargs = _fields(cls, d, str(path))
+        if kwargs.get("history") is not None:
+            kwargs["history"] = [EpochRecord.from_dict(e) for e in kwargs["history"]]
+        return cls(**_labelled(kwargs))
+
+    def save(self, path: str | Path) -> None:
+        d = dataclasses.asdict(self)
+        d["history"] = [e.as_dict() for e in self.history] if self.history is not None else None
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, d)
+
+    @property
+    def final_is_last_epoch(self) -> bool | None:
+        """Whether the recorded accuracy is the last epoch's (None when the history was not kept)."""
+        if not self.history:
+            return None
+        last = self.history[-1]
+        return last.epoch == self.epochs and last.test_correct == self.test_correct
+
+
+def _labelled(kwargs: dict) -> dict:
+    """Records written before variants had labels are labelled by their model."""
+    return {**kwargs, "label": kwargs.get("label") or kwargs["model"]}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Mean ± std over seeds: the one helper for every table and card
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SeedStats:
+    """Test accuracy over runs of one recipe. `exact_mean` is computed from the correct/total counts, so a mean
+    that sits exactly on a target (29,820 of 30,000 images = 99.40%) never misses it by a float rounding error."""
+
+    values: tuple[float, ...]
+    seeds: tuple[int | None, ...]
+    exact_mean: Fraction
+
+    @classmethod
+    def of(cls, runs: list[tuple[int | None, int, int]]) -> SeedStats:
+        """From (seed, test_correct, test_total) of each run."""
+        if not runs:
+            raise ValueError("no runs to average")
+        fractions = [Fraction(100 * c, t) for _, c, t in runs]
+        return cls(values=tuple(float(f) for f in fractions), seeds=tuple(s for s, _, _ in runs),
+                   exact_mean=sum(fractions) / len(fractions))
+
+    @classmethod
+    def of_records(cls, records: list[RunRecord]) -> SeedStats:
+        return cls.of([(r.seed, r.final.test_correct, r.final.test_total) for r in records])
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(self.exact_mean)
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation (n - 1); 0 for one run."""
+        return statistics.stdev(self.values) if self.n > 1 else 0.0
+
+    def meets(self, target: float | None) -> bool | None:
+        return None if target is None else self.exact_mean >= Fraction(str(target))
+
+    def text(self) -> str:
+        """`99.37% ± 0.06`; one run: `99.37%`."""
+        return f"{self.mean:.2f}% ± {self.std:.2f}" if self.n > 1 else f"{self.mean:.2f}%"
+
+
+def finite_metrics(record: RunRecord) -> bool:
+    values = [record.final.test_accuracy, record.final.test_loss, record.final.train_accuracy,
+              record.final.train_loss] + [v for e in record.epochs for v in (e.train_loss, e.test_loss,
+                                                                               e.test_accuracy)]
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
