@@ -7,48 +7,47 @@ from pathlib import Path
 from conftest import run_cli
 
 
-def test_bench_quick_prints_side_by_side_figures(mnist_dir):
-    r = run_cli("bench", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), timeout=600)
+ROW = r"\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+([\d,]+)"
+
+
+def test_bench_times_the_engine_itself_side_by_side_with_the_seeds(tiny_runs, mnist_dir, tmp_path):
+    # tinyhub's rows are `tinyhub.trainer.train` runs: their figures are the ones the engine recorded.
+    r = run_cli("bench", "--quick", "--epochs", "1", "--model", "opt6k", "--data-dir", str(mnist_dir),
+                "--keep-runs", str(tmp_path), "--time-to-target", str(tiny_runs[0]), "--teacher", str(tiny_runs[1]),
+                timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    seeds = re.search(r"seeds' pipeline \(DataLoader \+ PIL\)\s+([\d,]+)\s+([\d.]+)\s+1\.00x", r.stdout)
-    ours = re.search(r"\ntinyhub\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)x", r.stdout)
-    assert seeds and ours, r.stdout
-    assert "peak process RSS" in r.stdout
+    seeds = re.search(r"seeds' pipeline \(DataLoader \+ PIL\)" + ROW, r.stdout)
+    ours = re.search(r"\ntinyhub \(tinyhub.trainer.train\)" + ROW, r.stdout)
+    taught = re.search(r"tinyhub \+ distillation from opt6k-s1" + ROW, r.stdout)  # what a teacher costs
+    assert seeds and ours and taught, r.stdout
+    assert seeds.group(5) == "1.00"
+    runs = sorted(tmp_path.glob("bench-opt6k-*"))
+    assert len(runs) == 2
+    plain, distilled = (json.loads((run / "results.json").read_text()) for run in runs)
+    assert f"{plain['epochs'][-1]['images_per_second']:,.0f}" == ours.group(1)
+    assert f"{plain['epochs'][-1]['epoch_seconds']:.1f}" == ours.group(2)
+    assert plain["data"]["train_size"] == 2048 and plain["recipe"]["training"]["optimizer"]["name"] == "sgd"
+    assert distilled["distillation"]["teachers"][0]["architecture"] == "opt6k"
+    assert "opt6k: target 99.4% not reached in 2 epochs" in r.stdout
 
 
-def test_bench_times_the_recipe_model_and_settings(mnist_dir):
-    # minimobilenet's recipe: no dropout, batch 256, channels_last -- the bench builds that model on both sides
-    # and adds a row for the step exactly as the recipe trains it.
-    r = run_cli("bench", "--quick", "--model", "minimobilenet", "--data-dir", str(mnist_dir), timeout=600)
+def test_bench_times_the_recipe_with_its_overrides(mnist_dir, tmp_path):
+    # A candidate recipe is timed before it is adopted: the override reaches both sides; a misspelt key stops
+    # with a clear error instead of timing the unchanged recipe.
+    r = run_cli("bench", "--quick", "--epochs", "1", "--model", "minimobilenet", "--data-dir", str(mnist_dir),
+                "--keep-runs", str(tmp_path), "model.dropout=0.1", "data.batch_size=128", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "'dropout': 0.0" in r.stdout and "3,114 params" in r.stdout
-    assert re.search(r"tinyhub as the recipe trains \(channels_last=True, batch_size=256\)\s+[\d,]+\s+[\d.]+\s+[\d.]+x",
-                     r.stdout), r.stdout
-
-
-def test_bench_takes_recipe_overrides(mnist_dir):
-    # A candidate recipe is timed before it is adopted: the override reaches the model on both sides and the
-    # recipe row; a misspelt key stops with a clear error instead of timing the unchanged recipe.
-    r = run_cli("bench", "--quick", "--model", "minimobilenet", "--data-dir", str(mnist_dir),
-                   "model.dropout=0.1", "data.batch_size=128", timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "'dropout': 0.1" in r.stdout
-    assert re.search(r"tinyhub as the recipe trains \(channels_last=True\)\s+[\d,]+", r.stdout), r.stdout
-    bad = run_cli("bench", "--quick", "--model", "minimobilenet", "--data-dir", str(mnist_dir),
-                     "model.dropuot=0", timeout=600)
+    assert "'dropout': 0.1" in r.stdout and "3,114 params" in r.stdout and "batch 128" in r.stdout
+    assert "channels_last True" in r.stdout  # the recipe's own setting, kept
+    (run,) = tmp_path.glob("bench-minimobilenet-*")
+    recipe = json.loads((run / "results.json").read_text())["recipe"]
+    assert recipe["model"]["dropout"] == 0.1 and recipe["data"]["batch_size"] == 128
+    assert recipe["training"]["channels_last"] is True
+    bad = run_cli("bench", "--quick", "--model", "minimobilenet", "--data-dir", str(mnist_dir), "model.dropuot=0")
     assert bad.returncode == 2
     assert "bad recipe override" in bad.stderr and "model.dropuot" in bad.stderr
-
-
-def test_bench_time_to_target(tiny_runs, mnist_dir):
-    r = run_cli("bench", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), "--time-to-target",
-                str(tiny_runs[0]), "--teacher", str(tiny_runs[1]), timeout=600)
-    # what a teacher costs: a row timed with the engine's distillation functions
-    assert re.search(r"tinyhub \+ distillation from opt6k \(6,132\)\s+[\d,]+\s+[\d.]+\s+[\d.]+x", r.stdout), r.stdout
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "opt6k: target 99.4% not reached in 2 epochs" in r.stdout
     missing = run_cli("bench", "--quick", "--model", "opt6k", "--data-dir", str(mnist_dir), "--time-to-target",
-                         str(tiny_runs[0]), str(tiny_runs[0] / "no-such-run"), timeout=600)
+                      str(tmp_path / "no-such-run"))
     assert missing.returncode == 2
     assert "needs finished run directories" in missing.stderr and "no-such-run" in missing.stderr
     assert "Traceback" not in missing.stderr and "images/s" not in missing.stdout

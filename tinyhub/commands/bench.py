@@ -1,19 +1,25 @@
-"""tinyhub bench: training-step throughput of tinyhub's device-resident pipeline versus the seeds' DataLoader
-pipeline. Same model, same batch size, same augmentation, same machine, one run; ratios printed side by side.
+"""tinyhub bench: whole training epochs of `tinyhub train` itself against the seeds' DataLoader pipeline, on the
+same model and recipe, in one run; ratios printed side by side.
 
-    tinyhub bench --model model4 --data-dir DIR                # default: 60 timed steps per variant
+    tinyhub bench --model model4 --data-dir DIR                # 2 epochs each; the second is reported
     tinyhub bench --model opt6k --variants all --data-dir DIR  # + channels_last, compile, bf16, batch 256/512
     tinyhub bench --time-to-target runs/model4-s0-... --data-dir DIR   # epochs/seconds until the recipe's target
-    tinyhub bench --quick --data-dir DIR                       # smoke test: a few steps, same figures
+    tinyhub bench --quick --data-dir DIR                       # smoke test: 2,048 images, same figures
     tinyhub bench --model model4 model.dropout=0 training.mixed_precision=bf16 --data-dir DIR   # a candidate recipe
     tinyhub bench --model gap5k --teacher runs/gap20k-s0 --data-dir DIR   # + the cost of distilling from a teacher
 
-The seeds' pipeline: torchvision MNIST (PIL images), RandomAffine with the recipe's parameters, ToTensor,
-Normalize, DataLoader(batch 128, shuffle, 2 workers) — what the five seed projects ran.
+tinyhub's rows are `tinyhub.trainer.train` runs of the recipe (its optimizer, schedule, EMA, label smoothing,
+precision, augmentation and per-epoch evaluation), read back from the run's own results.json. The seeds' pipeline:
+torchvision MNIST (PIL images), RandomAffine with the recipe's parameters, ToTensor, Normalize, DataLoader(shuffle,
+2 workers) for training and a test DataLoader for the per-epoch evaluation -- what the five seed projects ran --
+driving the same model with the recipe's optimizer, schedule, label smoothing and precision. Each row runs in a
+process of its own, so its peak memory is its own.
 """
 
 import argparse
+import concurrent.futures
 import gzip
+import multiprocessing
 import os
 import resource
 import sys
@@ -21,69 +27,41 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
-
-from tinyhub import modeling, trainer
-from tinyhub.trainer.augment import AugmentConfig, augment_batch
-from tinyhub.trainer.seeding import generator
-
 from ._common import fail
 
+VARIANTS = (("tinyhub + channels_last", ["training.channels_last=true"]),
+            ("tinyhub + bf16", ["training.mixed_precision=bf16"]),
+            ("tinyhub + torch.compile", ["training.compile=true"]),
+            ("tinyhub, batch 256", ["data.batch_size=256"]),
+            ("tinyhub, batch 512", ["data.batch_size=512"]))
+QUICK_IMAGES = 2048
 
-def _peak_rss_mb() -> float:
+
+def _peak_memory_mb(device_type: str) -> float:
+    if device_type == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _step_fn(model, optimizer, device, mixed_precision, teachers=()):
-    from tinyhub.trainer.distill import distillation_loss, soft_targets
+def _engine_row(overrides: list[str], run_dir: str, threads: int) -> dict:
+    """One `tinyhub train` run, in this (child) process; its figures come from the RunRecord it wrote."""
+    import logging
 
-    def step(x, y, x01=None):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision == "bf16"):
-            logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
-            if teachers:  # the engine's own distillation functions, at its default temperature and weight
-                loss = 0.5 * loss + 0.5 * distillation_loss(logits, soft_targets(teachers, x01, 4.0), 4.0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss
-    return step
+    import torch
 
+    from tinyhub import trainer
 
-def bench_tinyhub(name, model_kwargs, splits, aug_cfg, *, batch_size, steps, warmup, device, channels_last=False,
-                  compile=False, mixed_precision="no", teachers=()):
-    """images/s of tinyhub's training step: uint8 data on the device, batched per-sample augmentation."""
-    torch.manual_seed(0)
-    model = modeling.create_model(name, **model_kwargs).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    run_model = torch.compile(model) if compile else model
-    step = _step_fn(run_model, optimizer, device, mixed_precision, teachers)
-    images, labels = splits.train_images.to(device), splits.train_labels.to(device)
-    mean = torch.tensor(model.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(model.std, device=device).view(1, -1, 1, 1)
-    gen = generator("augment", 0, 1, 0, device=device)
-    perm = torch.randperm(len(labels), device=device)
-    model.train()
-    t0 = None
-    for i in range(warmup + steps):
-        if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-        idx = perm[(i * batch_size) % (len(labels) - batch_size):][:batch_size]
-        x01 = augment_batch(images[idx].float() / 255.0, aug_cfg, gen)
-        x = (x01 - mean) / std
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        step(x, labels[idx], x01)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return steps * batch_size / (time.perf_counter() - t0)
+    logging.getLogger("tinyhub").setLevel(logging.WARNING)  # the table speaks for the run
+    torch.set_num_threads(threads)
+    cfg = trainer.load_config([*overrides, "report_to=none", "progress=false", "training.checkpoint_every=0",
+                               f"training.threads={threads}", f"run.dir={run_dir}"])
+    record = trainer.load_run(trainer.train(cfg))
+    last = record.epochs[-1]
+    return {"images_per_second": last.images_per_second, "train_seconds": last.epoch_seconds,
+            "eval_seconds": last.eval_seconds, "images": last.train_images, "run_dir": run_dir,
+            "test_accuracy": last.test_accuracy, "peak_mb": _peak_memory_mb(record.device.split(":")[0])}
 
 
 def _raw_mnist_root(data_dir: Path, tmp: Path) -> Path:
@@ -97,41 +75,79 @@ def _raw_mnist_root(data_dir: Path, tmp: Path) -> Path:
     return tmp
 
 
-def bench_seed_pipeline(name, model_kwargs, data_dir, aug_cfg, *, batch_size, steps, warmup, device, workers):
-    """images/s of the seeds' pipeline: torchvision dataset + PIL transforms + DataLoader workers."""
+def _seeds_row(overrides: list[str], data_dir: str, epochs: int, subset: int, workers: int, threads: int) -> dict:
+    """The seeds' pipeline for whole epochs (training, then evaluation on the test split), with the recipe's
+    model, optimizer, schedule, label smoothing and precision; the last epoch's figures."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
     from torchvision import datasets, transforms
 
+    from tinyhub import modeling, trainer
+    from tinyhub.trainer.engine import build_optimizer, build_scheduler
+
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = modeling.create_model(name, **model_kwargs).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    step = _step_fn(model, optimizer, device, "no")
-    tf = transforms.Compose([
-        transforms.RandomAffine(degrees=aug_cfg.rotation, translate=aug_cfg.translate or None,
-                                scale=aug_cfg.scale, shear=aug_cfg.shear or None),
-        transforms.ToTensor(),
-        transforms.Normalize(model.mean, model.std),
-    ])
+    cfg = trainer.load_config(overrides)
+    tr, aug = cfg.training, cfg.augment
+    model_kwargs = {k: v for k, v in dict(cfg.model).items() if k != "name"}
+    model = modeling.create_model(cfg.model.name, **model_kwargs)
+    if tr.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    normalize = transforms.Normalize(model.mean, model.std)
+    train_tf = transforms.Compose([
+        transforms.RandomAffine(degrees=aug.rotation, translate=tuple(aug.translate) if any(aug.translate) else None,
+                                scale=tuple(aug.scale), shear=aug.shear or None),
+        transforms.ToTensor(), normalize])
+    test_tf = transforms.Compose([transforms.ToTensor(), normalize])
+    batch = int(cfg.data.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         root = _raw_mnist_root(Path(data_dir), Path(tmp))
-        ds = datasets.MNIST(root, train=True, download=False, transform=tf)
-        loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
-                                             persistent_workers=workers > 0, drop_last=True)
-        model.train()
-        t0, done = None, 0
-        while done < warmup + steps:
+        train_ds = datasets.MNIST(root, train=True, download=False, transform=train_tf)
+        if subset:
+            train_ds = Subset(train_ds, range(subset))
+        test_ds = datasets.MNIST(root, train=False, download=False, transform=test_tf)
+        loader = DataLoader(train_ds, batch_size=batch, shuffle=True, num_workers=workers,
+                            persistent_workers=workers > 0, drop_last=False)
+        test_loader = DataLoader(test_ds, batch_size=int(cfg.data.eval_batch_size), num_workers=workers,
+                                 persistent_workers=workers > 0)
+        optimizer = build_optimizer(model.parameters(), tr.optimizer)
+        scheduler, when = build_scheduler(optimizer, tr.scheduler, epochs, len(loader))
+        criterion = torch.nn.CrossEntropyLoss(label_smoothing=float(tr.label_smoothing))
+        bf16 = tr.mixed_precision == "bf16"
+        for _ in range(epochs):
+            model.train()
+            t0, seen = time.perf_counter(), 0
             for x, y in loader:
-                if done == warmup:
-                    t0 = time.perf_counter()
-                step(x.to(device), y.to(device))
-                done += 1
-                if done >= warmup + steps:
-                    break
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return steps * batch_size / (time.perf_counter() - t0)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    loss = criterion(model(x).float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if when == "step":
+                    scheduler.step()
+                seen += len(y)
+            t1 = time.perf_counter()
+            model.eval()
+            correct = 0
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                for x, y in test_loader:
+                    correct += int((model(x).argmax(1) == y).sum())
+            t2 = time.perf_counter()
+            if when == "epoch":
+                scheduler.step()
+    return {"images_per_second": seen / (t1 - t0), "train_seconds": t1 - t0, "eval_seconds": t2 - t1,
+            "images": seen, "test_accuracy": 100 * correct / len(test_ds), "peak_mb": _peak_memory_mb("cpu")}
+
+
+def _in_own_process(fn, *args) -> dict:
+    """Run one row in a fresh process: its peak memory and its warm-up are its own, not the previous row's."""
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def time_to_target(run_dir: Path) -> str:
+    from tinyhub import trainer
+
     results = trainer.load_run(run_dir)
     target, final = results.target_accuracy, results.final.test_accuracy
     elapsed = 0.0
@@ -149,16 +165,19 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--model", default="model4")
     p.add_argument("--data-dir", default=os.environ.get("TINYHUB_DATA_DIR"),
                    help="folder with the four MNIST IDX files (default: $TINYHUB_DATA_DIR)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=2,
+                   help="epochs per row; the last one is reported (the first includes start-up costs)")
+    p.add_argument("--subset", type=int, default=0, help="train on the first N images only (0 = all 60,000)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the seeds' pipeline")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per row (0 = one per core)")
     p.add_argument("--variants", choices=["default", "all"], default="default")
     p.add_argument("--time-to-target", nargs="*", default=[], metavar="RUN_DIR")
-    p.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_IMAGES:,} training images (smoke test)")
+    p.add_argument("--keep-runs", default=None, metavar="DIR",
+                   help="keep tinyhub's run directories here (default: a temporary folder, removed)")
     p.add_argument("--teacher", action="append", default=None, metavar="TEACHER",
                    help="add a row with distillation from this teacher (run dir, model folder or Hub repo id; "
-                        "repeat for an ensemble): what a teacher costs per step")
+                        "repeat for an ensemble): what a teacher costs per epoch")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="recipe overrides, as for `tinyhub train` (model.dropout=0, "
                         "training.mixed_precision=bf16, ...)")
@@ -171,9 +190,15 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
     if not args.data_dir:
         p.error("--data-dir is required (the seeds' pipeline reads the MNIST IDX files): "
                 "--data-dir /path/to/mnist, or set TINYHUB_DATA_DIR")
-    if args.quick:
-        args.steps, args.warmup = 4, 1
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.epochs < 1:
+        p.error("--epochs must be at least 1")
+    import torch
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from tinyhub import modeling, trainer
+    from tinyhub.errors import TinyhubError
+
     if args.model not in modeling.list_models():
         print(f"error: unknown model {args.model!r}; choose from {modeling.list_models()}", file=sys.stderr)
         return 2
@@ -183,65 +208,60 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
         print(f"error: --time-to-target needs finished run directories (with results.json); not one: "
               f"{', '.join(unfinished)}. Point it at a folder written by `tinyhub train`.", file=sys.stderr)
         return 2
+    subset = QUICK_IMAGES if args.quick else args.subset
+    recipe_overrides = [f"model={args.model}", *args.overrides, f"training.epochs={args.epochs}",
+                        "data.source=local", f"data.dir={Path(args.data_dir).resolve()}", f"data.subset={subset}"]
     try:
-        recipe = trainer.load_config([f"model={args.model}", *args.overrides])
+        recipe = trainer.load_config(recipe_overrides)
     except (HydraException, OmegaConfBaseException) as e:
         print(f"error: bad recipe override in {args.overrides}: {e}", file=sys.stderr)
         return 2
-    aug = AugmentConfig(**{k: v for k, v in dict(recipe.augment).items()})
-    # The recipe's model (its dropout, width, ...) on both sides: the comparison is of pipelines, not models.
-    model_kwargs = {k: v for k, v in dict(recipe.model).items() if k != "name"}
-    try:
-        splits = trainer.load_dataset_splits(dir=args.data_dir)
+    try:  # the data is checked (and cached) once here, before any row starts
+        trainer.load_dataset_splits(dir=args.data_dir)
     except trainer.DataError as e:
         return fail(e)
-    hw = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    threads = args.threads or os.cpu_count() or 1
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    hw = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU, {threads} torch threads"
+    model_kwargs = {k: v for k, v in dict(recipe.model).items() if k != "name"}
     n_params = modeling.create_model(args.model, **model_kwargs).num_parameters()
-    print(f"model {args.model} ({n_params:,} params, recipe {model_kwargs}), batch "
-          f"{args.batch_size}, augmentation {aug.describe()['rotation']}° rotation + affine, {hw}, "
-          f"{args.steps} timed steps after {args.warmup} warm-up")
+    tr = recipe.training
+    print(f"model {args.model} ({n_params:,} params, recipe {model_kwargs}); recipe: batch {recipe.data.batch_size}, "
+          f"{tr.optimizer.name} + {tr.scheduler.name}, precision {tr.mixed_precision}, EMA {tr.ema or 'off'}, "
+          f"channels_last {tr.channels_last}; {hw}; {args.epochs} epoch(s) of "
+          f"{subset or 60_000:,} images per row, the last reported (training + evaluation of 10,000 test images)")
 
-    common = {"steps": args.steps, "warmup": args.warmup, "device": device}
-    rows = []
-    seeds_ips = bench_seed_pipeline(args.model, model_kwargs, args.data_dir, aug, batch_size=args.batch_size,
-                                    workers=args.workers, **common)
-    rows.append(("seeds' pipeline (DataLoader + PIL)", seeds_ips))
-    variants = [("tinyhub", {})]
-    # What the recipe itself trains with, when it differs from the plain fp32 batch-128 step.
-    recipe_kw = {}
-    if recipe.training.mixed_precision == "bf16":
-        recipe_kw["mixed_precision"] = "bf16"
-    for flag in ("channels_last", "compile"):
-        if recipe.training[flag]:
-            recipe_kw[flag] = True
-    if recipe.data.batch_size != args.batch_size:
-        recipe_kw["batch_size"] = recipe.data.batch_size
-    if recipe_kw:
-        variants.append((f"tinyhub as the recipe trains ({', '.join(f'{k}={v}' for k, v in recipe_kw.items())})",
-                         recipe_kw))
+    variants = [("tinyhub (tinyhub.trainer.train)", [])]
     if args.variants == "all":
-        variants += [("tinyhub + channels_last", {"channels_last": True}),
-                     ("tinyhub + bf16", {"mixed_precision": "bf16"}),
-                     ("tinyhub + torch.compile", {"compile": True}),
-                     ("tinyhub, batch 256", {"batch_size": 256}),
-                     ("tinyhub, batch 512", {"batch_size": 512})]
+        variants += list(VARIANTS)
     if args.teacher:
-        from tinyhub.trainer.distill import load_teachers, teacher_specs
-
-        teachers = load_teachers(teacher_specs(args.teacher), label_names=splits.label_names,
-                                 image_shape=splits.image_shape, device=device)
-        names = " + ".join(f"{t.record.architecture} ({t.record.parameters:,})" for t in teachers)
-        variants.append((f"tinyhub + distillation from {names}", {"teachers": teachers}))
-    for label, kw in variants:
-        kw = {"batch_size": args.batch_size, **kw}
-        rows.append((label, bench_tinyhub(args.model, model_kwargs, splits, aug, **kw, **common)))
-    n = len(splits.train_labels)
+        value = args.teacher[0] if len(args.teacher) == 1 else "[" + ",".join(args.teacher) + "]"
+        variants.append((f"tinyhub + distillation from {' + '.join(Path(t).name for t in args.teacher)}",
+                         [f"training.distill.teacher={value}"]))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tinyhub-bench-") as tmp:
+        runs_root = Path(args.keep_runs or tmp)
+        try:
+            rows.append(("seeds' pipeline (DataLoader + PIL)", _in_own_process(
+                _seeds_row, recipe_overrides, args.data_dir, args.epochs, subset, args.workers, threads)))
+            for k, (label, extra) in enumerate(variants):
+                run_dir = runs_root / f"bench-{args.model}-{k}-{time.strftime('%Y%m%d-%H%M%S')}"
+                rows.append((label, _in_own_process(_engine_row, [*recipe_overrides, *extra], str(run_dir), threads)))
+        except TinyhubError as e:  # a teacher that cannot be loaded, a recipe the engine refuses
+            return fail(e)
+    seeds = rows[0][1]
+    seeds_epoch = seeds["train_seconds"] + seeds["eval_seconds"]
     width = max(38, *(len(label) + 2 for label, _ in rows))
-    print(f"\n{'pipeline':<{width}}{'images/s':>12}{'s/epoch':>10}{'vs seeds':>10}")
-    for label, ips in rows:
-        print(f"{label:<{width}}{ips:>12,.0f}{n / ips:>10.1f}{ips / seeds_ips:>9.2f}x")
-    mem = f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB, " if device.type == "cuda" else ""
-    print(f"\n{mem}peak process RSS {_peak_rss_mb():.0f} MiB (whole benchmark process)")
+    print(f"\n{'pipeline':<{width}}{'images/s':>10}{'train s':>9}{'eval s':>8}{'epoch s':>9}{'vs seeds':>10}"
+          f"{'peak MiB':>10}")
+    for label, r in rows:
+        epoch = r["train_seconds"] + r["eval_seconds"]
+        print(f"{label:<{width}}{r['images_per_second']:>10,.0f}{r['train_seconds']:>9.1f}{r['eval_seconds']:>8.2f}"
+              f"{epoch:>9.1f}{seeds_epoch / epoch:>9.2f}x{r['peak_mb']:>10,.0f}")
+    print("\nvs seeds: the seeds' whole epoch (training + evaluation) divided by this row's; peak MiB: the row's "
+          "process" + (" (GPU memory)" if device == "cuda" else " (resident memory)"))
+    if args.keep_runs:
+        print(f"tinyhub's run directories (results.json written by the engine): {runs_root}")
     for run in args.time_to_target:
         print(time_to_target(Path(run)))
     return 0
