@@ -140,9 +140,19 @@ class TinyClassifier(
 
     def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
         """uint8 images (N, C, H, W) in 0..255 -> the float input this model was trained on."""
-        mean = torch.tensor(self.mean, device=images_uint8.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images_uint8.device).view(1, -1, 1, 1)
-        return (images_uint8.float() / 255.0 - mean) / std
+        return self.normalize01(images_uint8.float() / 255.0)
+
+    def normalize01(self, images01: torch.Tensor) -> torch.Tensor:
+        """Float images in [0, 1] (augmented, shifted) -> the model's input: the one normalisation that training,
+        evaluation, distillation and `normalize` share. Its constants are built once per device, so a training
+        step copies nothing from the host."""
+        cache = self.__dict__.setdefault("_normalization", {})
+        key = images01.device
+        if key not in cache:
+            shape = (1, len(self.mean), 1, 1)
+            cache[key] = (torch.tensor(self.mean, device=key).view(shape), torch.tensor(self.std, device=key).view(shape))
+        mean, std = cache[key]
+        return (images01 - mean) / std
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

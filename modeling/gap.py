@@ -54,33 +54,19 @@ class _GapNet(TinyClassifier):
         return self.classifier(self.pool(self.features(x))).flatten(1)
 
 
-@register_model("gap8k", param_budget=8_000, design="tinyhub variant for the <8k budget of model4 / opt6k")
-class Gap8k(_GapNet):
-    """`gap` layout with 8 / 16 channels: 7,432 parameters."""
+def _variant(name: str, stem: int, width: int, params: int, budget: int, design: str) -> type[_GapNet]:
+    """One registered member of the family: the shared layout with its own default widths."""
 
-    def __init__(self, stem: int = 8, width: int = 16, dropout: float = 0.0, **common):
-        super().__init__(stem, width, dropout, **common)
+    def __init__(self, stem: int = stem, width: int = width, dropout: float = 0.0, **common):
+        _GapNet.__init__(self, stem, width, dropout, **common)
 
-
-@register_model("gap20k", param_budget=20_000, design="tinyhub variant for the <20k budget of efficient")
-class Gap20k(_GapNet):
-    """`gap` layout with 12 / 26 channels: 18,720 parameters."""
-
-    def __init__(self, stem: int = 12, width: int = 26, dropout: float = 0.0, **common):
-        super().__init__(stem, width, dropout, **common)
+    cls = type(name.capitalize(), (_GapNet,), {
+        "__init__": __init__, "__module__": __name__,
+        "__doc__": f"`gap` layout with {stem} / {width} channels: {params:,} parameters."})
+    return register_model(name, param_budget=budget, design=design)(cls)
 
 
-@register_model("gap5k", param_budget=5_000, design="tinyhub variant for the <=5k frontier")
-class Gap5k(_GapNet):
-    """`gap` layout with 6 / 13 channels: 4,836 parameters."""
-
-    def __init__(self, stem: int = 6, width: int = 13, dropout: float = 0.0, **common):
-        super().__init__(stem, width, dropout, **common)
-
-
-@register_model("gap2k", param_budget=2_000, design="tinyhub variant for the <=2k frontier")
-class Gap2k(_GapNet):
-    """`gap` layout with 4 / 8 channels: 1,956 parameters."""
-
-    def __init__(self, stem: int = 4, width: int = 8, dropout: float = 0.0, **common):
-        super().__init__(stem, width, dropout, **common)
+Gap8k = _variant("gap8k", 8, 16, 7_432, 8_000, "tinyhub variant for the <8k budget of model4 / opt6k")
+Gap20k = _variant("gap20k", 12, 26, 18_720, 20_000, "tinyhub variant for the <20k budget of efficient")
+Gap5k = _variant("gap5k", 6, 13, 4_836, 5_000, "tinyhub variant for the <=5k frontier")
+Gap2k = _variant("gap2k", 4, 8, 1_956, 2_000, "tinyhub variant for the <=2k frontier")

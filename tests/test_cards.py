@@ -95,7 +95,7 @@ def test_unfinished_run_is_refused(tiny_runs, tmp_path):
     with pytest.raises(cards.CardError, match="no final evaluation"):
         cards.build_card(broken, repo_id="me/x")
     (broken / "results.json").unlink()
-    with pytest.raises(cards.CardError, match="not a finished tinyhub run"):
+    with pytest.raises(cards.CardError, match="not a finished run"):
         cards.build_card(broken, repo_id="me/x")
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from . import schema  # noqa: F401 - registers the configuration schema with Hydra's ConfigStore
+
 
 def load_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train",
                 config_dir: str | Path | None = None) -> DictConfig:

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from tinyhub.errors import TinyhubError
 from tinyhub.files import atomic_path
 
+from .schema import DataConfig
 from .seeding import validation_permutation
 
 # The canonical MNIST files (LeCun, Cortes, Burges), compressed and raw.
@@ -639,13 +640,13 @@ def load_dataset_splits(
 
 
 def load_from_config(data: dict, **changes) -> DatasetSplits:
-    """load_dataset_splits with a recipe's `data` section (and `changes` on top): the one place that maps it."""
-    d = {**data, **changes}
+    """load_dataset_splits with a recipe's `data` section, or part of one (and `changes` on top), over the
+    schema's defaults: the one place that maps it."""
+    d = {**dataclasses.asdict(DataConfig()), **data, **changes}
     return load_dataset_splits(
-        source=d.get("source") or "auto", dir=d.get("dir"), dataset=d.get("dataset") or MNIST_HUB_ID,
-        revision=d.get("revision"), name=d.get("name"), verify=d.get("verify", True),
-        label_names=list(d["label_names"]) if d.get("label_names") else None, splits=d.get("splits"),
-        cache_dir=d.get("cache_dir"), val_size=int(d.get("val_size") or 0), subset=int(d.get("subset") or 0))
+        source=d["source"], dir=d["dir"], dataset=d["dataset"], revision=d["revision"], name=d["name"],
+        verify=d["verify"], label_names=list(d["label_names"]) if d["label_names"] else None, splits=d["splits"],
+        cache_dir=d["cache_dir"], val_size=d["val_size"], subset=d["subset"])
 
 
 def shard_batches(perm: torch.Tensor, batch_size: int, rank: int, world_size: int) -> list[torch.Tensor]:

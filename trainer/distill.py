@@ -31,17 +31,9 @@ class TeacherError(UsageError, ValueError):
 class Teacher:
     model: torch.nn.Module
     record: TeacherRecord  # what results.json and the card say about it
-    mean: torch.Tensor | None = None  # (1, C, 1, 1) on the device: built once, not on every training step
-    std: torch.Tensor | None = None
-
-    def __post_init__(self):
-        if self.mean is None:
-            self.to(torch.device("cpu"))
 
     def to(self, device) -> "Teacher":
         self.model.to(device)
-        self.mean = torch.tensor(self.model.mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(self.model.std, device=device).view(1, -1, 1, 1)
         return self
 
 
@@ -139,7 +131,7 @@ def soft_targets(teachers: list[Teacher], images01: torch.Tensor, temperature: f
     with torch.inference_mode():
         total = None
         for t in teachers:
-            probs = F.softmax(t.model((images01 - t.mean) / t.std).float() / temperature, dim=1)
+            probs = F.softmax(t.model(t.model.normalize01(images01)).float() / temperature, dim=1)
             total = probs if total is None else total + probs
         averaged = total / len(teachers)
     return averaged.clone()  # an ordinary tensor again, usable by autograd as a constant

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import operator
 import os
 import shutil
 import sys
@@ -27,12 +28,14 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from tinyhub import modeling
-from tinyhub.errors import TinyhubError, UsageError
+from tinyhub.errors import TinyhubError
 
 from . import checkpoint as ckpt
 from . import seeding
 from .augment import AugmentConfig, augment_batch
 from .config import RESUME_MAY_CHANGE, describe_value, differences, recipe_overrides
+from .schema import (ConfigError, OptimizerConfig, RecipeConfig, SchedulerConfig, TrainConfig, config_dict,
+                     typed_config)
 from .data import DataError, DatasetIdentity, load_from_config, shard_batches
 from .distill import distillation_loss, load_teachers, soft_targets, teacher_specs
 from .evaluation import predict
@@ -48,10 +51,6 @@ logger = logging.getLogger(__name__)
 N_EXAMPLES = 8  # test images saved beside every run (EXAMPLES_FILE), so a card's snippet has real input
 
 
-class ConfigError(UsageError, ValueError):
-    """The resolved configuration cannot be trained."""
-
-
 class TrainingDiverged(TinyhubError, RuntimeError):
     """The loss became NaN or infinite; nothing of the diverged epoch is saved."""
 
@@ -59,45 +58,39 @@ class TrainingDiverged(TinyhubError, RuntimeError):
 # ---------------------------------------------------------------------------------------------------------
 # Building blocks the loop uses
 # ---------------------------------------------------------------------------------------------------------
-def build_optimizer(params, opt: dict) -> torch.optim.Optimizer:
-    name = opt["name"].lower()
-    wd = opt.get("weight_decay", 0.0)
+def build_optimizer(params, opt: OptimizerConfig) -> torch.optim.Optimizer:
+    name = opt.name.lower()
     if name == "sgd":
-        return torch.optim.SGD(params, lr=opt["lr"], momentum=opt.get("momentum", 0.9),
-                               nesterov=opt.get("nesterov", False), weight_decay=wd)
+        return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
+                               weight_decay=opt.weight_decay)
     if name in ("adam", "adamw"):
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return cls(params, lr=opt["lr"], betas=tuple(opt.get("betas", (0.9, 0.999))), weight_decay=wd)
+        return cls(params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
     raise ConfigError(f"training.optimizer.name={name!r}: choose sgd, adam or adamw.")
 
 
-def build_scheduler(optimizer, sch: dict, epochs: int, steps_per_epoch: int):
+def build_scheduler(optimizer, sch: SchedulerConfig, epochs: int, steps_per_epoch: int):
     """Returns (scheduler or None, when it steps: 'step' | 'epoch' | 'plateau' | None)."""
-    name = (sch.get("name") or "none").lower()
+    name = sch.name.lower()
     if name == "none":
         return None, None
     if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, sch["step_size"], sch.get("gamma", 0.1)), "epoch"
+        return torch.optim.lr_scheduler.StepLR(optimizer, sch.step_size, sch.gamma), "epoch"
     if name == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=sch["max_lr"], total_steps=epochs * steps_per_epoch,
-            pct_start=sch.get("pct_start", 0.25), div_factor=sch.get("div_factor", 25.0),
-            final_div_factor=sch.get("final_div_factor", 1e4), anneal_strategy=sch.get("anneal", "cos"),
-            three_phase=sch.get("three_phase", False),
-        ), "step"
+            optimizer, max_lr=sch.max_lr, total_steps=epochs * steps_per_epoch, pct_start=sch.pct_start), "step"
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=epochs * steps_per_epoch, eta_min=sch.get("min_lr", 0.0)), "step"
+            optimizer, T_max=epochs * steps_per_epoch, eta_min=sch.min_lr), "step"
     if name == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=sch.get("gamma", 0.1), patience=sch.get("patience", 1),
-            min_lr=sch.get("min_lr", 1e-6)), "plateau"
+            optimizer, mode="max", factor=sch.gamma, patience=sch.patience, min_lr=sch.min_lr), "plateau"
     raise ConfigError(f"training.scheduler.name={name!r}: choose none, step, onecycle, cosine or plateau.")
 
 
-def evaluate(model, images, labels, accelerator, batch_size: int, normalize, channels_last: bool = False) -> dict:
+def evaluate(model, images, labels, accelerator, batch_size: int, channels_last: bool = False) -> dict:
     """Loss/accuracy over a whole split, sharded over processes, every image counted exactly once."""
-    log_probs = predict(model, images, accelerator, batch_size, normalize, channels_last=channels_last)
+    log_probs = predict(model, images, accelerator, batch_size, channels_last=channels_last)
     labels = labels[: len(log_probs)].to(log_probs.device)
     pred = log_probs.argmax(1)
     correct = int((pred == labels).sum())
@@ -114,7 +107,7 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int)
 # ---------------------------------------------------------------------------------------------------------
 # Run directory agreement
 # ---------------------------------------------------------------------------------------------------------
-def _resolve_run_dir(cfg: dict, state: PartialState,
+def _resolve_run_dir(cfg: TrainConfig, recipe: dict, state: PartialState,
                      run_scope: contextlib.ExitStack) -> tuple[Path, Path | None, list[dict]]:
     """(run_dir, checkpoint to resume from). The main process decides and holds the run directory's lock for the
     whole run; every rank receives the same answer (with the allowed changes a resume makes, to record them).
@@ -122,7 +115,7 @@ def _resolve_run_dir(cfg: dict, state: PartialState,
     decided = [None, None, []]
     if state.is_main_process:
         try:
-            decided = _decide_run_dir(cfg, run_scope)
+            decided = _decide_run_dir(cfg, recipe, run_scope)
         except (ConfigError, ckpt.RunDirBusy) as e:
             decided = ["error", str(e), []]
     broadcast_object_list(decided, from_process=0)
@@ -131,9 +124,8 @@ def _resolve_run_dir(cfg: dict, state: PartialState,
     return Path(decided[0]), (Path(decided[1]) if decided[1] else None), decided[2]
 
 
-def _decide_run_dir(cfg: dict, run_scope: contextlib.ExitStack) -> list:
-    resume = cfg["training"].get("resume")
-    run_cfg = cfg["run"]
+def _decide_run_dir(cfg: TrainConfig, recipe: dict, run_scope: contextlib.ExitStack) -> list:
+    resume, run_cfg = cfg.training.resume, cfg.run
     checkpoint = None
     if resume and resume != "auto":
         checkpoint = Path(resume).expanduser().resolve()
@@ -141,14 +133,14 @@ def _decide_run_dir(cfg: dict, run_scope: contextlib.ExitStack) -> list:
             raise ConfigError(f"training.resume={resume!r} is not a complete checkpoint directory "
                               f"(no {ckpt.STATE_FILE}); use training.resume=auto with run.dir=RUN_DIR.")
         run_dir = checkpoint.parent.parent
-    elif run_cfg.get("dir"):
-        run_dir = Path(run_cfg["dir"]).expanduser().resolve()
+    elif run_cfg.dir:
+        run_dir = Path(run_cfg.dir).expanduser().resolve()
     elif resume == "auto":
         raise ConfigError("training.resume=auto needs run.dir=PATH (the run to continue).")
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = Path(run_cfg.get("root") or "runs").expanduser().resolve()
-        name = run_cfg.get("name") or f"{cfg['model']['name']}-s{cfg['seed']}-{stamp}"
+        base = Path(run_cfg.root).expanduser().resolve()
+        name = run_cfg.name or f"{cfg.model['name']}-s{cfg.seed}-{stamp}"
         run_dir, k = base / name, 1
         while run_dir.exists():
             k += 1
@@ -171,7 +163,7 @@ def _decide_run_dir(cfg: dict, run_scope: contextlib.ExitStack) -> list:
             raise ConfigError(f"run.dir={str(run_dir)!r} holds an unfinished run (its last checkpoint is "
                               f"{ckpt.latest_checkpoint(run_dir).name}); continue it with training.resume=auto, "
                               "or choose another run.dir. Nothing was changed.")
-    changes = _check_resume_config(cfg, run_dir, checkpoint) if checkpoint is not None else []
+    changes = _check_resume_config(recipe, run_dir, checkpoint) if checkpoint is not None else []
     return [str(run_dir), str(checkpoint) if checkpoint else None, changes]
 
 
@@ -217,13 +209,11 @@ def _check_tracker(report_to: str) -> None:
                               "(or `pip install tinyhub[tracking]`), or choose report_to=tensorboard|none.")
 
 
-def _number(cfg: dict, dotted: str, *, integer: bool = False, low: float | None = None, high: float | None = None,
-            high_open: bool = False, meaning: str = "") -> None:
-    """One bounds check of the configuration, failing with the key, the value and what it means."""
-    node = cfg
-    for part in dotted.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    value = node
+def _number(cfg: TrainConfig, dotted: str, *, integer: bool = False, low: float | None = None,
+            high: float | None = None, high_open: bool = False, meaning: str = "") -> None:
+    """One bounds check of the configuration (its types are the schema's), failing with the key, the value and
+    what it means."""
+    value = operator.attrgetter(dotted)(cfg)
     kind = "a whole number" if integer else "a number"
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
     ok = ok and not isinstance(value, bool) and math.isfinite(value)
@@ -237,10 +227,10 @@ def _number(cfg: dict, dotted: str, *, integer: bool = False, low: float | None 
         raise ConfigError(f"{dotted}={value!r}: must be {kind}{bounds}" + (f" ({meaning})" if meaning else "") + ".")
 
 
-def check_config(cfg: dict) -> None:
+def check_config(cfg: TrainConfig) -> None:
     """Refuse nonsense before anything runs or is written: every value the loop reads, with its meaning.
     (A run.dir that cannot be created is refused where it is created, with its lock.)"""
-    tr = cfg["training"]
+    tr = cfg.training
     _number(cfg, "training.epochs", integer=True, low=1)
     _number(cfg, "data.batch_size", integer=True, low=1, meaning="images per process and step")
     _number(cfg, "data.eval_batch_size", integer=True, low=1)
@@ -249,32 +239,32 @@ def check_config(cfg: dict) -> None:
     _number(cfg, "training.grad_clip", low=0, meaning="the largest gradient norm; 0 = off")
     _number(cfg, "training.label_smoothing", low=0, high=1, high_open=True)
     _number(cfg, "training.ema", low=0, high=1, high_open=True, meaning="the EMA decay; 0 = off")
-    if (tr.get("distill") or {}).get("teacher"):
+    if tr.distill.teacher:
         _number(cfg, "training.distill.temperature", low=0.05, meaning="the softening temperature")
         _number(cfg, "training.distill.weight", low=0, high=1, meaning="the soft-target share of the loss")
     _number(cfg, "training.threads", integer=True, low=0, meaning="0 = torch's default")
     _number(cfg, "training.checkpoint_every", integer=True, low=0, meaning="epochs; 0 = no checkpoints")
     _number(cfg, "training.keep_checkpoints", integer=True, low=1)
     _number(cfg, "training.optimizer.lr", low=0, meaning="a finite learning rate")
-    sched = (tr.get("scheduler") or {}).get("name") or "none"
+    sched = tr.scheduler.name
     if sched == "onecycle":
         _number(cfg, "training.scheduler.max_lr", low=0, meaning="a finite peak learning rate")
     if sched == "step":
         _number(cfg, "training.scheduler.step_size", integer=True, low=1, meaning="epochs between decays")
-    precision = str(tr.get("mixed_precision", "no"))
+    precision = tr.mixed_precision
     if precision not in ("no", "bf16", "fp16"):
         raise ConfigError(f"training.mixed_precision={precision!r}: choose no, bf16 or fp16.")
-    if precision == "fp16" and (tr.get("device") == "cpu" or not torch.cuda.is_available()):
+    if precision == "fp16" and (tr.device == "cpu" or not torch.cuda.is_available()):
         raise ConfigError("training.mixed_precision=fp16 needs a CUDA GPU (fp16 autocast with loss scaling); on "
                           "the CPU use training.mixed_precision=bf16, or no.")
 
 
-def _target(recipe: dict, dataset: DatasetIdentity) -> dict:
+def _target(recipe: RecipeConfig, dataset: DatasetIdentity) -> dict:
     """A recipe's accuracy target belongs to the dataset it names (`recipe.target_dataset`): on other data the run
     records no target, so a card never shows MNIST's target for a model of something else."""
-    named = recipe.get("target_dataset")
+    named = recipe.target_dataset
     applies = named is None or named == dataset.key
-    return {"target_accuracy": recipe.get("target_accuracy") if applies else None, "target_dataset": named}
+    return {"target_accuracy": recipe.target_accuracy if applies else None, "target_dataset": named}
 
 
 def show_progress(setting) -> bool:
@@ -318,33 +308,33 @@ def train(cfg: DictConfig | dict, on_epoch_end=None) -> Path:
         return _train(cfg, on_epoch_end, run_scope)
 
 
-def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack) -> Path:
-    if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    check_config(cfg)
+def _train(config: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack) -> Path:
+    c = typed_config(config)  # read by attribute, with the schema's types and defaults
+    cfg = config_dict(c)  # the same, as the plain dict that config.yaml, checkpoints and results.json record
+    check_config(c)
     t_start = time.perf_counter()
     git_at_start = git_state()  # the code that trains is the code checked out now, not at the end
-    tr, data_cfg, seed = cfg["training"], cfg["data"], int(cfg["seed"])
-    if tr.get("threads"):
-        torch.set_num_threads(int(tr["threads"]))
-    device_choice = tr.get("device", "auto")
+    tr, seed = c.training, c.seed
+    if tr.threads:
+        torch.set_num_threads(tr.threads)
+    device_choice = tr.device
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         # Accelerate keeps its state in process-wide singletons; a second train() in one process (tests, notebooks,
         # sweeps) may ask for another precision or device, so start from a clean state when not launched as a group.
         AcceleratorState._reset_state(reset_partial_state=True)
     state = PartialState(cpu=device_choice == "cpu")
-    report_to = str(cfg.get("report_to") or "none")
+    report_to = c.report_to
     _check_tracker(report_to)
-    run_dir, resume_from, resume_changes = _resolve_run_dir(cfg, state, run_scope)
+    run_dir, resume_from, resume_changes = _resolve_run_dir(c, cfg, state, run_scope)
     accelerator = Accelerator(
         cpu=device_choice == "cpu",
-        mixed_precision=str(tr.get("mixed_precision", "no")),
+        mixed_precision=tr.mixed_precision,
         log_with=None if report_to == "none" else report_to,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
     )
-    set_seed(seed, deterministic=bool(tr.get("deterministic", False)))
+    set_seed(seed, deterministic=tr.deterministic)
     main = accelerator.is_main_process
-    progress = show_progress(cfg.get("progress", "auto"))
+    progress = show_progress(c.progress)
     say = logger.info if main else (lambda *_: None)  # the main process speaks for the group
 
     # ---- data: the whole split on the device as uint8 ----
@@ -353,7 +343,7 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
     failure = [None]
     if main:
         try:
-            splits = load_from_config(data_cfg)
+            splits = load_from_config(cfg["data"])
         except DataError as e:
             failure = [str(e)]
     broadcast_object_list(failure, from_process=0)
@@ -362,62 +352,55 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         error.reported_by_main = not main  # one message for the group: the main process prints it
         raise error
     if not main:
-        splits = load_from_config(data_cfg)
+        splits = load_from_config(cfg["data"])
     data = splits.to(accelerator.device)
-    aug = AugmentConfig(**cfg.get("augment", {}))
+    aug = AugmentConfig(**cfg["augment"])
 
     # ---- model, optimizer, schedule ----
-    model_cfg = dict(cfg["model"])
+    model_cfg = dict(c.model)
     name = model_cfg.pop("name")
-    c, h, w = splits.image_shape
+    chans, size, _ = splits.image_shape
     model = modeling.create_model(
-        name, **model_cfg, num_classes=splits.num_classes, in_chans=c, input_size=h, mean=splits.mean,
+        name, **model_cfg, num_classes=splits.num_classes, in_chans=chans, input_size=size, mean=splits.mean,
         std=splits.std, id2label={str(i): n for i, n in enumerate(splits.label_names)},
     )
     # Teachers are loaded and checked against the data before the run directory gets anything.
-    distill = tr.get("distill") or {}
-    teachers = load_teachers(teacher_specs(distill.get("teacher")), label_names=splits.label_names,
+    teachers = load_teachers(teacher_specs(tr.distill.teacher), label_names=splits.label_names,
                              image_shape=splits.image_shape, device=accelerator.device)
-    temperature, distill_weight = float(distill.get("temperature", 4.0)), float(distill.get("weight", 0.5))
+    temperature, distill_weight = tr.distill.temperature, tr.distill.weight
     if main:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
     run_scope.enter_context(run_log(run_dir / "train.log" if main else None))
-    mean = torch.tensor(model.mean, device=accelerator.device).view(1, -1, 1, 1)
-    std = torch.tensor(model.std, device=accelerator.device).view(1, -1, 1, 1)
-
-    def normalize(x):
-        return (x - mean) / std
-
-    channels_last = bool(tr.get("channels_last", False))
+    channels_last = tr.channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    batch_size = int(data_cfg["batch_size"])
+    batch_size = c.data.batch_size
     world, rank = accelerator.num_processes, accelerator.process_index
     steps_per_epoch = math.ceil((len(data.train_labels) // world) / batch_size)
     if steps_per_epoch == 0:
         raise ConfigError(f"{len(data.train_labels)} training image(s) cannot be shared by {world} processes; use "
                           "more data (data.subset) or fewer processes.")
-    epochs = int(tr["epochs"])
-    optimizer = build_optimizer(model.parameters(), tr["optimizer"])
-    scheduler, sched_when = build_scheduler(optimizer, tr.get("scheduler") or {}, epochs, steps_per_epoch)
+    epochs = tr.epochs
+    optimizer = build_optimizer(model.parameters(), tr.optimizer)
+    scheduler, sched_when = build_scheduler(optimizer, tr.scheduler, epochs, steps_per_epoch)
     ema = None
-    if tr.get("ema"):
+    if tr.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(tr["ema"])), use_buffers=True)
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tr.ema), use_buffers=True)
         ema.to(accelerator.device)
-    train_model = torch.compile(model) if tr.get("compile") else model
+    train_model = torch.compile(model) if tr.compile else model
     train_model, optimizer = accelerator.prepare(train_model, optimizer)
     # The scheduler and the EMA weights are checkpointed by tinyhub itself (JSON and safetensors), not through
     # Accelerate's custom-object pickles, which load with full unpickling: a checkpoint must never run code.
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=float(tr.get("label_smoothing", 0.0)))
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=tr.label_smoothing)
 
     history: list[EpochRecord] = []
     start_epoch = 1
     if resume_from is not None:
         # With resume=auto, an unreadable newest checkpoint (truncated by a full disk, a bad copy) falls back to
         # the one before; an explicitly named checkpoint is used or refused.
-        candidates = ckpt.older_or_equal(run_dir, resume_from) if tr.get("resume") == "auto" else [resume_from]
+        candidates = ckpt.older_or_equal(run_dir, resume_from) if tr.resume == "auto" else [resume_from]
         for candidate in candidates:
             try:
                 ckpt.refuse_unsafe_files(candidate)
@@ -439,7 +422,7 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         say(f"Resuming from {resume_from} (epoch {saved['epoch']} of {epochs})")
 
     if report_to != "none":
-        accelerator.init_trackers(str(cfg.get("tracker_project") or "tinyhub"), config=_hparams(cfg),
+        accelerator.init_trackers(c.tracker_project, config=_hparams(cfg),
                                   init_kwargs={"wandb": {"dir": str(run_dir), "name": run_dir.name}})
     summary = modeling.summary(model)
     say(f"{name}: {summary.total_params:,} parameters, {summary.macs:,} MACs/image | "
@@ -449,7 +432,7 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
     for t in teachers:
         say(f"distilling from {t.record.spec} ({t.record.architecture}, {t.record.parameters:,} params) at "
             f"temperature {temperature}, weight {distill_weight}")
-    eval_bs = int(data_cfg.get("eval_batch_size", 1000))
+    eval_bs = c.data.eval_batch_size
     eval_model = ema.module if ema is not None else train_model
     test_result = None
     for epoch in range(start_epoch, epochs + 1):
@@ -468,7 +451,7 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
                    leave=False, dynamic_ncols=True)
         for step, idx in enumerate(bar):
             x01 = augment_batch(data.train_images[idx].float() / 255.0, aug, gen)
-            x = normalize(x01)
+            x = model.normalize01(x01)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = data.train_labels[idx]
@@ -480,8 +463,8 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
                 loss = (1 - distill_weight) * loss + distill_weight * distillation_loss(logits, targets, temperature)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
-            if tr.get("grad_clip"):
-                accelerator.clip_grad_norm_(train_model.parameters(), float(tr["grad_clip"]))
+            if tr.grad_clip:
+                accelerator.clip_grad_norm_(train_model.parameters(), tr.grad_clip)
             optimizer.step()
             if sched_when == "step":
                 scheduler.step()
@@ -508,9 +491,8 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
                 "or clip gradients (training.grad_clip=1.0).")
         val = None
         if data.val_labels is not None:
-            val = evaluate(eval_model, data.val_images, data.val_labels, accelerator, eval_bs, normalize, channels_last)
-        test_result = evaluate(eval_model, data.test_images, data.test_labels, accelerator, eval_bs, normalize,
-                               channels_last)
+            val = evaluate(eval_model, data.val_images, data.val_labels, accelerator, eval_bs, channels_last)
+        test_result = evaluate(eval_model, data.test_images, data.test_labels, accelerator, eval_bs, channels_last)
         record = EpochRecord(
             epoch=epoch, lr=optimizer.param_groups[0]["lr"], train_loss=train_loss,
             train_accuracy=float(100 * totals[1] / totals[2]), train_images=int(totals[2]),
@@ -532,15 +514,14 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
         say(f"epoch {epoch:>3}/{epochs} | loss {record.train_loss:.4f} | train {record.train_accuracy:.2f}%"
             f"{val_txt} | test {record.test_accuracy:.2f}% ({record.test_correct}/{record.test_total}) | "
             f"lr {record.lr:.2e} | {record.epoch_seconds:.1f}s, {record.images_per_second:,.0f} img/s")
-        every = int(tr.get("checkpoint_every", 1) or 0)
+        every = tr.checkpoint_every
         if every and (epoch % every == 0 or epoch == epochs):
             ckpt.save_checkpoint(accelerator, run_dir, epoch,
                                  {"epoch": epoch, "history": [e.as_dict() for e in history], "config": cfg},
-                                 keep=int(tr.get("keep_checkpoints", 2)), scheduler=scheduler, ema=ema)
+                                 keep=tr.keep_checkpoints, scheduler=scheduler, ema=ema)
 
     if test_result is None:  # resumed a run whose last checkpoint was already the final epoch
-        test_result = evaluate(eval_model, data.test_images, data.test_labels, accelerator, eval_bs, normalize,
-                               channels_last)
+        test_result = evaluate(eval_model, data.test_images, data.test_labels, accelerator, eval_bs, channels_last)
 
     # ---- run artifacts (main process only) ----
     accelerator.wait_for_everyone()
@@ -561,8 +542,8 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
             parameters=summary.total_params,
             macs=summary.macs,
             summary=summary.as_dict(),
-            param_budget=model_cfg.get("param_budget") or modeling.model_info(name)["param_budget"],
-            **_target(cfg.get("recipe") or {}, data_record.identity),
+            param_budget=model_cfg["param_budget"] or modeling.model_info(name)["param_budget"],
+            **_target(c.recipe, data_record.identity),
             final=FinalMetrics(
                 epoch=last.epoch, test_accuracy=test_result["accuracy"], test_loss=test_result["loss"],
                 test_correct=test_result["correct"], test_total=test_result["total"],
@@ -581,9 +562,9 @@ def _train(cfg: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitStack
             mixed_precision=accelerator.mixed_precision,
             batch_size_per_process=batch_size,
             global_batch_size=batch_size * world,
-            compile=bool(tr.get("compile")),
+            compile=tr.compile,
             channels_last=channels_last,
-            deterministic=bool(tr.get("deterministic")),
+            deterministic=tr.deterministic,
             resumed_from=str(resume_from) if resume_from else None,
             resume_changes=resume_changes,
             wall_seconds=round(wall, 2),

@@ -47,7 +47,7 @@ def _full_precision_forward(model):
 
 
 @torch.no_grad()
-def predict(model, images: torch.Tensor, accelerator, batch_size: int, normalize, *, channels_last: bool = False,
+def predict(model, images: torch.Tensor, accelerator, batch_size: int, *, channels_last: bool = False,
             tta: bool = False) -> torch.Tensor:
     """Log-probabilities (N, C) for a whole split, in dataset order, each image computed exactly once.
 
@@ -56,6 +56,7 @@ def predict(model, images: torch.Tensor, accelerator, batch_size: int, normalize
     """
     model.eval()
     forward = _full_precision_forward(model)
+    normalize = modeling.unwrap_model(model).normalize01
     n, world, rank = len(images), accelerator.num_processes, accelerator.process_index
     per_rank = math.ceil(n / world)
     idx = torch.arange(rank * per_rank, (rank + 1) * per_rank, device=images.device).clamp_(max=n - 1)

@@ -77,6 +77,8 @@ def run_hydra(task, *, config_name: str, argv: list[str], prog: str) -> int:
     starts; that is a usage error here (2). Once the task runs, its own exit status stands."""
     import hydra
 
+    import tinyhub.trainer.schema  # noqa: F401 - the schema train.yaml and sweep.yaml are checked against
+
     try:
         argv = translate_shared_options(argv)
     except UsageError as e:

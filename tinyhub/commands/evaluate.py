@@ -33,7 +33,6 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub evaluate") -> int:
 
 
 def _evaluate(args) -> int:
-    import torch
     from accelerate import Accelerator
 
     from tinyhub.trainer.data import load_from_config
@@ -51,9 +50,7 @@ def _evaluate(args) -> int:
             "classes: point --data-dir at the dataset it was trained on.")
     images = getattr(splits, f"{args.split}_images").to(accelerator.device)
     labels = getattr(splits, f"{args.split}_labels").to(accelerator.device)
-    mean = torch.tensor(model.mean, device=accelerator.device).view(1, -1, 1, 1)
-    std = torch.tensor(model.std, device=accelerator.device).view(1, -1, 1, 1)
-    log_probs = predict(model, images, accelerator, args.batch_size, lambda x: (x - mean) / std, tta=args.tta)
+    log_probs = predict(model, images, accelerator, args.batch_size, tta=args.tta)
     if accelerator.is_main_process:
         _report(args, source, model, images, labels, log_probs, accelerator.num_processes)
     # Every rank leaves the process group together: a rank that exits early aborts the others' gloo threads.

@@ -1,0 +1,240 @@
+"""The configuration's types and defaults, said once: dataclasses registered with Hydra's ConfigStore as the schema
+of train.yaml and sweep.yaml. Recipes stay YAML; composing one checks it against these types, so a misspelt key
+or a value of the wrong type fails before anything runs, naming the key:
+
+    tinyhub train training.epochs=ten     -> Value 'ten' of type 'str' could not be converted to Integer
+                                             full_key: training.epochs
+    tinyhub train training.epochz=3       -> Key 'epochz' not in 'TrainingConfig'
+
+The meaning of each setting is documented beside it in train.yaml and sweep.yaml, which users read. `model` is
+the one open section: its keys beyond `name` and `param_budget` are the architecture's own arguments (dropout,
+width, ...), checked against that architecture's signature when it is built.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from tinyhub.errors import UsageError
+
+
+class ConfigError(UsageError, ValueError):
+    """The resolved configuration cannot be trained."""
+
+
+@dataclass
+class RecipeConfig:
+    target_accuracy: Optional[float] = None  # % on the test split, final epoch, mean of seeds (never used to select)
+    target_dataset: Optional[str] = None  # the dataset the target is for (mnist, or a Hub id / name)
+    design: str = ""
+
+
+@dataclass
+class SplitsConfig:
+    train: str = "train"
+    validation: str = "validation"
+    test: str = "test"
+
+
+@dataclass
+class DataConfig:
+    source: str = "auto"  # auto (local if data.dir / TINYHUB_DATA_DIR is set, else hub) | local | hub
+    dir: Optional[str] = None  # folder with four IDX files named like MNIST's (.gz or raw; torchvision MNIST/raw too)
+    dataset: str = "ylecun/mnist"  # Hub dataset id (or a folder saved with DatasetDict.save_to_disk), source=hub
+    revision: Optional[str] = None
+    name: Optional[str] = None  # the dataset's name; None = $TINYHUB_DATA_NAME, else decided from the data itself
+    verify: bool = True  # IDX files without data.name must be canonical MNIST; false trains them unidentified
+    label_names: Optional[List[str]] = None  # class names in label order; None = labels.txt / ClassLabel / indices
+    splits: SplitsConfig = field(default_factory=SplitsConfig)  # which splits of a Hub dataset play which part
+    cache_dir: Optional[str] = None  # default: $TINYHUB_CACHE/datasets or ~/.cache/tinyhub/datasets
+    val_size: int = 0  # images carved from train for validation when the data has no validation split
+    subset: int = 0  # first N training images only (smoke tests); 0 = all
+    batch_size: int = 128  # per process
+    eval_batch_size: int = 1000
+
+
+@dataclass
+class AugmentSchema:
+    """Per-sample, on the device, in one batched op (trainer/augment.py)."""
+
+    rotation: float = 0.0  # degrees
+    translate: List[float] = field(default_factory=lambda: [0.0, 0.0])  # fraction of width, height
+    scale: List[float] = field(default_factory=lambda: [1.0, 1.0])
+    shear: float = 0.0  # degrees
+    center_crop_size: int = 0  # seeds' RandomApply(CenterCrop(k), p) + resize back; 0 = off
+    center_crop_p: float = 0.0
+    erase_p: float = 0.0  # random erasing
+    erase_area: List[float] = field(default_factory=lambda: [0.02, 0.15])
+    erase_ratio: List[float] = field(default_factory=lambda: [0.3, 3.3])
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"  # sgd | adam | adamw
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "none"  # none | step | onecycle | cosine | plateau
+    step_size: int = 7  # step: epochs between decays
+    gamma: float = 0.1  # step / plateau: decay factor
+    max_lr: float = 0.1  # onecycle: peak learning rate (per step schedule)
+    pct_start: float = 0.25  # onecycle: fraction of steps warming up
+    patience: int = 1  # plateau: epochs without improvement (on validation accuracy, else train accuracy)
+    min_lr: float = 1.0e-6  # plateau / cosine floor
+
+
+@dataclass
+class DistillConfig:
+    """Knowledge distillation, off while teacher is None."""
+
+    teacher: Any = None  # run dir | saved model folder | Hub repo id[@revision]; or a list: an averaged ensemble
+    temperature: float = 4.0  # softens both distributions; the soft-target loss is scaled by temperature^2
+    weight: float = 0.5  # share of the loss from the teachers' soft targets (the rest: cross-entropy on labels)
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 15
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    label_smoothing: float = 0.0
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    grad_clip: float = 0.0  # max grad norm; 0 = off
+    ema: float = 0.0  # EMA decay of weights (e.g. 0.999); 0 = off. The EMA weights are evaluated and saved.
+    mixed_precision: str = "no"  # no | fp16 (GPU) | bf16
+    device: str = "auto"  # auto | cpu
+    compile: bool = False  # torch.compile the model
+    channels_last: bool = False
+    deterministic: bool = False  # torch.use_deterministic_algorithms; needed for bit-exact resume
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    checkpoint_every: int = 1  # epochs; 0 = no checkpoints
+    keep_checkpoints: int = 2
+    resume: Optional[str] = None  # None | auto (latest complete checkpoint in run.dir) | path to a checkpoint
+
+
+@dataclass
+class RunConfig:
+    root: str = "runs"  # new runs go to <root>/<model>-s<seed>-<timestamp>
+    dir: Optional[str] = None  # or exactly here
+    name: Optional[str] = None
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    report_to: str = "tensorboard"  # tensorboard | wandb | trackio | none  (Accelerate trackers)
+    tracker_project: str = "tinyhub"  # project name for the tracker (W&B / trackio project, TensorBoard subfolder)
+    progress: Any = "auto"  # tqdm bars on the main process: auto = only on a terminal | true | false
+    # name: any name from modeling.list_models(), set by the recipe; param_budget: building a model over it is an
+    # error (None = the family's own budget); any other key is an argument of the architecture.
+    model: Dict[str, Any] = field(default_factory=lambda: {"name": MISSING, "param_budget": None})
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentSchema = field(default_factory=AugmentSchema)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+# ---- the sweep: everything above, and what to search ----
+@dataclass
+class HpoSchedulerConfig:
+    name: str = "asha"  # asha | none (every trial runs all training.epochs)
+    grace_period: int = 2  # epochs every trial runs before it can be stopped
+    reduction_factor: float = 2  # keep the best 1/reduction_factor at each rung; max_t = training.epochs
+
+
+@dataclass
+class ResourcesConfig:
+    cpu: float = 1  # CPUs per trial (also torch threads when training.threads=0)
+    gpu: float = 0  # GPUs per trial; fractions share one GPU (0.25 = four trials per GPU)
+
+
+def _default_space() -> dict:
+    # `lr` is the effective learning rate: training.scheduler.max_lr under onecycle, training.optimizer.lr otherwise.
+    return {"lr": {"type": "loguniform", "low": 1.0e-4, "high": 1.0e-2},
+            "data": {"batch_size": {"type": "choice", "values": [32, 64, 128]}}}
+
+
+@dataclass
+class HpoConfig:
+    """What a sweep searches and how (sweep.yaml explains the search space's format)."""
+
+    name: Optional[str] = None  # default: <model>-<timestamp>
+    dir: Optional[str] = None  # sweep output folder; default: sweeps/<name> (keep it out of the runs folder)
+    num_samples: int = 8  # trials (with `grid` parameters: samples per grid point)
+    metric: str = "val_accuracy"  # val_accuracy | val_loss (validation split); never a test metric
+    mode: str = "max"  # max | min
+    val_size: int = 5000  # training images held out for validation (must be > 0)
+    seed: Optional[int] = None  # seed of the search algorithm (reproducible sampling); None = random
+    space: Optional[Dict[str, Any]] = field(default_factory=_default_space)
+    search: str = "random"  # random | optuna (ray.tune.search.optuna.OptunaSearch, TPE)
+    scheduler: HpoSchedulerConfig = field(default_factory=HpoSchedulerConfig)
+    max_concurrent: Optional[int] = None  # trials at once; None = as many as the resources allow
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    address: Optional[str] = None  # None = $RAY_ADDRESS or a new local Ray; auto | ray://head:10001 | local
+    num_cpus: Optional[int] = None  # CPUs of a new local Ray instance (None = all); ignored on a cluster
+    env: Dict[str, str] = field(default_factory=dict)  # extra environment variables for the trial processes
+    wandb: bool = False  # each trial logs to Weights & Biases (report_to=wandb), grouped by sweep name
+    project: str = "tinyhub"  # W&B project of the trials (sets tracker_project for each trial)
+    resume: bool = False  # continue the interrupted sweep in hpo.dir: finish its missing trials only
+
+
+@dataclass
+class SweepConfig(TrainConfig):
+    hpo: HpoConfig = field(default_factory=HpoConfig)
+
+
+#: Sections of a composed configuration that are not the training recipe.
+NOT_TRAINING = ("hydra", "hpo")
+
+
+def checked(schema: type, values: dict, prefix: str = "", error: type = None):
+    """`values` as an instance of the dataclass `schema`, or `error` (ConfigError) naming the key that is unknown
+    or of the wrong type, with the closest known key. Catches what Hydra's `+key=value` lets through."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+    except OmegaConfBaseException as e:
+        key = f"{prefix}{e.full_key}" if getattr(e, "full_key", None) else prefix.rstrip(".")
+        first = str(e).splitlines()[0]
+        parent = OmegaConf.structured(schema)
+        for part in str(getattr(e, "full_key", "")).split(".")[:-1]:
+            parent = parent.get(part) if isinstance(parent, DictConfig) else None
+        known = list(parent.keys()) if isinstance(parent, DictConfig) else []
+        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
+        hint = f" ({key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{close[0]}?)" if close else ""
+        raise (error or ConfigError)(f"{key}{hint}: {first}") from e
+
+
+def typed_config(cfg: DictConfig | dict) -> TrainConfig:
+    """A composed configuration, or a plain dict (a sweep trial, a notebook), checked against the schema: the
+    TrainConfig the engine reads by attribute. A wrong type or an unknown key raises ConfigError naming the key."""
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    return checked(TrainConfig, {k: v for k, v in cfg.items() if k not in NOT_TRAINING})
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    """The plain dict of a TrainConfig: what config.yaml, checkpoints and results.json record as the recipe."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def register() -> None:
+    """Make the schemas known to Hydra (idempotent); train.yaml and sweep.yaml name them in their defaults."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="sweep_schema", node=SweepConfig)
+
+
+register()
