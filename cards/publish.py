@@ -24,6 +24,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from tinyhub.errors import TinyhubError, UsageError
+from tinyhub.tables import markdown_table
 from tinyhub.trainer.record import SeedStats
 from tinyhub.trainer.run_info import EXAMPLES_FILE
 
@@ -317,12 +318,12 @@ def stage_all(runs_dir: str | Path, namespace: str, out_dir: str | Path, *, tag:
 
 def push_all(runs_dir: str | Path, namespace: str, *, private: bool = False, tag: str | None = None,
              project_url: str | None = None, log=logger.info) -> tuple[list[PushResult], str]:
-    pushed, rows = [], ["| model | parameters | test accuracy | seeds | repo |", "|---|---:|---:|---:|---|"]
+    pushed, rows = [], []
     for model, repo_id, runs in _zoo(runs_dir, namespace):
         res = push_run(runs[0], repo_id, private=private, tag=tag, seed_runs=runs[1:], project_url=project_url,
                        log=log)
         pushed.append(res)
         records = [load_publishable_run(r) for r in runs]
         stats = SeedStats.of_records(records)
-        rows.append(f"| {model} | {records[0].parameters:,} | {stats.text()} | {stats.n} | [{repo_id}]({res.url}) |")
-    return pushed, "\n".join(rows) + "\n"
+        rows.append([model, f"{records[0].parameters:,}", stats.text(), stats.n, f"[{repo_id}]({res.url})"])
+    return pushed, markdown_table(["model", "parameters", "test accuracy", "seeds", "repo"], rows, "lrrr")

@@ -150,7 +150,8 @@ class TinyClassifier(
         key = images01.device
         if key not in cache:
             shape = (1, len(self.mean), 1, 1)
-            cache[key] = (torch.tensor(self.mean, device=key).view(shape), torch.tensor(self.std, device=key).view(shape))
+            cache[key] = (torch.tensor(self.mean, device=key).view(shape),
+                          torch.tensor(self.std, device=key).view(shape))
         mean, std = cache[key]
         return (images01 - mean) / std
 

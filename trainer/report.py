@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from tinyhub.files import write_text_atomic  # noqa: E402
+from tinyhub.tables import markdown_table  # noqa: E402
 
 from .augment import augmentation_text  # noqa: E402
 from .record import RunRecord, load_run  # noqa: E402
@@ -182,9 +183,8 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
         raise FileNotFoundError("no runs to compare")
     rows = comparison_rows(runs)
     out_dir.mkdir(parents=True, exist_ok=True)
-    md = ["| " + " | ".join(COMPARE_COLUMNS) + " |", "|" + "---|" * len(COMPARE_COLUMNS)]
-    md += ["| " + " | ".join(str(row[c]) for c in COMPARE_COLUMNS) + " |" for row in rows]
-    (out_dir / "comparison.md").write_text("\n".join(md) + "\n")
+    (out_dir / "comparison.md").write_text(markdown_table(list(COMPARE_COLUMNS),
+                                                          [[row[c] for c in COMPARE_COLUMNS] for row in rows]))
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, r in runs:

@@ -45,7 +45,56 @@ def _peak_memory_mb(device_type: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _engine_row(overrides: list[str], run_dir: str, threads: int) -> dict:
+def _profile(cfg, threads: int, batches: int = 40) -> dict:
+    """Where an epoch's time goes: the engine's own pieces (augment_batch, normalize01, the recipe's optimizer and
+    precision for forward + backward + step) timed alone on the recipe's batches, in seconds per training image."""
+    import torch
+
+    from tinyhub import modeling
+    from tinyhub.trainer import seeding
+    from tinyhub.trainer.augment import AugmentConfig, augment_batch
+    from tinyhub.trainer.data import load_from_config
+    from tinyhub.trainer.engine import build_optimizer
+    from tinyhub.trainer.schema import typed_config
+
+    c = typed_config(cfg)
+    splits = load_from_config(dict(cfg.data))
+    kwargs = {k: v for k, v in c.model.items() if k != "name"}
+    model = modeling.create_model(c.model["name"], **kwargs, mean=splits.mean, std=splits.std)
+    if c.training.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model.parameters(), c.training.optimizer)
+    aug, gen, bs = AugmentConfig(**cfg.augment), seeding.generator("augment", 0, 1, 0), c.data.batch_size
+    batch_idx = [torch.randint(0, len(splits.train_labels), (bs,)) for _ in range(batches)]
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=c.training.label_smoothing)
+    model.train()
+
+    def timed(fn) -> float:
+        fn(batch_idx[0])  # warm-up
+        t0 = time.perf_counter()
+        for idx in batch_idx:
+            fn(idx)
+        return (time.perf_counter() - t0) / (batches * bs)
+
+    inputs = {}
+
+    def augment(idx):
+        inputs[id(idx)] = model.normalize01(augment_batch(splits.train_images[idx].float() / 255.0, aug, gen))
+
+    def step(idx):
+        x = inputs[id(idx)]
+        if c.training.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.training.mixed_precision == "bf16"):
+            loss = criterion(model(x).float(), splits.train_labels[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return {"augment": timed(augment), "step": timed(step)}
+
+
+def _engine_row(overrides: list[str], run_dir: str, threads: int, profile: bool = False) -> dict:
     """One `tinyhub train` run, in this (child) process; its figures come from the RunRecord it wrote."""
     import logging
 
@@ -61,7 +110,8 @@ def _engine_row(overrides: list[str], run_dir: str, threads: int) -> dict:
     last = record.epochs[-1]
     return {"images_per_second": last.images_per_second, "train_seconds": last.epoch_seconds,
             "eval_seconds": last.eval_seconds, "images": last.train_images, "run_dir": run_dir,
-            "test_accuracy": last.test_accuracy, "peak_mb": _peak_memory_mb(record.device.split(":")[0])}
+            "test_accuracy": last.test_accuracy, "peak_mb": _peak_memory_mb(record.device.split(":")[0]),
+            "macs": record.macs, "profile": _profile(cfg, threads) if profile else None}
 
 
 def _raw_mnist_root(data_dir: Path, tmp: Path) -> Path:
@@ -145,6 +195,26 @@ def _in_own_process(fn, *args) -> dict:
         return pool.submit(fn, *args).result()
 
 
+def _print_profile(row: dict) -> None:
+    """tinyhub's epoch split into the engine's pieces, per training image; `rest` is what the loop itself costs
+    (indexing, the scheduler, metric accumulation, Python). The step's FLOP rate counts forward + backward as
+    3 x 2 x MACs per image."""
+    n, prof = row["images"], row["profile"]
+    per_image = row["train_seconds"] / n
+    parts = {"augmentation (augment_batch + normalize01)": prof["augment"],
+             "forward + backward + optimizer step": prof["step"],
+             "the rest of the loop (indexing, schedule, metrics, Python)": max(0.0, per_image - sum(prof.values()))}
+    epoch = row["train_seconds"] + row["eval_seconds"]
+    print(f"\nwhere tinyhub's epoch goes ({epoch:.1f} s: {row['train_seconds']:.1f} s training "
+          f"{n:,} images, {row['eval_seconds']:.2f} s evaluating 10,000)")
+    for name, secs in parts.items():
+        print(f"  {name:<60}{secs * 1e6:>8.1f} us/image {100 * secs * n / epoch:>6.1f}%")
+    print(f"  {'evaluation (per-epoch, test split)':<60}{'':>17}{100 * row['eval_seconds'] / epoch:>6.1f}%")
+    flops = 6 * row["macs"]
+    print(f"  step: {flops / 1e6:.1f} MFLOP per training image; {flops / prof['step'] / 1e9:.1f} GFLOP/s in the step "
+          f"alone, {flops * row['images_per_second'] / 1e9:.1f} GFLOP/s over the whole training epoch")
+
+
 def time_to_target(run_dir: Path) -> str:
     from tinyhub import trainer
 
@@ -173,6 +243,9 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--variants", choices=["default", "all"], default="default")
     p.add_argument("--time-to-target", nargs="*", default=[], metavar="RUN_DIR")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_IMAGES:,} training images (smoke test)")
+    p.add_argument("--profile", action="store_true",
+                   help="also say where tinyhub's epoch goes: augmentation, forward+backward+step, evaluation, "
+                        "the rest (the loop's own overhead), and the FLOP rate of the step")
     p.add_argument("--keep-runs", default=None, metavar="DIR",
                    help="keep tinyhub's run directories here (default: a temporary folder, removed)")
     p.add_argument("--teacher", action="append", default=None, metavar="TEACHER",
@@ -246,7 +319,8 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
                 _seeds_row, recipe_overrides, args.data_dir, args.epochs, subset, args.workers, threads)))
             for k, (label, extra) in enumerate(variants):
                 run_dir = runs_root / f"bench-{args.model}-{k}-{time.strftime('%Y%m%d-%H%M%S')}"
-                rows.append((label, _in_own_process(_engine_row, [*recipe_overrides, *extra], str(run_dir), threads)))
+                rows.append((label, _in_own_process(_engine_row, [*recipe_overrides, *extra], str(run_dir), threads,
+                                                    args.profile and not extra)))
         except TinyhubError as e:  # a teacher that cannot be loaded, a recipe the engine refuses
             return fail(e)
     seeds = rows[0][1]
@@ -260,6 +334,9 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
               f"{epoch:>9.1f}{seeds_epoch / epoch:>9.2f}x{r['peak_mb']:>10,.0f}")
     print("\nvs seeds: the seeds' whole epoch (training + evaluation) divided by this row's; peak MiB: the row's "
           "process" + (" (GPU memory)" if device == "cuda" else " (resident memory)"))
+    profiled = rows[1][1]
+    if profiled["profile"]:
+        _print_profile(profiled)
     if args.keep_runs:
         print(f"tinyhub's run directories (results.json written by the engine): {runs_root}")
     for run in args.time_to_target:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from tinyhub.files import write_json_atomic
+from tinyhub.tables import markdown_table
 from tinyhub.trainer.record import SeedRecord, SeedStats, load_run
 
 MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet", "gap8k", "gap20k", "gap5k", "gap2k")
@@ -94,13 +95,11 @@ def reruns_table(out_root: Path) -> str:
     log_file = out_root / "reruns.json"
     if not log_file.is_file():
         return ""
-    lines = ["| model | seed | recorded | rerun | difference | recorded on | rerun on | date |",
-             "|---|---:|---:|---:|---:|---|---|---|"]
-    for e in json.loads(log_file.read_text()):
-        lines.append(f"| {e['model']} | {e['seed']} | {e['recorded_accuracy']:.2f}% | {e['rerun_accuracy']:.2f}% "
-                     f"| {e['difference']:+.2f} | {e.get('recorded_hardware', '')} | {e.get('rerun_hardware', '')} "
-                     f"| {e['date']} |")
-    return "\n".join(lines) + "\n"
+    rows = [[e["model"], e["seed"], f"{e['recorded_accuracy']:.2f}%", f"{e['rerun_accuracy']:.2f}%",
+             f"{e['difference']:+.2f}", e.get("recorded_hardware", ""), e.get("rerun_hardware", ""), e["date"]]
+            for e in json.loads(log_file.read_text())]
+    return markdown_table(["model", "seed", "recorded", "rerun", "difference", "recorded on", "rerun on", "date"],
+                          rows, "lrrrr")
 
 
 def _stats(rs: list[SeedRecord]) -> SeedStats:
@@ -121,9 +120,7 @@ def _groups(out_root: Path) -> list[tuple[str, list[SeedRecord]]]:
 
 
 def table(out_root: Path) -> str:
-    lines = [("| model | parameters | budget | target | distilled from | seeds | test accuracy (mean ± std) | min | "
-              "epochs | train time per run | hardware | target met |"),
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|"]
+    rows = []
     for label, rs in _groups(out_root):
         stats, first = _stats(rs), rs[0]  # one exact mean for both the printed figure and the target check
         target = first.target_accuracy
@@ -133,11 +130,12 @@ def table(out_root: Path) -> str:
         budget = ((first.recipe or {}).get("model") or {}).get("param_budget")
         budget_txt = f"<{budget:,}" if budget else "—"
         name = label if label == first.model else f"{label} ({first.model})"
-        lines.append(f"| {name} | {first.parameters:,} | {budget_txt} | {'—' if target is None else f'{target}%'} "
-                     f"| {first.distilled_from or '—'} | {stats.n} "
-                     f"| {stats.mean:.2f}% ± {stats.std:.2f} | {min(stats.values):.2f}% | {first.epochs} | {secs:.0f} s "
-                     f"| {hardware} | {met} |")
-    return "\n".join(lines) + "\n"
+        rows.append([name, f"{first.parameters:,}", budget_txt, "—" if target is None else f"{target}%",
+                     first.distilled_from or "—", stats.n, f"{stats.mean:.2f}% ± {stats.std:.2f}",
+                     f"{min(stats.values):.2f}%", first.epochs, f"{secs:.0f} s", hardware, met])
+    return markdown_table(["model", "parameters", "budget", "target", "distilled from", "seeds",
+                           "test accuracy (mean ± std)", "min", "epochs", "train time per run", "hardware",
+                           "target met"], rows, "lrrrlrrrrr")
 
 
 def frontier_table(out_root: Path) -> str:
@@ -148,9 +146,8 @@ def frontier_table(out_root: Path) -> str:
         how = f"tinyhub `{label}`" + (f", distilled from {rs[0].distilled_from}" if rs[0].distilled_from else "")
         rows.append((rs[0].parameters, f"{stats.mean:.2f}% (mean of {stats.n})", str(rs[0].epochs), how))
     rows += [(n, acc, epochs, f"published: {source}") for n, acc, epochs, source in PUBLIC_FRONTIER]
-    lines = ["| parameters | MNIST test accuracy | epochs | model |", "|---:|---:|---:|---|"]
-    lines += [f"| {n:,} | {acc} | {epochs} | {how} |" for n, acc, epochs, how in sorted(rows)]
-    return "\n".join(lines) + "\n"
+    return markdown_table(["parameters", "MNIST test accuracy", "epochs", "model"],
+                          [[f"{n:,}", acc, epochs, how] for n, acc, epochs, how in sorted(rows)], "rrr")
 
 
 def write_tables(out_root: Path, results_md: Path, readme: Path) -> str:
