@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -130,9 +131,11 @@ def test_readme_recipe_example_composes(tmp_path):
 
 def test_readme_python_blocks_run(hub, tiny_runs, tmp_path):
     """Each Python block runs as written, in a fresh process; the Hub repo it names is served by the local Hub
-    (a run pushed there under that id's name)."""
+    (a run pushed there under that id's name), and a run directory it reads is a real finished run."""
     blocks = _blocks("python")
     assert blocks
+    for run in set(re.findall(r'load_run\("(runs/[\w.-]+)"\)', "\n".join(blocks))):
+        shutil.copytree(tiny_runs[0], tmp_path / run)
     named = sorted(set(re.findall(r'from_pretrained\("([\w-]+/[\w.-]+)", revision="(\w+)"\)', "\n".join(blocks))))
     for repo, revision in named:
         local = f"tester/{repo.split('/')[1]}"
