@@ -45,6 +45,7 @@ from tinyhub.files import write_json_atomic, write_text_atomic
 from tinyhub.tables import markdown_table
 
 from .config import compose_baseline, describe_value, differences, model_group
+from .record import load_run
 from .schema import ConfigError, HpoConfig, checked
 
 SWEEP_SCHEMA_VERSION = 1
@@ -406,9 +407,15 @@ def _trainable(config: dict, *, base: dict, env: dict, report_to: str, trials_di
 
     from .engine import train
 
+    run_dir = Path(trials_dir) / tune.get_context().get_trial_id()
+    if (run_dir / "results.json").is_file():
+        # Finished before a killed driver could record it: on resume its epochs are reported, not trained again.
+        for epoch in load_run(run_dir).epochs:
+            tune.report({k: v for k, v in epoch.as_dict().items() if k in REPORTED})
+        return
     cfg = trial_config(base, config)
     cfg.update(report_to=report_to, tracker_project=project, progress=False)
-    cfg["run"].update(dir=str(Path(trials_dir) / tune.get_context().get_trial_id()), name=None)
+    cfg["run"].update(dir=str(run_dir), name=None)
     cfg["training"]["checkpoint_every"] = 0  # Tune restarts an interrupted trial; the best recipe trains afresh
     cfg["training"]["threads"] = cfg["training"]["threads"] or threads
     epochs, final = cfg["training"]["epochs"], []
