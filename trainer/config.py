@@ -63,7 +63,9 @@ def recipe_overrides(cfg: dict) -> list[str]:
     name = cfg["model"]["name"]
     group = model_group(name)
     out = [f"model={group}" if group else f"model.name={name}", f"seed={cfg['seed']}"]  # always said
-    for key, ours, base in differences(cfg, compose_baseline(group), ignore=(*MACHINE_KEYS, "model.name", "seed")):
+    # `seeds` (trained beside other seeds, trainer/stack.py) is left out: seed=N alone trains the same model.
+    for key, ours, base in differences(cfg, compose_baseline(group),
+                                       ignore=(*MACHINE_KEYS, "model.name", "seed", "seeds")):
         if ours is _ABSENT:
             out.append(f"~{key}")
         else:

@@ -43,6 +43,7 @@ from .logs import run_log
 from .report import write_run_report
 from .record import DataRecord, Distillation, EpochRecord, FinalMetrics, RunRecord
 from .run_info import EXAMPLES_FILE, environment_info, git_state
+from .stack import ModelStack
 
 
 # Accelerate logs every checkpoint file at INFO; tinyhub logs its own one-line progress instead.
@@ -88,15 +89,32 @@ def build_scheduler(optimizer, sch: SchedulerConfig, epochs: int, steps_per_epoc
     raise ConfigError(f"training.scheduler.name={name!r}: choose none, step, onecycle, cosine or plateau.")
 
 
-def evaluate(model, images, labels, accelerator, batch_size: int, channels_last: bool = False) -> dict:
-    """Loss/accuracy over a whole split, sharded over processes, every image counted exactly once."""
+def evaluate(model, images, labels, accelerator, batch_size: int, channels_last: bool = False) -> list[dict]:
+    """Loss/accuracy over a whole split, sharded over processes, every image counted exactly once: one result
+    per model (a stack's members each see the whole split)."""
     log_probs = predict(model, images, accelerator, batch_size, channels_last=channels_last)
+    if log_probs.dim() == 2:  # one model
+        log_probs = log_probs.unsqueeze(1)
     labels = labels[: len(log_probs)].to(log_probs.device)
-    pred = log_probs.argmax(1)
-    correct = int((pred == labels).sum())
-    n = len(labels)
-    return {"loss": float(F.nll_loss(log_probs, labels)), "accuracy": 100.0 * correct / n, "correct": correct,
-            "total": n, "predictions": pred}
+    results = []
+    for member in log_probs.unbind(1):
+        pred = member.argmax(1)
+        correct = int((pred == labels).sum())
+        n = len(labels)
+        results.append({"loss": float(F.nll_loss(member, labels)), "accuracy": 100.0 * correct / n,
+                        "correct": correct, "total": n, "predictions": pred})
+    return results
+
+
+def member_seeds(cfg: TrainConfig) -> list[int]:
+    """The seeds this run trains: `seeds` when several are trained together in one stack, else `seed`."""
+    return list(cfg.seeds) if cfg.seeds else [cfg.seed]
+
+
+def member_run_dirs(run_dir: Path, cfg: TrainConfig) -> list[Path]:
+    """Where each trained model's run directory goes: the run directory itself for one seed; <run.dir>/seed_<s>
+    for each seed of a stack (the stack's own checkpoints, config and log stay in <run.dir>)."""
+    return [run_dir / f"seed_{s}" for s in cfg.seeds] if cfg.seeds else [run_dir]
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> list[list[int]]:
@@ -140,7 +158,8 @@ def _decide_run_dir(cfg: TrainConfig, recipe: dict, run_scope: contextlib.ExitSt
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         base = Path(run_cfg.root).expanduser().resolve()
-        name = run_cfg.name or f"{cfg.model['name']}-s{cfg.seed}-{stamp}"
+        seeds = "-".join(str(s) for s in member_seeds(cfg))
+        name = run_cfg.name or f"{cfg.model['name']}-s{seeds}-{stamp}"
         run_dir, k = base / name, 1
         while run_dir.exists():
             k += 1
@@ -156,8 +175,9 @@ def _decide_run_dir(cfg: TrainConfig, recipe: dict, run_scope: contextlib.ExitSt
     if resume == "auto":
         checkpoint = ckpt.latest_checkpoint(run_dir)
     elif not resume:
-        if (run_dir / "results.json").exists():
-            raise ConfigError(f"run.dir={str(run_dir)!r} already holds a finished run; choose another run.dir, or "
+        finished = [d for d in member_run_dirs(run_dir, cfg) if (d / "results.json").exists()]
+        if finished:
+            raise ConfigError(f"run.dir={str(finished[0])!r} already holds a finished run; choose another run.dir, or "
                               "continue it with training.resume=auto.")
         if ckpt.list_checkpoints(run_dir):
             raise ConfigError(f"run.dir={str(run_dir)!r} holds an unfinished run (its last checkpoint is "
@@ -251,6 +271,14 @@ def check_config(cfg: TrainConfig) -> None:
         _number(cfg, "training.scheduler.max_lr", low=0, meaning="a finite peak learning rate")
     if sched == "step":
         _number(cfg, "training.scheduler.step_size", integer=True, low=1, meaning="epochs between decays")
+    if cfg.seeds is not None:
+        if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+            raise ConfigError(f"seeds={list(cfg.seeds)}: give distinct seeds, e.g. seeds=[0,1,2] (or seed=N for one "
+                              "run).")
+        if sched == "plateau":
+            raise ConfigError("training.scheduler.name=plateau lowers the learning rate when one run's accuracy "
+                              "stalls, and the seeds of a stack share one schedule; train them one at a time "
+                              "(seed=N), or choose step, onecycle or cosine.")
     precision = tr.mixed_precision
     if precision not in ("no", "bf16", "fp16"):
         raise ConfigError(f"training.mixed_precision={precision!r}: choose no, bf16 or fp16.")
@@ -312,9 +340,12 @@ def _train(config: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitSt
     c = typed_config(config)  # read by attribute, with the schema's types and defaults
     cfg = config_dict(c)  # the same, as the plain dict that config.yaml, checkpoints and results.json record
     check_config(c)
+    if on_epoch_end is not None and c.seeds and len(c.seeds) > 1:
+        raise ConfigError("seeds: a sweep trial reports one model's accuracy; set seed=N for the trials, not seeds.")
     t_start = time.perf_counter()
     git_at_start = git_state()  # the code that trains is the code checked out now, not at the end
-    tr, seed = c.training, c.seed
+    tr, seeds = c.training, member_seeds(c)
+    seed = seeds[0]
     if tr.threads:
         torch.set_num_threads(tr.threads)
     device_choice = tr.device
@@ -356,14 +387,19 @@ def _train(config: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitSt
     data = splits.to(accelerator.device)
     aug = AugmentConfig(**cfg["augment"])
 
-    # ---- model, optimizer, schedule ----
+    # ---- model(s), optimizer, schedule ----
     model_cfg = dict(c.model)
     name = model_cfg.pop("name")
     chans, size, _ = splits.image_shape
-    model = modeling.create_model(
-        name, **model_cfg, num_classes=splits.num_classes, in_chans=chans, input_size=size, mean=splits.mean,
-        std=splits.std, id2label={str(i): n for i, n in enumerate(splits.label_names)},
-    )
+
+    def build_model(member_seed: int):
+        set_seed(member_seed, deterministic=tr.deterministic)  # initialised exactly as its own run would be
+        return modeling.create_model(
+            name, **model_cfg, num_classes=splits.num_classes, in_chans=chans, input_size=size, mean=splits.mean,
+            std=splits.std, id2label={str(i): n for i, n in enumerate(splits.label_names)})
+
+    members = [build_model(s) for s in seeds]
+    model = members[0] if len(members) == 1 else ModelStack(members)  # K models, one forward: trainer/stack.py
     # Teachers are loaded and checked against the data before the run directory gets anything.
     teachers = load_teachers(teacher_specs(tr.distill.teacher), label_names=splits.label_names,
                              image_shape=splits.image_shape, device=accelerator.device)
@@ -371,7 +407,9 @@ def _train(config: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitSt
     if main:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
     run_scope.enter_context(run_log(run_dir / "train.log" if main else None))
-    channels_last = tr.channels_last
+    # A stack always computes in channels_last: the CPU's grouped convolutions are up to twice as fast there.
+    # Only rounding differs from each model's own run; its dropout masks keep its own run's layout (stack.py).
+    channels_last = tr.channels_last or len(members) > 1
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     batch_size = c.data.batch_size
@@ -395,7 +433,7 @@ def _train(config: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitSt
     # Accelerate's custom-object pickles, which load with full unpickling: a checkpoint must never run code.
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=tr.label_smoothing)
 
-    history: list[EpochRecord] = []
+    histories: list[list[EpochRecord]] = [[] for _ in seeds]  # one per model
     start_epoch = 1
     if resume_from is not None:
         # With resume=auto, an unreadable newest checkpoint (truncated by a full disk, a bad copy) falls back to
@@ -417,171 +455,204 @@ def _train(config: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitSt
         else:
             raise ckpt.CheckpointError(f"no checkpoint in {run_dir / 'checkpoints'} can be read "
                                        f"(tried {', '.join(p.name for p in candidates)}); start a new run.dir.")
-        history = [EpochRecord.from_dict(e) for e in saved["history"]]
+        histories = [[EpochRecord.from_dict(e) for e in h] for h in saved.get("histories", [saved["history"]])]
         start_epoch = saved["epoch"] + 1
         say(f"Resuming from {resume_from} (epoch {saved['epoch']} of {epochs})")
 
     if report_to != "none":
         accelerator.init_trackers(c.tracker_project, config=_hparams(cfg),
                                   init_kwargs={"wandb": {"dir": str(run_dir), "name": run_dir.name}})
-    summary = modeling.summary(model)
+    summary = modeling.summary(members[0])
     say(f"{name}: {summary.total_params:,} parameters, {summary.macs:,} MACs/image | "
         f"{len(data.train_labels):,} train / {len(data.test_labels):,} test images on {accelerator.device} | "
-        f"{world} process(es), mixed precision {accelerator.mixed_precision} | run dir {run_dir}")
+        f"{world} process(es), mixed precision {accelerator.mixed_precision} | run dir {run_dir}"
+        + (f" | {len(seeds)} seeds trained together: {', '.join(map(str, seeds))}" if len(seeds) > 1 else ""))
 
     for t in teachers:
         say(f"distilling from {t.record.spec} ({t.record.architecture}, {t.record.parameters:,} params) at "
             f"temperature {temperature}, weight {distill_weight}")
     eval_bs = c.data.eval_batch_size
     eval_model = ema.module if ema is not None else train_model
-    test_result = None
+    n_models, n_train = len(seeds), len(data.train_labels)
+    test_results = None
     for epoch in range(start_epoch, epochs + 1):
         # Every source of randomness is a function of (seed, epoch, rank): resuming at an epoch boundary replays
-        # exactly what an uninterrupted run would have done.
-        seeding.seed_epoch(seed, epoch, rank)
-        gen = seeding.generator("augment", seed, epoch, rank, device=accelerator.device)
-        batches = shard_batches(seeding.epoch_permutation(len(data.train_labels), seed, epoch).to(accelerator.device),
-                                batch_size, rank, world)
+        # exactly what an uninterrupted run would have done, and each model of a stack draws what it would alone.
+        seeding.seed_epoch(seeds[0], epoch, rank)
+        if n_models > 1:
+            model.seed_dropout([seeding.generator("torch", s, epoch, rank, device=accelerator.device) for s in seeds],
+                               channels_last=tr.channels_last)
+        gens = [seeding.generator("augment", s, epoch, rank, device=accelerator.device) for s in seeds]
+        batches = zip(*[shard_batches(seeding.epoch_permutation(n_train, s, epoch).to(accelerator.device),
+                                      batch_size, rank, world) for s in seeds])
         train_model.train()
-        loss_sum = torch.zeros((), device=accelerator.device)
-        correct = torch.zeros((), device=accelerator.device, dtype=torch.long)
+        loss_sum = torch.zeros(n_models, device=accelerator.device)
+        correct = torch.zeros(n_models, device=accelerator.device, dtype=torch.long)
         seen = 0
         t0 = time.perf_counter()
-        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not (main and progress),
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}", disable=not (main and progress),
                    leave=False, dynamic_ncols=True)
-        for step, idx in enumerate(bar):
-            x01 = augment_batch(data.train_images[idx].float() / 255.0, aug, gen)
+        for step, idxs in enumerate(bar):
+            # Model k's batch: its own images, its own augmentation draws, side by side along the channels.
+            x01 = torch.cat([augment_batch(data.train_images[idx].float() / 255.0, aug, g)
+                             for idx, g in zip(idxs, gens)], 1)
             x = model.normalize01(x01)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = data.train_labels[idx]
-            logits = train_model(x)
-            loss = criterion(logits.float(), y)
+            y = torch.stack([data.train_labels[idx] for idx in idxs], 1)  # (N, K)
+            logits = train_model(x).view(len(y), n_models, -1)
+            losses = torch.stack([criterion(logits[:, k].float(), y[:, k]) for k in range(n_models)])
             if teachers:  # the same augmented images, each teacher with its own normalisation, in the run's precision
-                with accelerator.autocast():
-                    targets = soft_targets(teachers, x01, temperature)
-                loss = (1 - distill_weight) * loss + distill_weight * distillation_loss(logits, targets, temperature)
+                with accelerator.autocast():  # every model's images as one batch: (K*N, C, H, W)
+                    targets = soft_targets(teachers, x01.unflatten(1, (n_models, chans)).transpose(0, 1).flatten(0, 1),
+                                           temperature).view(n_models, len(y), -1)
+                soft = torch.stack([distillation_loss(logits[:, k], targets[k], temperature) for k in range(n_models)])
+                losses = (1 - distill_weight) * losses + distill_weight * soft
+            loss = losses.sum()  # model k's weights get exactly the gradient of its own loss
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if tr.grad_clip:
-                accelerator.clip_grad_norm_(train_model.parameters(), tr.grad_clip)
+                if n_models == 1:
+                    accelerator.clip_grad_norm_(train_model.parameters(), tr.grad_clip)
+                else:  # each model's gradient clipped by its own norm
+                    accelerator.unscale_gradients()
+                    model.clip_grad_norm_(tr.grad_clip)
             optimizer.step()
             if sched_when == "step":
                 scheduler.step()
             if ema is not None:
                 ema.update_parameters(model)
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.argmax(1) == y).sum()
-            seen += len(idx)
+            loss_sum += losses.detach() * len(y)
+            correct += (logits.argmax(2) == y).sum(0)
+            seen += len(y)
             if step % 25 == 0 and not bar.disable:
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%",
-                                img_s=f"{seen * world / (time.perf_counter() - t0):,.0f}")
+                bar.set_postfix(loss=f"{loss_sum.mean().item() / seen:.4f}",
+                                acc=f"{100 * correct.float().mean().item() / seen:.2f}%",
+                                img_s=f"{seen * world * n_models / (time.perf_counter() - t0):,.0f}")
         bar.close()
-        totals = accelerator.reduce(torch.stack([loss_sum, correct.float(),
-                                                 torch.tensor(float(seen), device=accelerator.device)]), "sum")
+        totals = accelerator.reduce(torch.cat([loss_sum, correct.float(),
+                                               torch.tensor([float(seen)], device=accelerator.device)]), "sum")
         train_time = time.perf_counter() - t0
-        train_loss = float(totals[0] / totals[2])
-        if not math.isfinite(train_loss):  # checked once per epoch: no host sync inside the epoch
+        train_losses = [float(v) for v in totals[:n_models] / totals[-1]]
+        diverged = [s for s, v in zip(seeds, train_losses) if not math.isfinite(v)]
+        if diverged:  # checked once per epoch: no host sync inside the epoch
             last = ckpt.latest_checkpoint(run_dir)
             raise TrainingDiverged(
-                f"epoch {epoch}: the training loss is {train_loss} (the run diverged); it stopped before "
+                f"epoch {epoch}: the training loss is {train_losses[seeds.index(diverged[0])]} "
+                f"{'' if n_models == 1 else f'for seed {diverged[0]} '}(the run diverged); it stopped before "
                 f"saving anything from this epoch"
                 + (f", and the last good checkpoint is {last}" if last else "")
                 + ". Lower the learning rate (training.optimizer.lr, or training.scheduler.max_lr with onecycle) "
                 "or clip gradients (training.grad_clip=1.0).")
-        val = None
+        vals = None
         if data.val_labels is not None:
-            val = evaluate(eval_model, data.val_images, data.val_labels, accelerator, eval_bs, channels_last)
-        test_result = evaluate(eval_model, data.test_images, data.test_labels, accelerator, eval_bs, channels_last)
-        record = EpochRecord(
-            epoch=epoch, lr=optimizer.param_groups[0]["lr"], train_loss=train_loss,
-            train_accuracy=float(100 * totals[1] / totals[2]), train_images=int(totals[2]),
-            epoch_seconds=round(train_time, 3), images_per_second=round(float(totals[2]) / train_time, 1),
-            test_loss=test_result["loss"], test_accuracy=test_result["accuracy"], test_correct=test_result["correct"],
-            test_total=test_result["total"], eval_seconds=round(time.perf_counter() - t0 - train_time, 3),
-            val_loss=val["loss"] if val else None, val_accuracy=val["accuracy"] if val else None)
+            vals = evaluate(eval_model, data.val_images, data.val_labels, accelerator, eval_bs, channels_last)
+        test_results = evaluate(eval_model, data.test_images, data.test_labels, accelerator, eval_bs, channels_last)
+        eval_time = round(time.perf_counter() - t0 - train_time, 3)
+        images = int(totals[-1])
+        records = [EpochRecord(
+            epoch=epoch, lr=optimizer.param_groups[0]["lr"], train_loss=train_losses[k],
+            train_accuracy=float(100 * totals[n_models + k] / totals[-1]), train_images=images,
+            epoch_seconds=round(train_time, 3), images_per_second=round(images / train_time, 1),
+            test_loss=test["loss"], test_accuracy=test["accuracy"], test_correct=test["correct"],
+            test_total=test["total"], eval_seconds=eval_time,
+            val_loss=vals[k]["loss"] if vals else None, val_accuracy=vals[k]["accuracy"] if vals else None)
+            for k, test in enumerate(test_results)]
         if sched_when == "epoch":
             scheduler.step()
-        elif sched_when == "plateau":
-            # Never the test split: validation accuracy when carved, otherwise training accuracy.
-            scheduler.step(record.val_accuracy if val else record.train_accuracy)
-        history.append(record)
+        elif sched_when == "plateau":  # one model (check_config): never the test split
+            scheduler.step(records[0].val_accuracy if vals else records[0].train_accuracy)
+        for history, record in zip(histories, records):
+            history.append(record)
         if on_epoch_end is not None:
-            on_epoch_end(dataclasses.replace(record))
+            on_epoch_end(dataclasses.replace(records[0]))
         if report_to != "none":
-            accelerator.log({k: v for k, v in record.as_dict().items() if k != "epoch"}, step=epoch)
-        val_txt = f" | val {record.val_accuracy:.2f}%" if val else ""
-        say(f"epoch {epoch:>3}/{epochs} | loss {record.train_loss:.4f} | train {record.train_accuracy:.2f}%"
-            f"{val_txt} | test {record.test_accuracy:.2f}% ({record.test_correct}/{record.test_total}) | "
-            f"lr {record.lr:.2e} | {record.epoch_seconds:.1f}s, {record.images_per_second:,.0f} img/s")
+            accelerator.log({k: v for k, v in records[0].as_dict().items() if k != "epoch"}, step=epoch)
+        for member_seed, record in zip(seeds, records):
+            val_txt = f" | val {record.val_accuracy:.2f}%" if vals else ""
+            say(f"{'' if n_models == 1 else f'[seed {member_seed}] '}"
+                f"epoch {epoch:>3}/{epochs} | loss {record.train_loss:.4f} | train {record.train_accuracy:.2f}%"
+                f"{val_txt} | test {record.test_accuracy:.2f}% ({record.test_correct}/{record.test_total}) | "
+                f"lr {record.lr:.2e} | {record.epoch_seconds:.1f}s, {record.images_per_second:,.0f} img/s")
         every = tr.checkpoint_every
         if every and (epoch % every == 0 or epoch == epochs):
-            ckpt.save_checkpoint(accelerator, run_dir, epoch,
-                                 {"epoch": epoch, "history": [e.as_dict() for e in history], "config": cfg},
+            trainer_state = {"epoch": epoch, "history": [e.as_dict() for e in histories[0]], "config": cfg}
+            if n_models > 1:
+                trainer_state["histories"] = [[e.as_dict() for e in h] for h in histories]
+            ckpt.save_checkpoint(accelerator, run_dir, epoch, trainer_state,
                                  keep=tr.keep_checkpoints, scheduler=scheduler, ema=ema)
 
-    if test_result is None:  # resumed a run whose last checkpoint was already the final epoch
-        test_result = evaluate(eval_model, data.test_images, data.test_labels, accelerator, eval_bs, channels_last)
+    if test_results is None:  # resumed a run whose last checkpoint was already the final epoch
+        test_results = evaluate(eval_model, data.test_images, data.test_labels, accelerator, eval_bs, channels_last)
 
-    # ---- run artifacts (main process only) ----
+    # ---- run artifacts (main process only): one ordinary run directory per model ----
     accelerator.wait_for_everyone()
-    final_model = modeling.unwrap_model(ema.module if ema is not None else accelerator.unwrap_model(train_model))
+    final = modeling.unwrap_model(ema.module if ema is not None else accelerator.unwrap_model(train_model))
+    final_models = [final] if n_models == 1 else final.unstack(members)
     wall = time.perf_counter() - t_start
+    run_dirs = member_run_dirs(run_dir, c)
     if main:
-        tmp = run_dir / ".model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        final_model.save_pretrained(tmp)
-        shutil.rmtree(run_dir / "model", ignore_errors=True)
-        os.replace(tmp, run_dir / "model")
-        last = history[-1]
-        data_record = DataRecord.from_dict(splits.source)
-        results = RunRecord(
-            model=name,
-            model_kwargs=model_cfg,
-            label_names=splits.label_names,
-            parameters=summary.total_params,
-            macs=summary.macs,
-            summary=summary.as_dict(),
-            param_budget=model_cfg["param_budget"] or modeling.model_info(name)["param_budget"],
-            **_target(c.recipe, data_record.identity),
-            final=FinalMetrics(
-                epoch=last.epoch, test_accuracy=test_result["accuracy"], test_loss=test_result["loss"],
-                test_correct=test_result["correct"], test_total=test_result["total"],
-                train_accuracy=last.train_accuracy, train_loss=last.train_loss, val_accuracy=last.val_accuracy,
-                confusion_matrix=confusion_matrix(test_result["predictions"], data.test_labels, splits.num_classes),
-                ema=ema is not None),
-            epochs=history,
-            recipe=cfg,
-            overrides=recipe_overrides(cfg),
-            augmentation=aug.describe(),
-            distillation=(Distillation([t.record for t in teachers], temperature, distill_weight)
-                          if teachers else None),
-            data=data_record,
-            seed=seed,
-            world_size=world,
-            mixed_precision=accelerator.mixed_precision,
-            batch_size_per_process=batch_size,
-            global_batch_size=batch_size * world,
-            compile=tr.compile,
-            channels_last=channels_last,
-            deterministic=tr.deterministic,
-            resumed_from=str(resume_from) if resume_from else None,
-            resume_changes=resume_changes,
-            wall_seconds=round(wall, 2),
-            train_seconds=round(sum(e.epoch_seconds for e in history), 2),
-            **environment_info(accelerator.device),
-            git=git_at_start,
-        )
-        save_file({"images": data.test_images[:N_EXAMPLES].cpu().contiguous(),
-                   "labels": data.test_labels[:N_EXAMPLES].cpu().contiguous()}, str(run_dir / EXAMPLES_FILE))
-        write_run_report(run_dir, results)  # PNGs for the card and report.html, before results.json marks it done
-        results.save(run_dir)
+        for member_seed, member_dir, final_model, history, test_result in zip(
+                seeds, run_dirs, final_models, histories, test_results):
+            member_cfg = {**cfg, "seed": member_seed}
+            if member_dir != run_dir:
+                member_dir.mkdir(parents=True, exist_ok=True)
+                (member_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(member_cfg)))
+            tmp = member_dir / ".model.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            final_model.save_pretrained(tmp)
+            shutil.rmtree(member_dir / "model", ignore_errors=True)
+            os.replace(tmp, member_dir / "model")
+            last = history[-1]
+            data_record = DataRecord.from_dict(splits.source)
+            results = RunRecord(
+                model=name,
+                model_kwargs=model_cfg,
+                label_names=splits.label_names,
+                parameters=summary.total_params,
+                macs=summary.macs,
+                summary=summary.as_dict(),
+                param_budget=model_cfg["param_budget"] or modeling.model_info(name)["param_budget"],
+                **_target(c.recipe, data_record.identity),
+                final=FinalMetrics(
+                    epoch=last.epoch, test_accuracy=test_result["accuracy"], test_loss=test_result["loss"],
+                    test_correct=test_result["correct"], test_total=test_result["total"],
+                    train_accuracy=last.train_accuracy, train_loss=last.train_loss, val_accuracy=last.val_accuracy,
+                    confusion_matrix=confusion_matrix(test_result["predictions"], data.test_labels,
+                                                      splits.num_classes),
+                    ema=ema is not None),
+                epochs=history,
+                recipe=member_cfg,
+                overrides=recipe_overrides(member_cfg),
+                augmentation=aug.describe(),
+                distillation=(Distillation([t.record for t in teachers], temperature, distill_weight)
+                              if teachers else None),
+                data=data_record,
+                seed=member_seed,
+                world_size=world,
+                mixed_precision=accelerator.mixed_precision,
+                batch_size_per_process=batch_size,
+                global_batch_size=batch_size * world,
+                compile=tr.compile,
+                channels_last=channels_last,
+                deterministic=tr.deterministic,
+                resumed_from=str(resume_from) if resume_from else None,
+                resume_changes=resume_changes,
+                wall_seconds=round(wall, 2),
+                train_seconds=round(sum(e.epoch_seconds for e in history), 2),
+                **environment_info(accelerator.device),
+                git=git_at_start,
+            )
+            save_file({"images": data.test_images[:N_EXAMPLES].cpu().contiguous(),
+                       "labels": data.test_labels[:N_EXAMPLES].cpu().contiguous()}, str(member_dir / EXAMPLES_FILE))
+            write_run_report(member_dir, results)  # PNGs for the card and report.html, before results.json
+            results.save(member_dir)
     if report_to != "none":
         accelerator.end_training()
-    say(
-        f"\nDone: {name} ({summary.total_params:,} params) | final test accuracy {test_result['accuracy']:.2f}% "
-        f"({test_result['correct']}/{test_result['total']}) after {history[-1].epoch} "
-        f"epoch{'' if history[-1].epoch == 1 else 's'} | "
-        f"{wall:.1f}s wall\n  model:   {run_dir / 'model'}\n  metrics: {run_dir / 'results.json'}"
-    )
+    for member_seed, member_dir, history, test_result in zip(seeds, run_dirs, histories, test_results):
+        say(f"\nDone: {name} ({summary.total_params:,} params"
+            f"{'' if n_models == 1 else f', seed {member_seed}'}) | final test accuracy "
+            f"{test_result['accuracy']:.2f}% ({test_result['correct']}/{test_result['total']}) after "
+            f"{history[-1].epoch} epoch{'' if history[-1].epoch == 1 else 's'} | {wall:.1f}s wall\n"
+            f"  model:   {member_dir / 'model'}\n  metrics: {member_dir / 'results.json'}")
     return run_dir

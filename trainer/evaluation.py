@@ -49,7 +49,8 @@ def _full_precision_forward(model):
 @torch.no_grad()
 def predict(model, images: torch.Tensor, accelerator, batch_size: int, *, channels_last: bool = False,
             tta: bool = False) -> torch.Tensor:
-    """Log-probabilities (N, C) for a whole split, in dataset order, each image computed exactly once.
+    """Log-probabilities (N, C) for a whole split, in dataset order, each image computed exactly once ((N, K, C)
+    for a ModelStack of K models).
 
     Each process takes one contiguous slice (the last padded by repeating its final index), so gathering in rank
     order and keeping the first N rows gives exactly the split, whatever the number of processes.
@@ -71,7 +72,7 @@ def predict(model, images: torch.Tensor, accelerator, batch_size: int, *, channe
                 x = x.contiguous(memory_format=torch.channels_last)
             # Full precision even when training uses bf16/fp16 autocast: the recorded accuracy is then exactly
             # what anyone gets from the saved fp32 weights (evaluation is a tiny share of the time).
-            logp = F.log_softmax(forward(x).float(), dim=1)
+            logp = F.log_softmax(forward(x).float(), dim=-1)  # (N, C); a stack gives (N, K, C)
             probs = logp.exp() if probs is None else probs + logp.exp()
         outputs.append(logp if len(shifts) == 1 else (probs / len(shifts)).log())
     return accelerator.gather_for_metrics(torch.cat(outputs))[:n]

@@ -134,6 +134,9 @@ class RunConfig:
 @dataclass
 class TrainConfig:
     seed: int = 0
+    # Several seeds trained together in one process (trainer/stack.py), each exactly as its own run would sample
+    # it, each ending as its own run directory <run.dir>/seed_<s>; None = the one run of `seed`.
+    seeds: Optional[List[int]] = None
     report_to: str = "tensorboard"  # tensorboard | wandb | trackio | none  (Accelerate trackers)
     tracker_project: str = "tinyhub"  # project name for the tracker (W&B / trackio project, TensorBoard subfolder)
     progress: Any = "auto"  # tqdm bars on the main process: auto = only on a terminal | true | false

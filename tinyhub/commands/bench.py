@@ -7,6 +7,8 @@ same model and recipe, in one run; ratios printed side by side.
     tinyhub bench --quick --data-dir DIR                       # smoke test: 2,048 images, same figures
     tinyhub bench --model model4 model.dropout=0 training.mixed_precision=bf16 --data-dir DIR   # a candidate recipe
     tinyhub bench --model gap5k --teacher runs/gap20k-s0 --data-dir DIR   # + the cost of distilling from a teacher
+    tinyhub bench --model model4 --stack 1 2 4 8 16 --data-dir DIR   # K models trained together (seeds=[...]):
+                                                                      # aggregate images/s for each K
 
 tinyhub's rows are `tinyhub.trainer.train` runs of the recipe (its optimizer, schedule, EMA, label smoothing,
 precision, augmentation and per-epoch evaluation), read back from the run's own results.json. The seeds' pipeline:
@@ -106,10 +108,12 @@ def _engine_row(overrides: list[str], run_dir: str, threads: int, profile: bool 
     torch.set_num_threads(threads)
     cfg = trainer.load_config([*overrides, "report_to=none", "progress=false", "training.checkpoint_every=0",
                                f"training.threads={threads}", f"run.dir={run_dir}"])
-    record = trainer.load_run(trainer.train(cfg))
+    run = trainer.train(cfg)
+    members = [run / f"seed_{s}" for s in cfg.seeds] if cfg.seeds else [run]  # K models trained together
+    record = trainer.load_run(members[0])
     last = record.epochs[-1]
-    return {"images_per_second": last.images_per_second, "train_seconds": last.epoch_seconds,
-            "eval_seconds": last.eval_seconds, "images": last.train_images, "run_dir": run_dir,
+    return {"images_per_second": last.images_per_second * len(members), "train_seconds": last.epoch_seconds,
+            "eval_seconds": last.eval_seconds, "images": last.train_images * len(members), "run_dir": run_dir,
             "test_accuracy": last.test_accuracy, "peak_mb": _peak_memory_mb(record.device.split(":")[0]),
             "macs": record.macs, "profile": _profile(cfg, threads) if profile else None}
 
@@ -215,6 +219,34 @@ def _print_profile(row: dict) -> None:
           f"alone, {flops * row['images_per_second'] / 1e9:.1f} GFLOP/s over the whole training epoch")
 
 
+def _stack_rows(args, recipe_overrides: list[str], threads: int) -> int:
+    """K models trained together in one process (trainer/stack.py), each K in a process of its own."""
+    from tinyhub.errors import TinyhubError
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tinyhub-bench-") as tmp:
+        runs_root = Path(args.keep_runs or tmp)
+        for k in args.stack:
+            extra = [f"seeds=[{','.join(str(s) for s in range(k))}]"] if k > 1 else []
+            run_dir = runs_root / f"bench-{args.model}-stack{k}-{time.strftime('%Y%m%d-%H%M%S')}"
+            try:
+                rows.append((k, _in_own_process(_engine_row, [*recipe_overrides, *extra], str(run_dir), threads)))
+            except TinyhubError as e:  # an architecture that cannot be stacked
+                return fail(e)
+    base = next((r for k, r in rows if k == 1), None)
+    print(f"\n{'models together':<17}{'images/s (all)':>15}{'per model':>11}{'train s':>9}{'eval s':>8}"
+          f"{'vs K=1':>8}{'peak MiB':>10}")
+    for k, r in rows:
+        ratio = f"{r['images_per_second'] / base['images_per_second']:>7.2f}x" if base else f"{'-':>8}"
+        print(f"{k:<17}{r['images_per_second']:>15,.0f}{r['images_per_second'] / k:>11,.0f}{r['train_seconds']:>9.1f}"
+              f"{r['eval_seconds']:>8.2f}{ratio}{r['peak_mb']:>10,.0f}")
+    print("\nimages/s (all): training images per second summed over the K models (the last epoch's training "
+          "time); vs K=1: that against one model trained alone by the same recipe")
+    if args.keep_runs:
+        print(f"tinyhub's run directories (results.json written by the engine): {runs_root}")
+    return 0
+
+
 def time_to_target(run_dir: Path) -> str:
     from tinyhub import trainer
 
@@ -251,6 +283,9 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--teacher", action="append", default=None, metavar="TEACHER",
                    help="add a row with distillation from this teacher (run dir, model folder or Hub repo id; "
                         "repeat for an ensemble): what a teacher costs per epoch")
+    p.add_argument("--stack", nargs="+", type=int, default=None, metavar="K",
+                   help="instead: train K models of the recipe together (seeds=[0..K-1]) for each K given, and "
+                        "report their aggregate images/s against K=1")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="recipe overrides, as for `tinyhub train` (model.dropout=0, "
                         "training.mixed_precision=bf16, ...)")
@@ -304,6 +339,8 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
           f"channels_last {tr.channels_last}; {hw}; {args.epochs} epoch(s) of "
           f"{subset or 60_000:,} images per row, the last reported (training + evaluation of 10,000 test images)")
 
+    if args.stack:
+        return _stack_rows(args, recipe_overrides, threads)
     variants = [("tinyhub (tinyhub.trainer.train)", [])]
     if args.variants == "all":
         variants += list(VARIANTS)

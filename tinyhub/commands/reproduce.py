@@ -9,7 +9,9 @@ and the README's results table. Run it from a tinyhub checkout (the paths defaul
     tinyhub reproduce --models model4 --label model4-kd --data-dir DIR training.distill.teacher=runs/gap20k-s0
                                                   # a variant of a recipe, recorded and tabled under its own label
 
-Runs already finished in --runs-dir are reused, so an interrupted reproduction continues where it stopped.
+The seeds of a recipe train together in one process (`tinyhub train seeds=[0,1,2]`: each model exactly as its own
+run would sample it, trainer/stack.py) when its architecture allows, else one at a time (--one-at-a-time forces
+that). Runs already finished in --runs-dir are reused, so an interrupted reproduction continues where it stopped.
 Numbers are the final epoch's test accuracy of each run, averaged over seeds; nothing is selected on the test split.
 """
 
@@ -25,6 +27,7 @@ from pathlib import Path
 from tinyhub.files import write_json_atomic
 from tinyhub.tables import markdown_table
 from tinyhub.trainer.record import SeedRecord, SeedStats, load_run
+from tinyhub.trainer.stack import stackable
 
 MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet", "gap8k", "gap20k", "gap5k", "gap2k")
 #: Published tiny MNIST models, for the frontier table: their authors' own claims (often one run or the best
@@ -40,25 +43,48 @@ PUBLIC_FRONTIER = (
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
+def _train(what: str, run_dir: Path, train_args: list[str], data_dir: str | None, extra: list[str]) -> None:
+    """One `tinyhub train` process into run_dir, continuing its checkpoints when an earlier attempt was cut."""
+    args = [sys.executable, "-m", "tinyhub", "train", *train_args, f"run.dir={run_dir}", "progress=false", *extra]
+    if data_dir:
+        args.append(f"data.dir={data_dir}")
+    if (run_dir / "checkpoints").is_dir():
+        args.append("training.resume=auto")
+    print(f"[{what}] training: {' '.join(args[1:])}", flush=True)
+    t0 = time.time()
+    proc = subprocess.run(args, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"error: [{what}] training failed (exit {proc.returncode}); fix it and re-run.")
+    print(f"[{what}] done in {time.time() - t0:.0f}s", flush=True)
+
+
 def run_one(model: str, seed: int, runs_dir: Path, data_dir: str | None, extra: list[str],
             label: str | None = None) -> Path:
     run_dir = runs_dir / f"{label or model}-s{seed}"
     if (run_dir / "results.json").is_file():
         print(f"[{model} seed {seed}] already finished: {run_dir}")
         return run_dir
-    args = [sys.executable, "-m", "tinyhub", "train", f"model={model}", f"seed={seed}",
-            f"run.dir={run_dir}", "progress=false", *extra]
-    if data_dir:
-        args.append(f"data.dir={data_dir}")
-    if (run_dir / "checkpoints").is_dir():
-        args.append("training.resume=auto")
-    print(f"[{model} seed {seed}] training: {' '.join(args[1:])}", flush=True)
-    t0 = time.time()
-    proc = subprocess.run(args, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"error: [{model} seed {seed}] training failed (exit {proc.returncode}); fix it and re-run.")
-    print(f"[{model} seed {seed}] done in {time.time() - t0:.0f}s", flush=True)
+    _train(f"{model} seed {seed}", run_dir, [f"model={model}", f"seed={seed}"], data_dir, extra)
     return run_dir
+
+
+def run_together(model: str, seeds: list[int], runs_dir: Path, data_dir: str | None, extra: list[str],
+                 label: str | None = None) -> list[Path]:
+    """Every seed in one `tinyhub train seeds=[...]` process: <runs-dir>/<label>-s0-1-2/seed_<k>."""
+    group = runs_dir / f"{label or model}-s{'-'.join(map(str, seeds))}"
+    _train(f"{model} seeds {seeds} together", group, [f"model={model}", f"seeds=[{','.join(map(str, seeds))}]"],
+           data_dir, extra)
+    return [group / f"seed_{s}" for s in seeds]
+
+
+def finished_run(runs_dir: Path, name: str, seed: int) -> Path | None:
+    """A finished run of this seed in runs_dir, trained alone (<name>-s<seed>) or with others
+    (<name>-s0-1-2/seed_<seed>)."""
+    for run_dir in [runs_dir / f"{name}-s{seed}", *sorted(runs_dir.glob(f"{name}-s*/seed_{seed}"))]:
+        if (run_dir / "results.json").is_file():
+            print(f"[{name} seed {seed}] already finished: {run_dir}")
+            return run_dir
+    return None
 
 
 def record(run_dir: Path, out_root: Path, label: str | None = None) -> Path:
@@ -170,6 +196,18 @@ def write_tables(out_root: Path, results_md: Path, readme: Path) -> str:
     return text
 
 
+def _model_overrides(overrides: list[str]) -> dict:
+    """The architecture arguments among the overrides (model.width=1.9): a stack is built with them."""
+    import yaml
+
+    found = {}
+    for item in overrides:
+        key, _, value = item.lstrip("+").partition("=")
+        if key.startswith("model.") and key not in ("model.name", "model.param_budget"):
+            found[key.split(".", 1)[1]] = yaml.safe_load(value)
+    return found
+
+
 def parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
@@ -182,6 +220,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
                    help="folder with the four MNIST IDX files (default: $TINYHUB_DATA_DIR, else the Hub dataset)")
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--rerun", action="store_true", help="train recorded seeds again in a fresh folder and compare")
+    p.add_argument("--one-at-a-time", action="store_true",
+                   help="train each seed in its own process instead of all seeds of a recipe together")
     p.add_argument("--results-md", default="RESULTS.md")
     p.add_argument("--readme", default="README.md", help="README whose results table is replaced")
     p.add_argument("overrides", nargs="*", help="extra training overrides for every run (e.g. training.threads=2)")
@@ -199,12 +239,19 @@ def main(argv=None, prog: str = "tinyhub reproduce") -> int:
             for seed in args.seeds:
                 rerun(model, seed, Path(args.runs_dir).resolve().parent, out_root, args.data_dir, args.overrides)
     elif not args.table_only:
+        runs_dir = Path(args.runs_dir).resolve()
         for model in args.models:
-            for seed in args.seeds:
-                run_dir = run_one(model, seed, Path(args.runs_dir).resolve(), args.data_dir, args.overrides,
-                                  args.label)
+            done = {s: d for s in args.seeds if (d := finished_run(runs_dir, args.label or model, s))}
+            missing = [s for s in args.seeds if s not in done]
+            if len(missing) > 1 and not args.one_at_a_time and stackable(model, **_model_overrides(args.overrides)):
+                done.update(zip(missing, run_together(model, missing, runs_dir, args.data_dir, args.overrides,
+                                                      args.label)))
+            else:
+                done.update((s, run_one(model, s, runs_dir, args.data_dir, args.overrides, args.label))
+                            for s in missing)
+            for run_dir in (done[s] for s in args.seeds):
                 print(f"  -> {record(run_dir, out_root, args.label)}", flush=True)
-                write_tables(out_root, Path(args.results_md), Path(args.readme))
+            write_tables(out_root, Path(args.results_md), Path(args.readme))
     print(write_tables(out_root, Path(args.results_md), Path(args.readme)))
     return 0
 
