@@ -134,3 +134,25 @@ def test_a_labelled_variant_gets_its_own_row_and_a_place_on_the_frontier(tmp_pat
                     "| 99.39% | 15 | 1 s | CPU test | yes |"]
     assert "| 4,836 | 99.40% (mean of 2) | 15 | tinyhub `gap5k-kd`, distilled from gap20k" in r.stdout
     assert "| 4,862 | 99.07% | 50 | published:" in r.stdout  # the public figures sit beside tinyhub's
+
+
+def test_the_engine_and_the_bench_profile_run_the_same_step_function(mnist_dir, tmp_path, monkeypatch):
+    from conftest import FAST
+    from tinyhub import trainer
+    from tinyhub.commands.bench import _profile
+    from tinyhub.trainer.engine import TrainStep
+
+    calls, original = [], TrainStep.__call__
+
+    def counted(self, x, y, x01):
+        calls.append(len(y))
+        return original(self, x, y, x01)
+
+    monkeypatch.setattr(TrainStep, "__call__", counted)
+    cfg = trainer.load_config([*FAST, "model=gap2k", f"data.dir={mnist_dir}", "data.subset=128",
+                               "training.epochs=1", "training.ema=0.9", f"run.dir={tmp_path / 'run'}"])
+    trainer.train(cfg)
+    assert calls == [64, 64]
+    calls.clear()
+    profile = _profile(cfg, threads=1, batches=3)
+    assert calls == [64] * 4 and profile["step"] > 0 and profile["augment"] > 0  # a warm-up, then three timed

@@ -89,6 +89,55 @@ def build_scheduler(optimizer, sch: SchedulerConfig, epochs: int, steps_per_epoc
     raise ConfigError(f"training.scheduler.name={name!r}: choose none, step, onecycle, cosine or plateau.")
 
 
+@dataclasses.dataclass
+class TrainStep:
+    """One optimisation step of the recipe, for one model or a stack of K: the forward, each model's loss
+    (cross-entropy, blended with the teachers' soft targets when distilling), backward, gradient clipping (each
+    model by its own norm), the optimizer, a per-batch schedule and the EMA of weights. The training loop runs it;
+    `tinyhub bench --profile` times this very function."""
+
+    model: torch.nn.Module  # the bare model or ModelStack: clipping and the EMA read it
+    train_model: torch.nn.Module  # what runs the forward: the model as Accelerate prepared (and maybe compiled) it
+    optimizer: torch.optim.Optimizer
+    accelerator: Accelerator
+    criterion: torch.nn.Module
+    n_models: int = 1
+    grad_clip: float = 0.0
+    scheduler: object = None  # stepped after every batch (None when it steps per epoch, or there is none)
+    ema: object = None
+    teachers: list = dataclasses.field(default_factory=list)
+    temperature: float = 4.0
+    distill_weight: float = 0.0
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: the models' normalised input (model k's images in channels k*C..); y: (N, K) labels; x01: the same
+        augmented images in [0, 1], for the teachers. Returns (each model's loss (K,), logits (N, K, classes))."""
+        n, k_models = len(y), self.n_models
+        logits = self.train_model(x).view(n, k_models, -1)
+        losses = torch.stack([self.criterion(logits[:, k].float(), y[:, k]) for k in range(k_models)])
+        if self.teachers:  # the same augmented images, each teacher with its own normalisation, in the run's precision
+            with self.accelerator.autocast():  # every model's images as one batch: (K*N, C, H, W)
+                images = x01.unflatten(1, (k_models, -1)).transpose(0, 1).flatten(0, 1)
+                targets = soft_targets(self.teachers, images, self.temperature).view(k_models, n, -1)
+            soft = torch.stack([distillation_loss(logits[:, k], targets[k], self.temperature)
+                                for k in range(k_models)])
+            losses = (1 - self.distill_weight) * losses + self.distill_weight * soft
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(losses.sum())  # model k's weights get exactly the gradient of its own loss
+        if self.grad_clip:
+            if k_models == 1:
+                self.accelerator.clip_grad_norm_(self.train_model.parameters(), self.grad_clip)
+            else:
+                self.accelerator.unscale_gradients()
+                self.model.clip_grad_norm_(self.grad_clip)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return losses.detach(), logits
+
+
 def evaluate(model, images, labels, accelerator, batch_size: int, channels_last: bool = False) -> list[dict]:
     """Loss/accuracy over a whole split, sharded over processes, every image counted exactly once: one result
     per model (a stack's members each see the whole split)."""
@@ -432,6 +481,9 @@ def _train(config: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitSt
     # The scheduler and the EMA weights are checkpointed by tinyhub itself (JSON and safetensors), not through
     # Accelerate's custom-object pickles, which load with full unpickling: a checkpoint must never run code.
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=tr.label_smoothing)
+    train_step = TrainStep(model, train_model, optimizer, accelerator, criterion, n_models=len(members),
+                           grad_clip=tr.grad_clip, scheduler=scheduler if sched_when == "step" else None, ema=ema,
+                           teachers=teachers, temperature=temperature, distill_weight=distill_weight)
 
     histories: list[list[EpochRecord]] = [[] for _ in seeds]  # one per model
     start_epoch = 1
@@ -500,29 +552,8 @@ def _train(config: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitSt
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = torch.stack([data.train_labels[idx] for idx in idxs], 1)  # (N, K)
-            logits = train_model(x).view(len(y), n_models, -1)
-            losses = torch.stack([criterion(logits[:, k].float(), y[:, k]) for k in range(n_models)])
-            if teachers:  # the same augmented images, each teacher with its own normalisation, in the run's precision
-                with accelerator.autocast():  # every model's images as one batch: (K*N, C, H, W)
-                    targets = soft_targets(teachers, x01.unflatten(1, (n_models, chans)).transpose(0, 1).flatten(0, 1),
-                                           temperature).view(n_models, len(y), -1)
-                soft = torch.stack([distillation_loss(logits[:, k], targets[k], temperature) for k in range(n_models)])
-                losses = (1 - distill_weight) * losses + distill_weight * soft
-            loss = losses.sum()  # model k's weights get exactly the gradient of its own loss
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            if tr.grad_clip:
-                if n_models == 1:
-                    accelerator.clip_grad_norm_(train_model.parameters(), tr.grad_clip)
-                else:  # each model's gradient clipped by its own norm
-                    accelerator.unscale_gradients()
-                    model.clip_grad_norm_(tr.grad_clip)
-            optimizer.step()
-            if sched_when == "step":
-                scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            loss_sum += losses.detach() * len(y)
+            losses, logits = train_step(x, y, x01)
+            loss_sum += losses * len(y)
             correct += (logits.argmax(2) == y).sum(0)
             seen += len(y)
             if step % 25 == 0 and not bar.disable:

@@ -48,27 +48,46 @@ def _peak_memory_mb(device_type: str) -> float:
 
 
 def _profile(cfg, threads: int, batches: int = 40) -> dict:
-    """Where an epoch's time goes: the engine's own pieces (augment_batch, normalize01, the recipe's optimizer and
-    precision for forward + backward + step) timed alone on the recipe's batches, in seconds per training image."""
+    """Where an epoch's time goes: the engine's own pieces timed alone on the recipe's batches, in seconds per
+    training image: augmentation + normalisation (augment_batch, normalize01) and the engine's TrainStep itself
+    (the recipe's optimizer, per-batch schedule, EMA, clipping, precision and teachers)."""
     import torch
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     from tinyhub import modeling
     from tinyhub.trainer import seeding
     from tinyhub.trainer.augment import AugmentConfig, augment_batch
     from tinyhub.trainer.data import load_from_config
-    from tinyhub.trainer.engine import build_optimizer
+    from tinyhub.trainer.distill import load_teachers, teacher_specs
+    from tinyhub.trainer.engine import TrainStep, build_optimizer, build_scheduler
     from tinyhub.trainer.schema import typed_config
 
-    c = typed_config(cfg)
+    c, tr = typed_config(cfg), typed_config(cfg).training
     splits = load_from_config(dict(cfg.data))
     kwargs = {k: v for k, v in c.model.items() if k != "name"}
     model = modeling.create_model(c.model["name"], **kwargs, mean=splits.mean, std=splits.std)
-    if c.training.channels_last:
+    if tr.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model.parameters(), c.training.optimizer)
+    AcceleratorState._reset_state(reset_partial_state=True)  # the engine's run before this left its own state
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=tr.mixed_precision)
+    optimizer = build_optimizer(model.parameters(), tr.optimizer)
+    scheduler, when = build_scheduler(optimizer, tr.scheduler, tr.epochs, 10**6)
+    ema = None
+    if tr.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tr.ema), use_buffers=True)
+    train_model, optimizer = accelerator.prepare(model, optimizer)
+    teachers = load_teachers(teacher_specs(tr.distill.teacher), label_names=splits.label_names,
+                             image_shape=splits.image_shape, device=accelerator.device)
+    step_fn = TrainStep(model, train_model, optimizer, accelerator,
+                        torch.nn.CrossEntropyLoss(label_smoothing=tr.label_smoothing), grad_clip=tr.grad_clip,
+                        scheduler=scheduler if when == "step" else None, ema=ema, teachers=teachers,
+                        temperature=tr.distill.temperature, distill_weight=tr.distill.weight)
+    images, labels = splits.train_images.to(accelerator.device), splits.train_labels.to(accelerator.device)
     aug, gen, bs = AugmentConfig(**cfg.augment), seeding.generator("augment", 0, 1, 0), c.data.batch_size
-    batch_idx = [torch.randint(0, len(splits.train_labels), (bs,)) for _ in range(batches)]
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=c.training.label_smoothing)
+    batch_idx = [torch.randint(0, len(labels), (bs,), device=accelerator.device) for _ in range(batches)]
     model.train()
 
     def timed(fn) -> float:
@@ -81,17 +100,14 @@ def _profile(cfg, threads: int, batches: int = 40) -> dict:
     inputs = {}
 
     def augment(idx):
-        inputs[id(idx)] = model.normalize01(augment_batch(splits.train_images[idx].float() / 255.0, aug, gen))
+        x01 = augment_batch(images[idx].float() / 255.0, aug, gen)
+        inputs[id(idx)] = (model.normalize01(x01), x01)
 
     def step(idx):
-        x = inputs[id(idx)]
-        if c.training.channels_last:
+        x, x01 = inputs[id(idx)]
+        if tr.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.training.mixed_precision == "bf16"):
-            loss = criterion(model(x).float(), splits.train_labels[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        step_fn(x, labels[idx].unsqueeze(1), x01)
 
     return {"augment": timed(augment), "step": timed(step)}
 
