@@ -19,11 +19,17 @@ ROUND2 = (("gap5k-val5k-kd", "temperature 4, weight 0.5 (the recipe)"),
           ("gap5k-val5k-kd-ema", "the same + EMA of weights 0.999"),
           ("gap5k-val5k-kd-w08", "weight 0.8"),
           ("gap5k-val5k-kd-t2", "temperature 2"))
+#: Round 3, on one code version: a second teacher for gap5k, and efficient's own distillation comparison.
+ROUND3 = (("gap5k", "gap5k-val5k-kd-now", "gap5k-val5k-kd-ens", "gap20k seed 0 (the recipe)",
+           "gap20k seeds 0 + 1 (averaged)", "keep one teacher", "use both teachers"),
+          ("efficient", "efficient-val5k-plain", "efficient-val5k-kd", "none (the recipe)", "gap20k seed 0",
+           "keep the plain recipe", "distil"))
 
 
 def main(runs: Path) -> None:
     record = {}
-    names = ("teacher-gap20k-val5k",) + tuple(n for _, *pair in PAIRS for n in pair) + tuple(n for n, _ in ROUND2)
+    names = (("teacher-gap20k-val5k", "teacher-gap20k-val5k-s1") + tuple(n for _, *pair in PAIRS for n in pair)
+             + tuple(n for n, _ in ROUND2) + tuple(n for r in ROUND3 for n in r[1:3]))
     for name in dict.fromkeys(names):
         r = load_run(runs / name)
         record[name] = {"model": r.model, "parameters": r.parameters, "seed": r.seed, "val_size": r.data.val_size,
@@ -41,7 +47,15 @@ def main(runs: Path) -> None:
                f"{round((record[n]['val_accuracy'][-1] - base) * record[n]['val_size'] / 100):+d}",
                f"`{(record[n]['git']['commit'] or 'unknown')[:10]}`"
                + (" + uncommitted changes" if record[n]["git"]["dirty"] else "")] for n, setting in ROUND2]
-    teacher = record["teacher-gap20k-val5k"]
+    round3 = []
+    for model, a_run, b_run, a_text, b_text, keep, adopt in ROUND3:
+        a, b = record[a_run]["val_accuracy"][-1], record[b_run]["val_accuracy"][-1]
+        images = round((b - a) * record[b_run]["val_size"] / 100)
+        commits = {(record[n]["git"]["commit"] or "unknown")[:10] for n in (a_run, b_run)}
+        round3.append([model, a_text, f"{a:.2f}%", b_text, f"{b:.2f}%",
+                       f"{keep} (B: {images:+d} images)" if b <= a else f"{adopt} ({images:+d} images)",
+                       ", ".join(f"`{c}`" for c in sorted(commits))])
+    teacher, teacher2 = record["teacher-gap20k-val5k"], record["teacher-gap20k-val5k-s1"]
     (HERE / "validation.json").write_text(json.dumps(record, indent=1))
     (HERE / "validation.md").write_text(
         "# Distillation on the validation split (issue #16)\n\n"
@@ -62,7 +76,15 @@ def main(runs: Path) -> None:
         "(trainer/seeding.py), which changed those streams: their seed 0 is another draw than the first two runs', "
         "so differences of a few images are within run-to-run noise. EMA changed no prediction: with OneCycle the "
         "learning rate ends near zero, and the average of the last weights is the last weights.\n\n"
-        + markdown_table(["gap5k distilled with", "validation", "images vs the recipe", "code"], round2, "lrr"))
+        + markdown_table(["gap5k distilled with", "validation", "images vs the recipe", "code"], round2, "lrr")
+        + "\n## Round 3: a second teacher, and efficient\n\n"
+        "Each pair below ran on one code version, seed 0, so its two runs share initialisation, sample order and "
+        "augmentation draws and differ only in the teacher. The second teacher is `gap20k` with seed 1, trained the "
+        f"same way (validation {teacher2['val_accuracy'][-1]:.2f}%); the ensemble averages the two teachers' soft "
+        "targets. The gap5k pair repeats the recipe on the current code, so its first column is that recipe's "
+        "current draw, not round 1's.\n\n"
+        + markdown_table(["student", "teacher A", "validation A", "teacher B", "validation B", "decision", "code"],
+                         round3, "llrlrll"))
 
 
 if __name__ == "__main__":
