@@ -546,12 +546,13 @@ def _train(config: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitSt
                    leave=False, dynamic_ncols=True)
         for step, idxs in enumerate(bar):
             # Model k's batch: its own images, its own augmentation draws, side by side along the channels.
-            x01 = torch.cat([augment_batch(data.train_images[idx].float() / 255.0, aug, g)
-                             for idx, g in zip(idxs, gens)], 1)
+            parts = [augment_batch(data.train_images[idx].float() / 255.0, aug, g) for idx, g in zip(idxs, gens)]
+            x01 = parts[0] if n_models == 1 else torch.cat(parts, 1)  # one model: no copy
             x = model.normalize01(x01)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = torch.stack([data.train_labels[idx] for idx in idxs], 1)  # (N, K)
+            labels = [data.train_labels[idx] for idx in idxs]
+            y = labels[0].unsqueeze(1) if n_models == 1 else torch.stack(labels, 1)  # (N, K)
             losses, logits = train_step(x, y, x01)
             loss_sum += losses * len(y)
             correct += (logits.argmax(2) == y).sum(0)
