@@ -2,6 +2,7 @@
 exactly what it would alone."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -209,5 +210,7 @@ def test_reproduce_trains_the_seeds_of_a_recipe_together(mnist_dir, tmp_path):
         run = trainer.load_run(tmp_path / "runs" / "gap2k-s0-1" / f"seed_{s}")
         assert seed_record["seed"] == s and seed_record["test_correct"] == run.final.test_correct
         assert len(seed_record["history"]) == 1
+    # the time of a stack is the time of all its models, and the table says so
+    assert re.search(r"\| \d+ s for 2 together \|", (tmp_path / "RESULTS.md").read_text())
     again = run_cli(*common)
     assert again.returncode == 0 and again.stdout.count("already finished") == 2

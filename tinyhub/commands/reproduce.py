@@ -152,13 +152,15 @@ def table(out_root: Path) -> str:
         target = first.target_accuracy
         met = {None: "—", True: "yes", False: "no"}[stats.meets(target)]
         secs = statistics.fmean(r.train_seconds or 0 for r in rs)
+        together = {len((r.recipe or {}).get("seeds") or []) for r in rs} - {0, 1}  # seeds trained in one stack
+        time_txt = f"{secs:.0f} s" + (f" for {max(together)} together" if together else "")
         hardware = ", ".join(sorted({r.hardware for r in rs}))
         budget = ((first.recipe or {}).get("model") or {}).get("param_budget")
         budget_txt = f"<{budget:,}" if budget else "—"
         name = label if label == first.model else f"{label} ({first.model})"
         rows.append([name, f"{first.parameters:,}", budget_txt, "—" if target is None else f"{target}%",
                      first.distilled_from or "—", stats.n, f"{stats.mean:.2f}% ± {stats.std:.2f}",
-                     f"{min(stats.values):.2f}%", first.epochs, f"{secs:.0f} s", hardware, met])
+                     f"{min(stats.values):.2f}%", first.epochs, time_txt, hardware, met])
     return markdown_table(["model", "parameters", "budget", "target", "distilled from", "seeds",
                            "test accuracy (mean ± std)", "min", "epochs", "train time per run", "hardware",
                            "target met"], rows, "lrrrlrrrrr")
@@ -181,7 +183,8 @@ def write_tables(out_root: Path, results_md: Path, readme: Path) -> str:
     body = ("# Results\n\nMNIST test accuracy of each recipe at its final epoch, over training seeds, written by "
             "`tinyhub reproduce` from the runs in `results/`. No epoch or seed is selected on the test split. "
             "Train time is the measured time of each run's training epochs on the hardware named, often with other "
-            "runs sharing the machine; `tinyhub bench` is the speed measurement.\n\n"
+            "runs sharing the machine (for seeds trained together in one process, the time of all of them); "
+            "`tinyhub bench` is the speed measurement.\n\n"
             + text)
     reruns = reruns_table(out_root)
     if reruns:
