@@ -178,8 +178,13 @@ def frontier_table(out_root: Path) -> str:
                           [[f"{n:,}", acc, epochs, how] for n, acc, epochs, how in sorted(rows)], "rrr")
 
 
+def tables_text(out_root: Path) -> str:
+    """The results and frontier tables of the records in out_root: what the README's results block holds."""
+    return table(out_root) + "\nThe frontier: parameters against accuracy.\n\n" + frontier_table(out_root)
+
+
 def write_tables(out_root: Path, results_md: Path, readme: Path) -> str:
-    text = table(out_root) + "\nThe frontier: parameters against accuracy.\n\n" + frontier_table(out_root)
+    text = tables_text(out_root)
     body = ("# Results\n\nMNIST test accuracy of each recipe at its final epoch, over training seeds, written by "
             "`tinyhub reproduce` from the runs in `results/`. No epoch or seed is selected on the test split. "
             "Train time is the measured time of each run's training epochs on the hardware named, often with other "
