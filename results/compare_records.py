@@ -1,0 +1,53 @@
+"""The records of 2026-11-28 against the ones they replaced: prints a markdown table for the README.
+
+    python results/compare_records.py [OLD_REV]      # default 905df28, the commit before the replacement
+
+The earlier records are read from git (`git show OLD_REV:results/<model>/seed_<k>.json`), the current ones from
+results/; the exact means (correct images over all seeds) decide "met", as the results table does.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tinyhub.tables import markdown_table
+from tinyhub.trainer.record import SeedStats
+
+MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet", "gap8k", "gap20k")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _records(rev: str | None, model: str) -> list[dict]:
+    out = []
+    for seed in (0, 1, 2):
+        path = f"results/{model}/seed_{seed}.json"
+        text = (subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True, capture_output=True,
+                               text=True).stdout if rev else (ROOT / path).read_text())
+        out.append(json.loads(text))
+    return out
+
+
+def _cell(records: list[dict]) -> tuple[str, SeedStats]:
+    stats = SeedStats.of([(r["seed"], r["test_correct"], r["test_total"]) for r in records])
+    seeds = ", ".join(f"{r['test_accuracy']:.2f}" for r in records)
+    return f"{stats.mean:.2f}% ({seeds})", stats
+
+
+def main(old_rev: str) -> None:
+    rows = []
+    for model in MODELS:
+        old, new = _records(old_rev, model), _records(None, model)
+        if not all("history" in r for r in new):
+            raise SystemExit(f"results/{model}: a record without its per-epoch history; run the seeds again first")
+        (old_txt, old_stats), (new_txt, new_stats) = _cell(old), _cell(new)
+        target = new[0]["target_accuracy"]
+        met = {True: "yes", False: "no"}
+        rows.append([model, f"{target}%", old_txt, met[old_stats.meets(target)], new_txt,
+                     met[new_stats.meets(target)], f"{new_stats.mean - old_stats.mean:+.2f}"])
+    print(markdown_table(["model", "target", "earlier records (seeds 0, 1, 2)", "met", "2026-11-28 (seeds 0, 1, 2)",
+                          "met", "change"], rows, "lrlllll"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "905df28")
