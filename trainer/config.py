@@ -99,6 +99,19 @@ def differences(a: dict, b: dict, *, ignore: tuple[str, ...] = ()) -> list[tuple
     return found
 
 
+def overridden(cfg: dict, baseline: dict, *, ignore: tuple[str, ...] = ()) -> dict:
+    """The part of `cfg` that differs from `baseline`, as a nested dict (what a recipe on top of it must say)."""
+    out: dict = {}
+    for key, ours, _ in differences(cfg, baseline, ignore=ignore):
+        if ours is not _ABSENT:
+            *parents, last = key.split(".")
+            node = out
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = ours
+    return out
+
+
 def describe_value(value) -> str:
     return "(absent)" if value is _ABSENT else _hydra_value(value)
 

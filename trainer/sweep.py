@@ -44,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 from tinyhub.files import write_json_atomic, write_text_atomic
 from tinyhub.tables import markdown_table
 
-from .config import compose_baseline, describe_value, differences, model_group
+from .config import compose_baseline, describe_value, differences, model_group, overridden
 from .record import load_run
 from .schema import ConfigError, HpoConfig, checked
 
@@ -636,28 +636,14 @@ def _csv(summary: dict) -> str:
     return buf.getvalue()
 
 
-def _diff(base: dict, new: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in new.items():
-        path = f"{prefix}{k}"
-        if path in RECIPE_EXCLUDE or path in NOT_SEARCHABLE_SECTIONS:
-            continue
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            sub = _diff(base[k], v, path + ".")
-            if sub:
-                out[k] = sub
-        elif k not in base or base[k] != v:
-            out[k] = v
-    return out
-
-
 def best_recipe_yaml(plan: SweepPlan, best: dict) -> str:
     """The winning trial as a recipe on top of train.yaml and its model recipe: the sampled values plus every
     other way the sweep's training config differed from them (CLI overrides such as training.epochs)."""
     import yaml
 
-    body = _diff(plan.baseline, trial_config(plan.base, best["config"]))
-    for key, value in best["config"].items():
+    body = overridden(trial_config(plan.base, best["config"]), plan.baseline,
+                      ignore=(*RECIPE_EXCLUDE, *NOT_SEARCHABLE_SECTIONS))
+    for key, value in best["config"].items():  # said even where the sampled value is the recipe's own
         _set_key(body, key, _plain(value))
     defaults = ["train", *([{"override /model": plan.model_group}] if plan.model_group else []), "_self_"]
     searched = ", ".join(f"{k}={_fmt(_plain(v))}" for k, v in best["config"].items())
