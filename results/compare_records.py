@@ -1,9 +1,9 @@
 """The records of 2026-11-28 against the ones they replaced: prints a markdown table for the README.
 
-    python results/compare_records.py [OLD_REV]      # default 905df28, the commit before the replacement
+    python results/compare_records.py [OLD_REV [NEW_REV]]   # default 905df28 (before) and 014104e (the replacement)
 
-The earlier records are read from git (`git show OLD_REV:results/<model>/seed_<k>.json`), the current ones from
-results/; the exact means (correct images over all seeds) decide "met", as the results table does.
+Both sets are read from git (`git show REV:results/<model>/seed_<k>.json`), so the table stays that replacement's
+when a recipe changes later (model4's batch 64 was recorded after it; `NEW_REV=.` reads results/); the exact means (correct images over all seeds) decide "met", as the results table does.
 """
 
 import subprocess
@@ -38,12 +38,12 @@ def _cell(records: list[SeedRecord]) -> tuple[str, SeedStats]:
     return f"{stats.mean:.2f}% ({', '.join(f'{r.test_accuracy:.2f}' for r in records)})", stats
 
 
-def main(old_rev: str) -> None:
+def main(old_rev: str, new_rev: str) -> None:
     rows = []
     for model in MODELS:
-        old, new = _records(old_rev, model), _records(None, model)
+        old, new = _records(old_rev, model), _records(None if new_rev == "." else new_rev, model)
         if not all(r.final_is_last_epoch for r in new):
-            raise SystemExit(f"results/{model}: a record without its per-epoch history; run the seeds again first")
+            raise SystemExit(f"{model} at {new_rev}: a record without its per-epoch history; run the seeds again first")
         (old_txt, old_stats), (new_txt, new_stats) = _cell(old), _cell(new)
         target = new[0].target_accuracy
         met = {True: "yes", False: "no"}
@@ -54,4 +54,5 @@ def main(old_rev: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "905df28")
+    args = sys.argv[1:]
+    main(args[0] if args else "905df28", args[1] if len(args) > 1 else "014104e")
