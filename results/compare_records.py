@@ -3,7 +3,8 @@
     python results/compare_records.py [OLD_REV [NEW_REV]]   # default 905df28 (before) and 014104e (the replacement)
 
 Both sets are read from git (`git show REV:results/<model>/seed_<k>.json`), so the table stays that replacement's
-when a recipe changes later (model4's batch 64 was recorded after it; `NEW_REV=.` reads results/); the exact means (correct images over all seeds) decide "met", as the results table does.
+when a recipe changes later (model4's batch 64 was recorded after it); NEW_REV `.` reads results/. The exact means
+(correct images over all seeds) decide "met", as the results table does.
 """
 
 import subprocess

@@ -99,16 +99,21 @@ def differences(a: dict, b: dict, *, ignore: tuple[str, ...] = ()) -> list[tuple
     return found
 
 
+def set_dotted(cfg: dict, key: str, value) -> None:
+    """cfg["a"]["b"]["c"] = value for key "a.b.c", creating the sections on the way."""
+    *parents, last = key.split(".")
+    node = cfg
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
 def overridden(cfg: dict, baseline: dict, *, ignore: tuple[str, ...] = ()) -> dict:
     """The part of `cfg` that differs from `baseline`, as a nested dict (what a recipe on top of it must say)."""
     out: dict = {}
     for key, ours, _ in differences(cfg, baseline, ignore=ignore):
         if ours is not _ABSENT:
-            *parents, last = key.split(".")
-            node = out
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[last] = ours
+            set_dotted(out, key, ours)
     return out
 
 

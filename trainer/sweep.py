@@ -44,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 from tinyhub.files import write_json_atomic, write_text_atomic
 from tinyhub.tables import markdown_table
 
-from .config import compose_baseline, describe_value, differences, model_group, overridden
+from .config import compose_baseline, describe_value, differences, model_group, overridden, set_dotted
 from .record import load_run
 from .schema import ConfigError, HpoConfig, checked
 
@@ -151,14 +151,6 @@ def _lookup(cfg: dict, key: str):
             return False, None
         node = node[part]
     return True, node
-
-
-def _set_key(cfg: dict, key: str, value) -> None:
-    *parents, last = key.split(".")
-    node = cfg
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = value
 
 
 def _plain(value):
@@ -395,7 +387,7 @@ def trial_config(base: dict, sampled: dict) -> dict:
     """The training config of one trial: the sweep's config with the sampled values written over it."""
     cfg = copy.deepcopy(base)
     for key, value in sampled.items():
-        _set_key(cfg, key, _plain(value))
+        set_dotted(cfg, key, _plain(value))
     return cfg
 
 
@@ -644,7 +636,7 @@ def best_recipe_yaml(plan: SweepPlan, best: dict) -> str:
     body = overridden(trial_config(plan.base, best["config"]), plan.baseline,
                       ignore=(*RECIPE_EXCLUDE, *NOT_SEARCHABLE_SECTIONS))
     for key, value in best["config"].items():  # said even where the sampled value is the recipe's own
-        _set_key(body, key, _plain(value))
+        set_dotted(body, key, _plain(value))
     defaults = ["train", *([{"override /model": plan.model_group}] if plan.model_group else []), "_self_"]
     searched = ", ".join(f"{k}={_fmt(_plain(v))}" for k, v in best["config"].items())
     header = (

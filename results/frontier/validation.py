@@ -73,18 +73,15 @@ def main(runs: Path) -> None:
                + (" + uncommitted changes" if record[n]["git"]["dirty"] else "")] for n, setting in ROUND2]
     round3 = _pairs(record, ROUND3)
     round4 = []
-    for model, ((a_text, a_runs), (b_text, b_runs)) in ROUND4:
-        means = []
-        for text, runs in ((a_text, a_runs), (b_text, b_runs)):
-            finals = [record[n]["val_accuracy"][-1] for n in runs]
-            means.append(sum(finals) / len(finals))
-            round4.append([model, text, *(f"{v:.2f}%" for v in finals), f"{means[-1]:.2f}%"])
+    for model, arms in ROUND4:
+        finals = [[record[n]["val_accuracy"][-1] for n in runs] for _, runs in arms]
+        (a_text, a_runs), (b_text, b_runs) = arms
+        means = [sum(f) / len(f) for f in finals]
         images = round((means[1] - means[0]) * sum(record[n]["val_size"] for n in b_runs) / 100)
-        commits = {(record[n]["git"]["commit"] or "unknown")[:10] for n in a_runs + b_runs}
-        round4[-2].append("")
-        round4[-1].append((f"use batch {b_text} ({images:+d} images)" if images > 0 else
-                           f"keep batch {a_text.split()[0]} (batch {b_text}: {images:+d} images)")
-                          + " on " + ", ".join(f"`{c}`" for c in sorted(commits)))
+        commits = ", ".join(f"`{c}`" for c in sorted({record[n]["git"]["commit"][:10] for n in a_runs + b_runs}))
+        decision = f"{'use batch 64' if images > 0 else 'keep batch 128'} ({images:+d} images) on {commits}"
+        for (text, _), f, mean, said in zip(arms, finals, means, ("", decision)):
+            round4.append([model, text, *(f"{v:.2f}%" for v in f), f"{mean:.2f}%", said])
     teacher, teacher2 = record["teacher-gap20k-val5k"], record["teacher-gap20k-val5k-s1"]
     (HERE / "validation.json").write_text(json.dumps(record, indent=1))
     (HERE / "validation.md").write_text(
