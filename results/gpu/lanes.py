@@ -1,6 +1,8 @@
 """Run many `tinyhub train` processes side by side on one machine (the lent GPU), then tabulate them.
 
     python results/gpu/lanes.py JOBS.json OUT_DIR [--parallel N]
+    python results/gpu/lanes.py OUT_DIR --table          # the table again, from OUT_DIR/summary.json
+    python results/gpu/lanes.py results/gpu/round5-arms.json --table    # or from a kept copy of one
 
 JOBS.json is a list of {"name": ..., "args": [overrides...]}; each job trains into OUT_DIR/<name> with its log
 in OUT_DIR/<name>.log. The table printed at the end (and OUT_DIR/summary.json) holds, per job, its wall time,
@@ -44,12 +46,33 @@ def results_of(run_dir: Path) -> list[dict]:
     return rows
 
 
+def print_table(summary: dict, out: Path) -> None:
+    jobs = summary["jobs"]
+    print(f"\n{len(jobs)} jobs, {summary.get('parallel', '?')} at a time, {summary['total_wall_s']:.0f} s in all")
+    print(f"{'job':34} {'rc':>3} {'wall s':>7} {'epoch s':>8}  final-epoch validation per seed (mean)")
+    for d in jobs:
+        per = ", ".join(f"{s['val_accuracy']:.2f}" for s in d["seeds"] if s["val_accuracy"] is not None)
+        if not per:  # no validation split: a timing job, its test figure shown
+            per = "test " + ", ".join(f"{s['test_accuracy']:.2f}" for s in d["seeds"] if s["test_accuracy"])
+        epoch_s = d["seeds"][0]["last_epoch_s"] if d["seeds"] else None
+        print(f"{d['name']:34} {d['rc']:>3} {d['wall_s']:>7.1f} {epoch_s or float('nan'):>8.2f}  {per}"
+              + (f" ({d['val_mean']:.3f})" if d["val_mean"] is not None else ""))
+        if d["rc"] and (out / f"{d['name']}.log").is_file():
+            print("   " + "\n   ".join((out / f"{d['name']}.log").read_text().splitlines()[-6:]))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("jobs")
-    p.add_argument("out")
+    p.add_argument("jobs", help="JOBS.json; with --table, an earlier call's OUT_DIR or summary file")
+    p.add_argument("out", nargs="?")
     p.add_argument("--parallel", type=int, default=8)
+    p.add_argument("--table", action="store_true", help="only print the table of an earlier call's summary.json")
     a = p.parse_args()
+    if a.table:
+        given = Path(a.jobs)
+        out = given if given.is_dir() else given.parent
+        print_table(json.loads((given / "summary.json" if given.is_dir() else given).read_text()), out)
+        return
     jobs = json.loads(Path(a.jobs).read_text())
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -61,18 +84,9 @@ def main() -> None:
         d["seeds"] = results_of(out / d["name"])
         vals = [s["val_accuracy"] for s in d["seeds"] if s["val_accuracy"] is not None]
         d["val_mean"] = round(statistics.fmean(vals), 4) if vals else None
-    (out / "summary.json").write_text(json.dumps({"total_wall_s": round(total, 1), "jobs": done}, indent=1))
-    print(f"\n{len(jobs)} jobs, {a.parallel} at a time, {total:.0f} s in all")
-    print(f"{'job':34} {'rc':>3} {'wall s':>7} {'epoch s':>8}  final-epoch validation per seed (mean)")
-    for d in done:
-        per = ", ".join(f"{s['val_accuracy']:.2f}" for s in d["seeds"] if s["val_accuracy"] is not None)
-        if not per:  # no validation split: a timing job, its test figure shown
-            per = "test " + ", ".join(f"{s['test_accuracy']:.2f}" for s in d["seeds"] if s["test_accuracy"])
-        epoch_s = d["seeds"][0]["last_epoch_s"] if d["seeds"] else None
-        print(f"{d['name']:34} {d['rc']:>3} {d['wall_s']:>7.1f} {epoch_s or float('nan'):>8.2f}  {per}"
-              + (f" ({d['val_mean']:.3f})" if d["val_mean"] is not None else ""))
-        if d["rc"]:
-            print("   " + "\n   ".join((out / f"{d['name']}.log").read_text().splitlines()[-6:]))
+    summary = {"total_wall_s": round(total, 1), "parallel": a.parallel, "jobs": done}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print_table(summary, out)
 
 
 if __name__ == "__main__":
