@@ -1,7 +1,7 @@
 #!/bin/bash
 # Source this on the lent GPU machine (results/gpu/README.md). That machine has PyTorch, accelerate,
 # huggingface_hub and safetensors but no package registry, so tinyhub's other needs travel as wheels in .whl/
-# (pure Python), and MNIST travels in .gpu/mnist. Prints what the machine is; every figure from it is recorded with that.
+# (pure Python), and MNIST travels in .gpu/mnist. Prints what the machine is, to record with every figure from it.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || { echo "SETUP FAILED: wheels"; exit 3; }
