@@ -40,6 +40,9 @@ ROUND5 = (("model4", (("model4-base", "the recipe (batch 64)"), ("model4-kd", "d
                       ("model4-ls", "label smoothing 0.1"), ("model4-lr36", "max_lr 0.36 (recipe: 0.24)"))),
           ("gap5k, distilled", (("gap5k-kd-base", "the recipe (batch 64, max_lr 0.2)"),
                                 ("gap5k-kd-lr30", "max_lr 0.3"), ("gap5k-kd-w03", "distillation weight 0.3"))))
+#: Round 6, on the CPU (results/frontier/round6.sh): model4 distilled from one teacher against two, averaged.
+ROUND6 = (("r6-model4-kd", "gap20k seed 0 (round 5's winner)"),
+          ("r6-model4-kd-ens", "gap20k seeds 0 + 1 (averaged)"))
 
 
 def _pairs(record: dict, pairs: tuple) -> list[list[str]]:
@@ -60,7 +63,8 @@ def main(runs: Path) -> None:
     names = (("teacher-gap20k-val5k", "teacher-gap20k-val5k-s1") + tuple(n for _, *pair in PAIRS for n in pair)
              + tuple(n for n, _ in ROUND2) + tuple(n for r in ROUND3 for n in r[1:3])
              + tuple(n for _, arms in ROUND4 for _, runs in arms for n in runs)
-             + tuple(f"gpu-r5/{arm}/seed_{k}" for _, arms in ROUND5 for arm, _ in arms for k in range(3)))
+             + tuple(f"gpu-r5/{arm}/seed_{k}" for _, arms in ROUND5 for arm, _ in arms for k in range(3))
+             + tuple(f"{arm}/seed_{k}" for arm, _ in ROUND6 for k in range(3)))
     for name in dict.fromkeys(names):
         r = load_run(runs / name)
         record[name] = {"model": r.model, "parameters": r.parameters, "seed": r.seed, "val_size": r.data.val_size,
@@ -104,6 +108,15 @@ def main(runs: Path) -> None:
     r5_commits = ", ".join(f"`{c}`" for c in sorted({(r["git"]["commit"] or "unknown")[:10] for r in r5_runs}))
     r5_hardware = ", ".join(sorted({r["hardware"] for r in r5_runs}))
     cpu_b64 = [sum(record[n]["val_accuracy"][-1] for n in arms[1][1]) / 3 for _, arms in ROUND4]
+    r6_correct = {arm: round(sum(record[f"{arm}/seed_{k}"]["val_accuracy"][-1] * 50 for k in range(3)))
+                  for arm, _ in ROUND6}
+    (one, _), (two, _) = ROUND6
+    r6_decision = (f"the ensemble ({r6_correct[two] - r6_correct[one]:+d} images)" if r6_correct[two] > r6_correct[one]
+                   else f"one teacher (the ensemble: {r6_correct[two] - r6_correct[one]:+d} images)")
+    round6 = [["model4", text, *(f"{record[f'{arm}/seed_{k}']['val_accuracy'][-1]:.2f}%" for k in range(3)),
+               f"{r6_correct[arm] / 150:.2f}%", f"{r6_correct[arm]:,}"] for arm, text in ROUND6]
+    r6_runs = [record[f"{arm}/seed_{k}"] for arm, _ in ROUND6 for k in range(3)]
+    r6_commits = ", ".join(f"`{c}`" for c in sorted({(r["git"]["commit"] or "unknown")[:10] for r in r6_runs}))
     teacher, teacher2 = record["teacher-gap20k-val5k"], record["teacher-gap20k-val5k-s1"]
     (HERE / "validation.json").write_text(json.dumps(record, indent=1))
     (HERE / "validation.md").write_text(
@@ -158,7 +171,17 @@ def main(runs: Path) -> None:
         + markdown_table(["student", "arm", "seed 0", "seed 1", "seed 2", "mean", "correct", "vs the recipe",
                           "decision"], round5, "llrrrrrrl")
         + "\nThe chosen arms' test records are in the README (`model4-kd`, `gap5k-kd`); the packaged model4 recipe "
-        "stays plain, because a recipe cannot name a teacher that only exists as a local run.\n")
+        "stays plain, because a recipe cannot name a teacher that only exists as a local run.\n"
+        "\n## Round 6: model4 with one teacher or two\n\n"
+        "On this project's 2-core CPU, one torch thread per arm, the two arms side by side (the one-teacher arm "
+        "through `results/frontier/round6.sh`, the ensemble arm by the same command typed before that script was "
+        f"written), on the code of {r6_commits}: round 5's winner, model4 distilled from one gap20k, against an "
+        "averaged ensemble of two gap20k teachers (seeds 0 and 1, both trained without the validation images). "
+        "The rule, written in the script before either arm finished: the ensemble only with more correct validation "
+        "predictions over the three seeds. No test run followed in that session (CPU time).\n\n"
+        + markdown_table(["student", "teachers", "seed 0", "seed 1", "seed 2", "mean", "correct"], round6,
+                         "llrrrrr")
+        + f"\nDecision: {r6_decision}.\n")
 
 
 if __name__ == "__main__":
