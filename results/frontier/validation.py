@@ -45,16 +45,25 @@ ROUND6 = (("r6-model4-kd", "gap20k seed 0 (round 5's winner)"),
           ("r6-model4-kd-ens", "gap20k seeds 0 + 1 (averaged)"))
 
 
+def _commits(runs: list[dict]) -> str:
+    """The code versions a set of runs trained on, as the tables print them."""
+    return ", ".join(f"`{c}`" for c in sorted({(r["git"]["commit"] or "unknown")[:10] for r in runs}))
+
+
+def _correct(runs: list[dict]) -> int:
+    """Correct final-epoch validation predictions over several runs (each run's accuracy x its split's size)."""
+    return round(sum(r["val_accuracy"][-1] * r["val_size"] / 100 for r in runs))
+
+
 def _pairs(record: dict, pairs: tuple) -> list[list[str]]:
     """Rows of a round of A/B pairs: each pair's final validation accuracies and the decision they gave."""
     rows = []
     for model, a_run, b_run, a_text, b_text, keep, adopt in pairs:
         a, b = record[a_run]["val_accuracy"][-1], record[b_run]["val_accuracy"][-1]
         images = round((b - a) * record[b_run]["val_size"] / 100)
-        commits = {(record[n]["git"]["commit"] or "unknown")[:10] for n in (a_run, b_run)}
         rows.append([model, a_text, f"{a:.2f}%", b_text, f"{b:.2f}%",
                      f"{keep} (B: {images:+d} images)" if b <= a else f"{adopt} ({images:+d} images)",
-                     ", ".join(f"`{c}`" for c in sorted(commits))])
+                     _commits([record[a_run], record[b_run]])])
     return rows
 
 
@@ -90,14 +99,13 @@ def main(runs: Path) -> None:
         (a_text, a_runs), (b_text, b_runs) = arms
         means = [sum(f) / len(f) for f in finals]
         images = round((means[1] - means[0]) * sum(record[n]["val_size"] for n in b_runs) / 100)
-        commits = ", ".join(f"`{c}`" for c in sorted({record[n]["git"]["commit"][:10] for n in a_runs + b_runs}))
+        commits = _commits([record[n] for n in a_runs + b_runs])
         decision = f"{'use batch 64' if images > 0 else 'keep batch 128'} ({images:+d} images) on {commits}"
         for (text, _), f, mean, said in zip(arms, finals, means, ("", decision)):
             round4.append([model, text, *(f"{v:.2f}%" for v in f), f"{mean:.2f}%", said])
     round5 = []
     for model, arms in ROUND5:
-        correct = {arm: round(sum(record[f"gpu-r5/{arm}/seed_{k}"]["val_accuracy"][-1] * 50 for k in range(3)))
-                   for arm, _ in arms}  # of 3 x 5,000
+        correct = {arm: _correct([record[f"gpu-r5/{arm}/seed_{k}"] for k in range(3)]) for arm, _ in arms}
         best = max(correct, key=lambda a: (correct[a], a == arms[0][0]))
         for arm, text in arms:
             finals = [record[f"gpu-r5/{arm}/seed_{k}"]["val_accuracy"][-1] for k in range(3)]
@@ -105,18 +113,17 @@ def main(runs: Path) -> None:
             round5.append([model, text, *(f"{v:.2f}%" for v in finals), f"{sum(finals) / 3:.2f}%",
                            f"{correct[arm]:,}", f"{correct[arm] - correct[arms[0][0]]:+d}", said])
     r5_runs = [record[f"gpu-r5/{arm}/seed_{k}"] for _, arms in ROUND5 for arm, _ in arms for k in range(3)]
-    r5_commits = ", ".join(f"`{c}`" for c in sorted({(r["git"]["commit"] or "unknown")[:10] for r in r5_runs}))
+    r5_commits = _commits(r5_runs)
     r5_hardware = ", ".join(sorted({r["hardware"] for r in r5_runs}))
     cpu_b64 = [sum(record[n]["val_accuracy"][-1] for n in arms[1][1]) / 3 for _, arms in ROUND4]
-    r6_correct = {arm: round(sum(record[f"{arm}/seed_{k}"]["val_accuracy"][-1] * 50 for k in range(3)))
-                  for arm, _ in ROUND6}
+    r6_correct = {arm: _correct([record[f"{arm}/seed_{k}"] for k in range(3)]) for arm, _ in ROUND6}
     (one, _), (two, _) = ROUND6
     r6_decision = (f"the ensemble ({r6_correct[two] - r6_correct[one]:+d} images)" if r6_correct[two] > r6_correct[one]
                    else f"one teacher (the ensemble: {r6_correct[two] - r6_correct[one]:+d} images)")
     round6 = [["model4", text, *(f"{record[f'{arm}/seed_{k}']['val_accuracy'][-1]:.2f}%" for k in range(3)),
-               f"{r6_correct[arm] / 150:.2f}%", f"{r6_correct[arm]:,}"] for arm, text in ROUND6]
-    r6_runs = [record[f"{arm}/seed_{k}"] for arm, _ in ROUND6 for k in range(3)]
-    r6_commits = ", ".join(f"`{c}`" for c in sorted({(r["git"]["commit"] or "unknown")[:10] for r in r6_runs}))
+               f"{sum(record[f'{arm}/seed_{k}']['val_accuracy'][-1] for k in range(3)) / 3:.2f}%",
+               f"{r6_correct[arm]:,}"] for arm, text in ROUND6]
+    r6_commits = _commits([record[f"{arm}/seed_{k}"] for arm, _ in ROUND6 for k in range(3)])
     teacher, teacher2 = record["teacher-gap20k-val5k"], record["teacher-gap20k-val5k-s1"]
     (HERE / "validation.json").write_text(json.dumps(record, indent=1))
     (HERE / "validation.md").write_text(
