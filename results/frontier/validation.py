@@ -151,9 +151,7 @@ def main(runs: Path) -> None:
     (one, _), (two, _) = ROUND6
     r6_decision = (f"the ensemble ({r6_correct[two] - r6_correct[one]:+d} images)" if r6_correct[two] > r6_correct[one]
                    else f"one teacher (the ensemble: {r6_correct[two] - r6_correct[one]:+d} images)")
-    round6 = [["model4", text, *(f"{record[f'{arm}/seed_{k}']['val_accuracy'][-1]:.2f}%" for k in range(3)),
-               f"{sum(record[f'{arm}/seed_{k}']['val_accuracy'][-1] for k in range(3)) / 3:.2f}%",
-               f"{r6_correct[arm]:,}"] for arm, text in ROUND6]
+    round6 = [row[:-2] for row in _arms(record, (("model4", ROUND6),))]  # no "vs" or "chosen": the decision says it
     r6_commits = _commits([record[f"{arm}/seed_{k}"] for arm, _ in ROUND6 for k in range(3)])
     round7, round8 = _arms(record, ROUND7), _arms(record, ROUND8)
     r78_runs = [record[f"{arm}/seed_{k}"] for r in (ROUND7, ROUND8) for _, arms in r for arm, _ in arms
