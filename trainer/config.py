@@ -108,6 +108,24 @@ def set_dotted(cfg: dict, key: str, value) -> None:
     node[last] = value
 
 
+def plain_value(value):
+    """A sampled value as plain Python (Ray and numpy hand out numpy scalars; YAML and OmegaConf want builtins)."""
+    if isinstance(value, (list, tuple)):
+        return [plain_value(v) for v in value]
+    return value.item() if hasattr(value, "item") and not isinstance(value, dict) else value
+
+
+def trial_config(base: dict, sampled: dict) -> dict:
+    """The training config of one sweep trial: the sweep's config with the sampled values (dotted keys) written
+    over it."""
+    import copy
+
+    cfg = copy.deepcopy(base)
+    for key, value in sampled.items():
+        set_dotted(cfg, key, plain_value(value))
+    return cfg
+
+
 def overridden(cfg: dict, baseline: dict, *, ignore: tuple[str, ...] = ()) -> dict:
     """The part of `cfg` that differs from `baseline`, as a nested dict (what a recipe on top of it must say)."""
     out: dict = {}

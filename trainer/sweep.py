@@ -26,11 +26,9 @@ split is not reported to Tune. Ray is imported only here and only when a sweep r
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
 import difflib
 import importlib.util
-import io
 import logging
 import os
 import re
@@ -41,12 +39,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from tinyhub.files import write_json_atomic, write_text_atomic
-from tinyhub.tables import markdown_table
+from tinyhub.files import write_text_atomic
 
-from .config import compose_baseline, describe_value, differences, model_group, overridden, set_dotted
+from .config import compose_baseline, describe_value, differences, model_group, plain_value, trial_config
 from .record import load_run
 from .schema import ConfigError, HpoConfig, checked
+from .sweep_report import console_text, write_outputs
 
 SWEEP_SCHEMA_VERSION = 1
 logger = logging.getLogger(__name__)
@@ -78,8 +76,6 @@ SECRET_ENV = re.compile(r"TOKEN|API_KEY|SECRET|PASSWORD|CREDENTIAL", re.IGNORECA
 #: Of those, the ones holding paths: made absolute, because Ray runs each trial in its own working directory.
 PATH_ENV_VARS = ("TINYHUB_DATA_DIR", "TINYHUB_CACHE", "TINYHUB_TEST_DATA", "HF_HOME", "HF_DATASETS_CACHE",
                  "HF_HUB_CACHE", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR")
-#: Config keys left out of best_recipe.yaml: where runs are written and the sweep's validation hold-out.
-RECIPE_EXCLUDE = ("run", "data.val_size")
 
 
 class SweepConfigError(ConfigError):
@@ -96,9 +92,6 @@ class Param:
     high: float | int | None = None
     values: list | None = None
     alias: str | None = None      # "lr" when written as the alias
-
-    def describe(self) -> str:
-        return f"{self.type} {self.values}" if self.values is not None else f"{self.type} [{self.low}, {self.high}]"
 
     def as_dict(self) -> dict:
         out = {"type": self.type, **({"values": self.values} if self.values is not None else
@@ -153,13 +146,6 @@ def _lookup(cfg: dict, key: str):
     return True, node
 
 
-def _plain(value):
-    """Sampled values as plain Python (Ray and numpy hand out numpy scalars; YAML and OmegaConf want builtins)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value.item() if hasattr(value, "item") and not isinstance(value, dict) else value
-
-
 def _flatten_space(space, prefix: str = "") -> list[tuple[str, dict]]:
     """hpo.space -> [(dotted key, spec)]. A spec is a mapping with `type`; null entries are switched off."""
     out = []
@@ -188,7 +174,7 @@ def _parse_param(key: str, spec: dict) -> Param:
     if kind in ("choice", "grid"):
         if not isinstance(spec["values"], (list, tuple)) or not spec["values"]:
             raise SweepConfigError(f"{where}: {kind} needs a non-empty list of values, got {spec['values']!r}.")
-        return Param(key, kind, values=[_plain(v) for v in spec["values"]])
+        return Param(key, kind, values=[plain_value(v) for v in spec["values"]])
     low, high = spec["low"], spec["high"]
     kinds = (int,) if kind == "randint" else (int, float)
     if not all(isinstance(v, kinds) and not isinstance(v, bool) for v in (low, high)):
@@ -383,14 +369,6 @@ def _check_resumable(sweep_dir: Path, base: dict, hpo: dict) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # The trial (runs in a Ray worker)
 # ---------------------------------------------------------------------------------------------------------
-def trial_config(base: dict, sampled: dict) -> dict:
-    """The training config of one trial: the sweep's config with the sampled values written over it."""
-    cfg = copy.deepcopy(base)
-    for key, value in sampled.items():
-        set_dotted(cfg, key, _plain(value))
-    return cfg
-
-
 def _trainable(config: dict, *, base: dict, env: dict, report_to: str, trials_dir: str, threads: int,
                project: str) -> None:
     """One Tune trial: trainer.train() on the sampled config, validation metrics reported after every epoch."""
@@ -518,18 +496,9 @@ def run_sweep(cfg_or_plan: DictConfig | dict | SweepPlan, *, echo: bool = True) 
     finally:
         if started_ray:
             ray.shutdown()
-    write_outputs(plan, summary)
+    write_outputs(summary, plan.base, plan.baseline, plan.model_group)
     if echo:
-        logger.info("\n" + trials_table(summary))
-        if summary["best"]:
-            b = summary["best"]
-            logger.info(f"\nBest: trial {b['trial']} | {plan.metric} {b['value']:.4g} at epoch {b['epoch']}\n"
-                        f"  best recipe: {plan.dir / 'best_recipe.yaml'}\n"
-                        f"  train it:    tinyhub train --config-dir {plan.dir} --config-name best_recipe\n"
-                        f"  report:      {plan.dir / 'report.md'}")
-        else:
-            logger.info(f"\nNo trial reported {plan.metric}; see {plan.dir / 'results.md'} and the errors under "
-                        f"{plan.dir / 'tune'}.")
+        logger.info(console_text(summary))
     return summary
 
 
@@ -561,7 +530,7 @@ def summarize(plan: SweepPlan, grid, started_at: str, wall: float, ray_version: 
                   "INTERRUPTED" if plan.scheduler["name"] == "none" and epochs_run < plan.epochs else "TERMINATED")
         trials.append({
             "trial": trial_id, "status": status,
-            "config": {k: _plain(v) for k, v in (result.config or {}).items()},
+            "config": {k: plain_value(v) for k, v in (result.config or {}).items()},
             "best": float(top[metric]) if top.get(metric) == top.get(metric) and metric in top else None,
             "best_epoch": int(top["epoch"]) if metric in top else None,
             "last": float(row[metric]) if metric in row else None,
@@ -594,102 +563,3 @@ def summarize(plan: SweepPlan, grid, started_at: str, wall: float, ray_version: 
         "best": w and {"trial": w["trial"], "value": w["best"], "epoch": w["best_epoch"], "epochs_run": w["epochs_run"],
                        "config": w["config"], "run_dir": w["run_dir"], "recipe": str(plan.dir / "best_recipe.yaml")},
     }
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Outputs
-# ---------------------------------------------------------------------------------------------------------
-def _fmt(v) -> str:
-    return ("" if v is None else ("yes" if v else "no") if isinstance(v, bool) else f"{v:.4g}" if isinstance(v, float)
-            else str(v))
-
-
-def _rows(summary: dict) -> tuple[list[str], list[list]]:
-    """The trials table (head, rows), as results.md, the console and results.csv show it."""
-    keys, metric = [spec["key"] for spec in summary["space"].values()], summary["metric"]
-    head = ["rank", "trial", *keys, f"best {metric}", "at epoch", "epochs run", "stopped early", "status"]
-    rows = [[_fmt(t["rank"]), t["trial"], *(_fmt(t["config"].get(k)) for k in keys), _fmt(t["best"]),
-             _fmt(t["best_epoch"]), f"{t['epochs_run']}/{summary['epochs']}", _fmt(t["stopped_early"]),
-             t["status"] + (f": {t['error']}" if t["error"] else "")] for t in summary["trials"]]
-    return head, rows
-
-
-def trials_table(summary: dict) -> str:
-    return markdown_table(*_rows(summary))
-
-
-def _csv(summary: dict) -> str:
-    head, rows = _rows(summary)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow([h.replace(" ", "_") for h in head] + ["error", "run_dir"])
-    for row, t in zip(rows, summary["trials"]):
-        writer.writerow(row[:-1] + [t["status"], t["error"] or "", t["run_dir"]])
-    return buf.getvalue()
-
-
-def best_recipe_yaml(plan: SweepPlan, best: dict) -> str:
-    """The winning trial as a recipe on top of train.yaml and its model recipe: the sampled values plus every
-    other way the sweep's training config differed from them (CLI overrides such as training.epochs)."""
-    import yaml
-
-    body = overridden(trial_config(plan.base, best["config"]), plan.baseline,
-                      ignore=(*RECIPE_EXCLUDE, *NOT_SEARCHABLE_SECTIONS))
-    for key, value in best["config"].items():  # said even where the sampled value is the recipe's own
-        set_dotted(body, key, _plain(value))
-    defaults = ["train", *([{"override /model": plan.model_group}] if plan.model_group else []), "_self_"]
-    searched = ", ".join(f"{k}={_fmt(_plain(v))}" for k, v in best["config"].items())
-    header = (
-        f"# Best configuration of sweep {plan.name} ({plan.dir}).\n"
-        f"# Trial {best['trial']}: best {plan.metric} {best['value']:.4g} at epoch {best['epoch']} "
-        f"(validation split of {plan.val_size} training images).\n"
-        f"# Searched: {searched}\n"
-        f"# Train it:  tinyhub train --config-dir {plan.dir} --config-name best_recipe\n"
-        f"# This recipe trains on the whole training split (data.val_size from train.yaml) and reports the test\n"
-        f"# split; add data.val_size={plan.val_size} to repeat the trial exactly.\n")
-    return (header + yaml.safe_dump({"defaults": defaults}, sort_keys=False, default_flow_style=False) + "\n"
-            + yaml.safe_dump(body, sort_keys=False, default_flow_style=None))
-
-
-def _report(plan: SweepPlan, summary: dict) -> str:
-    best, trials, sched = summary["best"], summary["trials"], plan.scheduler
-    sched_txt = (f"ASHA (grace period {sched['grace_period']} epochs, reduction factor {sched['reduction_factor']}, "
-                 f"max_t {sched['max_t']} epochs)" if sched["name"] == "asha" else
-                 "none (every trial runs all epochs)")
-    seed = plan.hpo["seed"]
-    lines = [
-        f"# Sweep {plan.name}", "",
-        f"- model: `{summary['model']}`, {plan.epochs} epochs per trial at most",
-        f"- selection: {summary['selection']}",
-        f"- search: {plan.search}, {plan.num_samples} sample(s){'' if seed is None else f', seed {seed}'}",
-        f"- scheduler: {sched_txt}",
-        f"- resources per trial: {plan.hpo['resources']['cpu']} CPU, {plan.hpo['resources']['gpu']} GPU; "
-        f"Ray {summary['ray']['version']} ({summary['ray']['address']})",
-        f"- trials: {len(trials)} ({sum(bool(t['stopped_early']) for t in trials)} stopped early, "
-        f"{sum(t['status'] == 'ERROR' for t in trials)} failed), {summary['wall_seconds']:.0f} s wall"
-        f"{' since it was resumed' if plan.resume else ''}, started {summary['started']}", "",
-        "## Search space", "",
-        markdown_table(["parameter", "config key", "distribution"],
-                       [[f"`{p.alias or p.key}`", f"`{p.key}`", p.describe()] for p in plan.params]),
-        "## Trials", "", trials_table(summary)]
-    if best:
-        lines += ["## Best configuration", "",
-                  f"Trial `{best['trial']}`: {plan.metric} **{best['value']:.4g}** at epoch {best['epoch']} "
-                  f"(ran {best['epochs_run']} of {plan.epochs} epochs).", "",
-                  *(f"- `{k}` = `{_fmt(_plain(v))}`" for k, v in best["config"].items()), "",
-                  "Train it on the whole training split and measure it on the test split:", "",
-                  "```bash", f"tinyhub train --config-dir {plan.dir} --config-name best_recipe", "```", ""]
-    else:
-        lines += ["No trial reported a validation metric; the errors are in the table above and under "
-                  f"`{plan.dir / 'tune'}`.", ""]
-    return "\n".join([*lines, "The test split was not reported to Tune and played no part in this choice.", ""])
-
-
-def write_outputs(plan: SweepPlan, summary: dict) -> None:
-    plan.dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(plan.dir / "results.md", trials_table(summary))
-    write_text_atomic(plan.dir / "results.csv", _csv(summary))
-    if summary["best"]:
-        write_text_atomic(plan.dir / "best_recipe.yaml", best_recipe_yaml(plan, summary["best"]))
-    write_text_atomic(plan.dir / "report.md", _report(plan, summary))
-    write_json_atomic(plan.dir / "results.json", summary)
