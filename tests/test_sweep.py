@@ -154,6 +154,35 @@ def test_a_sweep_recipe_builds_on_sweep_yaml(tmp_path):
     assert plan.baseline["model"]["name"] == "net24k" and plan.baseline["training"]["epochs"] != 4
 
 
+def test_a_sweep_without_a_winner_says_so_and_writes_no_recipe(tmp_path):
+    """Every trial failed (e.g. a data.dir that a cluster's nodes lack): the folder says where the errors are, and
+    no best_recipe.yaml appears that someone could train by mistake."""
+    from tinyhub.trainer import sweep_report
+
+    plan = _plan("model=opt6k", f"hpo.dir={tmp_path / 's'}", "hpo.seed=4")
+    trials = [{"trial": f"t{i}", "status": "ERROR", "config": {"training.scheduler.max_lr": 0.01, "data.batch_size": 32},
+               "best": None, "best_epoch": None, "last": None, "epochs_run": 0, "stopped_early": False,
+               "error": "FileNotFoundError: no MNIST | here", "run_dir": str(plan.dir / f"t{i}"), "history": [],
+               "rank": None} for i in range(2)]
+    summary = {"name": plan.name, "sweep_dir": str(plan.dir), "model": "opt6k", "metric": plan.metric,
+               "selection": "best val_accuracy on the validation split", "val_size": plan.val_size,
+               "epochs": plan.epochs, "num_samples": 2, "search": plan.search, "seed": 4, "scheduler": plan.scheduler,
+               "resources": dict(plan.hpo["resources"]), "ray": {"version": "x", "address": "local"},
+               "space": {p.alias or p.key: {**p.as_dict(), "key": p.key} for p in plan.params},
+               "started": "2026-12-01T10:00:00", "resumed": False, "wall_seconds": 3.0, "trials": trials,
+               "best": None}
+    sweep_report.write_outputs(summary, plan.base, plan.baseline, plan.model_group)
+    report = (plan.dir / "report.md").read_text()
+    assert "trials: 2 (0 stopped early, 2 failed)" in report and "seed 4" in report
+    assert f"No trial reported a validation metric; the errors are in the table above and under `{plan.dir}/tune`" \
+        in report and "## Best configuration" not in report
+    assert "| `lr` | `training.scheduler.max_lr` | loguniform [0.0001, 0.01] |" in report
+    assert r"ERROR: FileNotFoundError: no MNIST \| here" in (plan.dir / "results.md").read_text()
+    assert not (plan.dir / "best_recipe.yaml").exists()
+    assert json.loads((plan.dir / "results.json").read_text())["best"] is None
+    assert f"see {plan.dir / 'results.md'}" in sweep_report.console_text(summary)
+
+
 @needs_ray
 def test_tune_space_matches_the_config(tmp_path):
     from ray import tune
