@@ -67,6 +67,9 @@ ROUND9 = (("efficient", (("r9-efficient-base", "the recipe (SGD, max_lr 0.2)"),
 #: Round 10, on the CPU (results/frontier/round10.sh): the distilled gap5k's rotation, never searched for gap5k.
 ROUND10 = (("gap5k, distilled", (("r10-gap5k-kd-base", "the recipe (rotation 12)"),
                                  ("r10-gap5k-kd-rot8", "rotation 8"), ("r10-gap5k-kd-rot16", "rotation 16"))),)
+#: Round 11, on the CPU (results/frontier/round11.sh): the same for the distilled model4.
+ROUND11 = (("model4, distilled", (("r11-model4-kd-base", "the recipe's rotation (10)"),
+                                  ("r11-model4-kd-rot6", "rotation 6"), ("r11-model4-kd-rot14", "rotation 14"))),)
 #: Runs recorded under another name than their folder: round 9's teacher is gap20k retrained by the round-1 command
 #: on later code (runs/frontier/teacher-gap20k-val5k again), another draw than the teacher of rounds 1-8.
 FOLDERS = {"r9-teacher-gap20k-val5k": "teacher-gap20k-val5k"}
@@ -122,7 +125,8 @@ def main(runs: Path) -> None:
              + ("teacher-gapwide-val5k",)
              + tuple(f"{arm}/seed_{k}" for r in (ROUND7, ROUND8) for _, arms in r for arm, _ in arms for k in range(3))
              + ("r9-teacher-gap20k-val5k",)
-             + tuple(f"{arm}/seed_{k}" for r in (ROUND9, ROUND10) for _, arms in r for arm, _ in arms for k in range(3)))
+             + tuple(f"{arm}/seed_{k}" for r in (ROUND9, ROUND10, ROUND11) for _, arms in r for arm, _ in arms
+                     for k in range(3)))
     # A run recorded in validation.json keeps that record: runs/ is not committed, and a folder's name can be
     # reused by a later run (round 9's teacher).
     known = json.loads((HERE / "validation.json").read_text()) if (HERE / "validation.json").is_file() else {}
@@ -175,9 +179,9 @@ def main(runs: Path) -> None:
                 for k in range(3)]
     r78_hardware = ", ".join(sorted({r["hardware"] for r in r78_runs}))
     wide = record["teacher-gapwide-val5k"]
-    round9, round10 = _arms(record, ROUND9), _arms(record, ROUND10)
-    r9_runs, r10_runs = ([record[f"{arm}/seed_{k}"] for _, arms in r for arm, _ in arms for k in range(3)]
-                         for r in (ROUND9, ROUND10))
+    round9, round10, round11 = _arms(record, ROUND9), _arms(record, ROUND10), _arms(record, ROUND11)
+    r9_runs, r10_runs, r11_runs = ([record[f"{arm}/seed_{k}"] for _, arms in r for arm, _ in arms for k in range(3)]
+                                   for r in (ROUND9, ROUND10, ROUND11))
     r9_teacher = record["r9-teacher-gap20k-val5k"]
     teacher, teacher2 = record["teacher-gap20k-val5k"], record["teacher-gap20k-val5k-s1"]
     (HERE / "validation.json").write_text(json.dumps(record, indent=1))
@@ -301,7 +305,17 @@ def main(runs: Path) -> None:
         "are recorded whatever they score.\n\n"
         + markdown_table(["student", "arm", "seed 0", "seed 1", "seed 2", "mean", "correct", "vs the recipe",
                           "decision"], round10, "llrrrrrrl")
-        + "\nRotation 8 became gap5k's recipe, and `gap5k-kd`'s test seeds trained again with it (README).\n")
+        + "\nRotation 8 became gap5k's recipe, and `gap5k-kd`'s test seeds trained again with it (README).\n"
+        "\n## Round 11: the distilled model4's rotation, on the CPU\n\n"
+        "As round 10, for model4 distilled from the same teacher (model4's rotation, 10 degrees, was searched for the "
+        f"plain model only): by `results/frontier/round11.sh`, on the code of {_commits(r11_runs)} (round 9's "
+        "training code), the three arms side by side, with the same rule (a tie between the new arms going to "
+        "rotation 6).\n\n"
+        + markdown_table(["student", "arm", "seed 0", "seed 1", "seed 2", "mean", "correct", "vs the recipe",
+                          "decision"], round11, "llrrrrrrl")
+        + "\nRotation 14 won by 2 images of 15,000, well within the spread of seeds; by the rule its test seeds "
+        "trained as `model4-kd` and replaced that variant's records whatever they scored (README). model4's "
+        "packaged recipe, which is not distilled, keeps rotation 10.\n")
 
 
 if __name__ == "__main__":
