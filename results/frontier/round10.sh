@@ -10,25 +10,11 @@
 # two new arms goes to rotation 8 (listed first). A winner's test seeds 0-2 then train and are recorded whatever
 # they score.
 # usage: bash results/frontier/round10.sh ARM   (ARM = base | rot8 | rot16); then: bash results/frontier/round10.sh decide
-cd "$(dirname "$0")/../.."
-T=runs/frontier/teacher-gap20k-val5k
+source "$(dirname "$0")/arms.sh"
 case $1 in
-  base) extra=() ;;
-  rot8) extra=(augment.rotation=8) ;;
-  rot16) extra=(augment.rotation=16) ;;
-  decide)
-    .venv/bin/python - <<'PY'
-from tinyhub.trainer.record import load_run
-arms = ("base", "rot8", "rot16")
-correct = {arm: sum(round(load_run(f"runs/frontier/r10-gap5k-kd-{arm}/seed_{s}").epochs[-1].val_accuracy * 50)
-                    for s in range(3)) for arm in arms}
-best = max(arms, key=lambda a: (correct[a], a == "base", a == "rot8"))
-print("gap5k-kd: " + ", ".join(f"{a} {correct[a]}" for a in arms) + f" of 15,000 -> {best}")
-PY
-    exit ;;
+  base) train_arm r10-gap5k-kd-base gap5k "training.distill.teacher=$TEACHER" ;;
+  rot8) train_arm r10-gap5k-kd-rot8 gap5k "training.distill.teacher=$TEACHER" augment.rotation=8 ;;
+  rot16) train_arm r10-gap5k-kd-rot16 gap5k "training.distill.teacher=$TEACHER" augment.rotation=16 ;;
+  decide) decide r10-gap5k-kd base rot8 rot16 ;;
   *) echo "usage: $0 base|rot8|rot16|decide"; exit 2 ;;
 esac
-.venv/bin/tinyhub train model=gap5k "seeds=[0,1,2]" data.val_size=5000 training.threads=1 report_to=none \
-  progress=false training.checkpoint_every=0 "training.distill.teacher=$T" "${extra[@]}" \
-  run.dir=runs/frontier/r10-gap5k-kd-$1 --data-dir "${DATA_DIR:-../shared/data/mnist}" \
-  > runs/frontier/r10-gap5k-kd-$1.log 2>&1

@@ -9,25 +9,11 @@
 # the two new arms goes to rotation 6 (listed first). A winner's test seeds 0-2 then train as `model4-kd` with that
 # rotation and replace its records whatever they score; model4's packaged (undistilled) recipe does not change.
 # usage: bash results/frontier/round11.sh ARM   (ARM = base | rot6 | rot14); then: bash results/frontier/round11.sh decide
-cd "$(dirname "$0")/../.."
-T=runs/frontier/teacher-gap20k-val5k
+source "$(dirname "$0")/arms.sh"
 case $1 in
-  base) extra=() ;;
-  rot6) extra=(augment.rotation=6) ;;
-  rot14) extra=(augment.rotation=14) ;;
-  decide)
-    .venv/bin/python - <<'PY'
-from tinyhub.trainer.record import load_run
-arms = ("base", "rot6", "rot14")
-correct = {arm: sum(round(load_run(f"runs/frontier/r11-model4-kd-{arm}/seed_{s}").epochs[-1].val_accuracy * 50)
-                    for s in range(3)) for arm in arms}
-best = max(arms, key=lambda a: (correct[a], a == "base", a == "rot6"))
-print("model4-kd: " + ", ".join(f"{a} {correct[a]}" for a in arms) + f" of 15,000 -> {best}")
-PY
-    exit ;;
+  base) train_arm r11-model4-kd-base model4 "training.distill.teacher=$TEACHER" ;;
+  rot6) train_arm r11-model4-kd-rot6 model4 "training.distill.teacher=$TEACHER" augment.rotation=6 ;;
+  rot14) train_arm r11-model4-kd-rot14 model4 "training.distill.teacher=$TEACHER" augment.rotation=14 ;;
+  decide) decide r11-model4-kd base rot6 rot14 ;;
   *) echo "usage: $0 base|rot6|rot14|decide"; exit 2 ;;
 esac
-.venv/bin/tinyhub train model=model4 "seeds=[0,1,2]" data.val_size=5000 training.threads=1 report_to=none \
-  progress=false training.checkpoint_every=0 "training.distill.teacher=$T" "${extra[@]}" \
-  run.dir=runs/frontier/r11-model4-kd-$1 --data-dir "${DATA_DIR:-../shared/data/mnist}" \
-  > runs/frontier/r11-model4-kd-$1.log 2>&1
