@@ -29,3 +29,16 @@ best = max(arms, key=lambda arm: (correct[arm], -arms.index(arm)))
 print(f"{prefix}: " + ", ".join(f"{arm} {correct[arm]}" for arm in arms) + f" of 15,000 -> {best}")
 PY
 }
+
+# rotation_round PREFIX MODEL LOW HIGH ARM: a distilled student with its recipe's rotation (arm base) against
+# LOW and HIGH degrees (arms rotLOW, rotHIGH), or the round's decision (arm decide); rounds 10 and 11.
+rotation_round() {
+  local prefix=$1 model=$2 low=$3 high=$4 arm=$5
+  case $arm in
+    base) train_arm "$prefix-base" "$model" "training.distill.teacher=$TEACHER" ;;
+    "rot$low" | "rot$high") train_arm "$prefix-$arm" "$model" "training.distill.teacher=$TEACHER" \
+                                      "augment.rotation=${arm#rot}" ;;
+    decide) decide "$prefix" base "rot$low" "rot$high" ;;
+    *) echo "usage: $0 base|rot$low|rot$high|decide"; exit 2 ;;
+  esac
+}

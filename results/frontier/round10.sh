@@ -11,10 +11,4 @@
 # they score.
 # usage: bash results/frontier/round10.sh ARM   (ARM = base | rot8 | rot16); then: bash results/frontier/round10.sh decide
 source "$(dirname "$0")/arms.sh"
-case $1 in
-  base) train_arm r10-gap5k-kd-base gap5k "training.distill.teacher=$TEACHER" ;;
-  rot8) train_arm r10-gap5k-kd-rot8 gap5k "training.distill.teacher=$TEACHER" augment.rotation=8 ;;
-  rot16) train_arm r10-gap5k-kd-rot16 gap5k "training.distill.teacher=$TEACHER" augment.rotation=16 ;;
-  decide) decide r10-gap5k-kd base rot8 rot16 ;;
-  *) echo "usage: $0 base|rot8|rot16|decide"; exit 2 ;;
-esac
+rotation_round r10-gap5k-kd gap5k 8 16 "$1"

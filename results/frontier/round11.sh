@@ -10,10 +10,4 @@
 # rotation and replace its records whatever they score; model4's packaged (undistilled) recipe does not change.
 # usage: bash results/frontier/round11.sh ARM   (ARM = base | rot6 | rot14); then: bash results/frontier/round11.sh decide
 source "$(dirname "$0")/arms.sh"
-case $1 in
-  base) train_arm r11-model4-kd-base model4 "training.distill.teacher=$TEACHER" ;;
-  rot6) train_arm r11-model4-kd-rot6 model4 "training.distill.teacher=$TEACHER" augment.rotation=6 ;;
-  rot14) train_arm r11-model4-kd-rot14 model4 "training.distill.teacher=$TEACHER" augment.rotation=14 ;;
-  decide) decide r11-model4-kd base rot6 rot14 ;;
-  *) echo "usage: $0 base|rot6|rot14|decide"; exit 2 ;;
-esac
+rotation_round r11-model4-kd model4 6 14 "$1"
