@@ -160,7 +160,8 @@ def test_a_sweep_without_a_winner_says_so_and_writes_no_recipe(tmp_path):
     from tinyhub.trainer import sweep_report
 
     plan = _plan("model=opt6k", f"hpo.dir={tmp_path / 's'}", "hpo.seed=4")
-    trials = [{"trial": f"t{i}", "status": "ERROR", "config": {"training.scheduler.max_lr": 0.01, "data.batch_size": 32},
+    config = {"training.scheduler.max_lr": 0.01, "data.batch_size": 32}
+    trials = [{"trial": f"t{i}", "status": "ERROR", "config": config,
                "best": None, "best_epoch": None, "last": None, "epochs_run": 0, "stopped_early": False,
                "error": "FileNotFoundError: no MNIST | here", "run_dir": str(plan.dir / f"t{i}"), "history": [],
                "rank": None} for i in range(2)]

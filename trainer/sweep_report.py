@@ -14,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader
 from tinyhub.files import write_json_atomic, write_text_atomic
 from tinyhub.tables import markdown_table
 
-from .config import overridden, plain_value, set_dotted, trial_config
+from .config import overridden, set_dotted, trial_config
 
 #: Config keys left out of best_recipe.yaml: where runs are written, the sweep's validation hold-out and the
 #: sections that configure the sweep itself.
@@ -57,7 +57,7 @@ def best_recipe_yaml(summary: dict, base: dict, baseline: dict, model_group: str
     best, where = summary["best"], summary["sweep_dir"]
     body = overridden(trial_config(base, best["config"]), baseline, ignore=RECIPE_EXCLUDE)
     for key, value in best["config"].items():  # said even where the sampled value is the recipe's own
-        set_dotted(body, key, plain_value(value))
+        set_dotted(body, key, value)
     defaults = ["train", *([{"override /model": model_group}] if model_group else []), "_self_"]
     searched = ", ".join(f"{k}={_fmt(v)}" for k, v in best["config"].items())
     header = (
