@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ._base import TinyClassifier
-from ._blocks import conv_bn_relu
+from ._blocks import MaxPool2d, conv_bn_relu
 from ._registry import register_model
 
 
@@ -24,10 +24,10 @@ class EfficientNet(TinyClassifier):
         self.features = nn.Sequential(
             conv_bn_relu(self.in_chans, 16, 5, padding=2, bias=True),
             conv_bn_relu(16, 16, 3, padding=1, bias=True),
-            nn.MaxPool2d(2),
+            MaxPool2d(2),
             conv_bn_relu(16, 32, 3, padding=1, bias=True),
             conv_bn_relu(32, 32, 3, padding=1, bias=True),
-            nn.MaxPool2d(2),
+            MaxPool2d(2),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Sequential(

@@ -26,7 +26,7 @@ from __future__ import annotations
 from torch import nn
 
 from ._base import TinyClassifier
-from ._blocks import conv_bn_relu
+from ._blocks import MaxPool2d, conv_bn_relu
 from ._registry import register_model
 
 
@@ -40,11 +40,11 @@ class _GapNet(TinyClassifier):
         self.features = nn.Sequential(
             conv_bn_relu(self.in_chans, stem, dropout=dropout),
             conv_bn_relu(stem, width, dropout=dropout),
-            nn.MaxPool2d(2),
+            MaxPool2d(2),
             conv_bn_relu(width, stem, kernel=1, padding=0),
             conv_bn_relu(stem, width, padding=0, dropout=dropout),
             conv_bn_relu(width, width, padding=0, dropout=dropout),
-            nn.MaxPool2d(2),
+            MaxPool2d(2),
             conv_bn_relu(width, width, dropout=dropout),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ._base import TinyClassifier
-from ._blocks import conv_bn_relu
+from ._blocks import MaxPool2d, conv_bn_relu
 from ._registry import register_model
 
 
@@ -23,10 +23,10 @@ class Model4(TinyClassifier):
         self.features = nn.Sequential(
             conv_bn_relu(self.in_chans, 6, dropout=dropout),
             conv_bn_relu(6, 12, dropout=dropout),
-            nn.MaxPool2d(2),
+            MaxPool2d(2),
             conv_bn_relu(12, 24, dropout=dropout),
             conv_bn_relu(24, 12, dropout=dropout),
-            nn.MaxPool2d(2),
+            MaxPool2d(2),
             conv_bn_relu(12, 10, dropout=dropout),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)

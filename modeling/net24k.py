@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._base import TinyClassifier
+from ._blocks import MaxPool2d
 from ._registry import register_model
 
 
@@ -29,8 +30,8 @@ class Net24k(TinyClassifier):
         self.conv3 = nn.Conv2d(16, 22, 3, padding=1)
         self.conv4 = nn.Conv2d(22, 56, 3, padding=1)
         self.fc1 = nn.Linear(56 * side * side, self.num_classes)
-        self.pool = nn.MaxPool2d(2)
-        self.pool_last = nn.MaxPool2d(2, ceil_mode=True)
+        self.pool = MaxPool2d(2)
+        self.pool_last = MaxPool2d(2, ceil_mode=True)
 
     def forward_features(self, x):
         x = self.pool(F.relu(self.conv1(x)))

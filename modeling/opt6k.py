@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ._base import TinyClassifier
-from ._blocks import conv_bn_relu
+from ._blocks import MaxPool2d, conv_bn_relu
 from ._registry import register_model
 
 
@@ -31,10 +31,10 @@ class Opt6k(TinyClassifier):
             conv_bn_relu(self.in_chans, 10, padding=0),
             conv_bn_relu(10, 10, padding=0, dropout=dropout),
             conv_bn_relu(10, 10, padding=0, dropout=dropout),
-            nn.MaxPool2d(2),
+            MaxPool2d(2),
             conv_bn_relu(10, 8, padding=0, dropout=dropout),
             conv_bn_relu(8, 8, padding=0, dropout=dropout),
-            nn.MaxPool2d(2),
+            MaxPool2d(2),
             conv_bn_relu(8, 8, padding=1, dropout=dropout),
             conv_bn_relu(8, 8, padding=1, dropout=dropout),
         )

@@ -207,3 +207,61 @@ def test_summary_table_counts_params_and_macs():
     assert "| **total** | | | **7,194** |" in s.to_markdown()
     net = modeling.summary(modeling.create_model("net24k"))
     assert net.rows[-1].output_shape == (10,) and any(r.output_shape == (56, 4, 4) for r in net.rows)
+
+
+def _with_torch_pooling(model):
+    """The same model with every tinyhub MaxPool2d replaced by torch's own nn.MaxPool2d."""
+    from torch import nn
+
+    from tinyhub.modeling._blocks import MaxPool2d
+
+    for name, child in model.named_children():
+        if isinstance(child, MaxPool2d):
+            setattr(model, name, nn.MaxPool2d(child.kernel_size, child.stride, child.padding, child.dilation,
+                                              ceil_mode=child.ceil_mode))
+        else:
+            _with_torch_pooling(child)
+    return model
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("size,ceil_mode", [(28, False), (5, False), (7, True)])
+def test_channels_last_max_pool_is_bit_identical_to_torch(dtype, size, ceil_mode):
+    from torch import nn
+
+    from tinyhub.modeling._blocks import MaxPool2d
+
+    torch.manual_seed(0)
+    # Rounded ReLU outputs: many windows hold ties, where both must pick the same (first) maximum.
+    x = torch.relu(torch.randn(6, 5, size, size)).mul(4).round().div(4).to(dtype)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ours, y_theirs = MaxPool2d(2, ceil_mode=ceil_mode)(ours), nn.MaxPool2d(2, ceil_mode=ceil_mode)(theirs)
+    grad = torch.randn(y_theirs.shape).to(dtype)
+    y_ours.backward(grad)
+    y_theirs.backward(grad)
+    assert y_ours.is_contiguous() and ours.grad.is_contiguous()  # NCHW in, NCHW out
+    assert torch.equal(y_ours, y_theirs)
+    assert torch.equal(ours.grad, theirs.grad)
+    with torch.no_grad():
+        assert torch.equal(MaxPool2d(2, ceil_mode=ceil_mode)(x), y_theirs)
+
+
+@pytest.mark.parametrize("name", ["model4", "opt6k", "net24k", "efficient", "gap8k"])
+def test_models_train_exactly_as_with_torch_pooling(name):
+    """The faster pooling changes no run: a training step's loss and every gradient are the same bits."""
+    import copy
+
+    torch.manual_seed(0)
+    ours = modeling.create_model(name)
+    theirs = _with_torch_pooling(copy.deepcopy(ours))
+    assert any(isinstance(m, torch.nn.MaxPool2d) for m in ours.modules())
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    losses = []
+    for model in (ours, theirs):
+        torch.manual_seed(1)  # the same dropout masks
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        losses.append(loss)
+    assert torch.equal(losses[0], losses[1])
+    for (n, p), q in zip(ours.named_parameters(), theirs.parameters()):
+        assert torch.equal(p.grad, q.grad), n
