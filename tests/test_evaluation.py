@@ -38,6 +38,20 @@ def test_run_directory_reproduces_recorded_accuracy_exactly(tiny_runs):
     assert f"{100 * ev['accuracy']:.2f}%" in r.stdout
 
 
+def test_recorded_figures_do_not_depend_on_the_evaluation_batch(tiny_runs, tmp_path):
+    """Training evaluates 250 images per pass (fast on a CPU); a user evaluating 1000 at a time gets the same."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs[0], run)
+    r = _eval(str(run), "--batch-size", "1000")
+    assert r.returncode == 0, r.stderr[-2000:]
+    record = json.loads((run / "results.json").read_text())
+    final = record["final"]
+    assert record["recipe"]["data"]["eval_batch_size"] == 250
+    ev = _saved(run / "eval" / "eval_test.json")
+    assert (ev["correct"], ev["confusion_matrix"]) == (final["test_correct"], final["confusion_matrix"])
+    assert ev["loss"] == pytest.approx(final["test_loss"], rel=1e-6)
+
+
 def test_saved_folder_with_data_dir_and_train_split(tiny_runs, mnist_dir, tmp_path):
     folder = tmp_path / "saved"
     shutil.copytree(tiny_runs[0] / "model", folder)

@@ -20,7 +20,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("model", help="run directory, saved model folder, or Hub repo id[@revision]")
     p.add_argument("--split", choices=["test", "train"], default="test")
     p.add_argument("--data-dir", default=None, help="folder with the IDX files (default: the run's own data)")
-    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per forward pass (default: training's data.eval_batch_size)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average over 1-pixel shifts")
     p.add_argument("--output-dir", default=None, help="default: MODEL/eval (or ./eval/<repo> for a repo id)")
     p.add_argument("--cpu", action="store_true", help="evaluate on the CPU even if a GPU is present")
@@ -37,6 +38,7 @@ def _evaluate(args) -> int:
 
     from tinyhub.trainer.data import load_from_config
     from tinyhub.trainer.evaluation import EvaluationError, data_settings, load_model, predict, resolve_model
+    from tinyhub.trainer.schema import DataConfig
 
     accelerator = Accelerator(cpu=args.cpu)
     source = resolve_model(args.model)
@@ -50,7 +52,8 @@ def _evaluate(args) -> int:
             "classes: point --data-dir at the dataset it was trained on.")
     images = getattr(splits, f"{args.split}_images").to(accelerator.device)
     labels = getattr(splits, f"{args.split}_labels").to(accelerator.device)
-    log_probs = predict(model, images, accelerator, args.batch_size, tta=args.tta)
+    batch_size = args.batch_size or DataConfig.eval_batch_size
+    log_probs = predict(model, images, accelerator, batch_size, tta=args.tta)
     if accelerator.is_main_process:
         _report(args, source, model, images, labels, log_probs, accelerator.num_processes)
     # Every rank leaves the process group together: a rank that exits early aborts the others' gloo threads.
