@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tinyhub import trainer
-from tinyhub.trainer import sweep
+from tinyhub.trainer import sweep, sweep_space
 from conftest import REPO, run_cli
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray[tune] (tinyhub[hpo])")
@@ -190,7 +190,7 @@ def test_tune_space_matches_the_config(tmp_path):
 
     plan = _plan("model=opt6k", "training.scheduler.name=none", f"hpo.dir={tmp_path / 's'}",
                  "+hpo.space.seed={type:randint,low:0,high:2}")
-    space = sweep._tune_space(plan.params)
+    space = sweep_space.tune_space(plan.params)
     assert isinstance(space["training.optimizer.lr"], tune.search.sample.Float)
     assert space["data.batch_size"].categories == [32, 64, 128]
     assert (space["seed"].lower, space["seed"].upper) == (0, 3)  # both ends included

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import importlib.util
 import logging
 import os
@@ -43,30 +42,17 @@ from tinyhub.files import write_text_atomic
 
 from .config import compose_baseline, describe_value, differences, model_group, plain_value, trial_config
 from .record import load_run
-from .schema import ConfigError, HpoConfig, checked
+from .schema import HpoConfig, checked
 from .sweep_report import console_text, write_outputs
+from .sweep_space import Param, SweepConfigError, parse_space, tune_space
 
 SWEEP_SCHEMA_VERSION = 1
 logger = logging.getLogger(__name__)
 
-#: Parameter types of `hpo.space` and the fields each one takes.
-SPACE_TYPES = {"loguniform": ("low", "high"), "uniform": ("low", "high"), "randint": ("low", "high"),
-               "choice": ("values",), "grid": ("values",)}
 #: What a sweep may select on: the engine's per-epoch metrics on the validation split.
 VALIDATION_METRICS = ("val_accuracy", "val_loss")
 #: What each trial reports to Tune after every epoch. Test metrics never: they take no part in the choice.
 REPORTED = ("epoch", "val_accuracy", "val_loss", "train_loss", "train_accuracy", "lr", "epoch_seconds")
-#: `lr` in the space means the learning rate that actually drives training (see `_resolve_alias`).
-LR_ALIAS = "lr"
-#: Options a sweep fixes for every trial; searching them would make trials incomparable or break the sweep.
-NOT_SEARCHABLE = {
-    "training.epochs": "training.epochs is the sweep's epoch budget (ASHA's max_t); set it, do not search it",
-    "data.val_size": "every trial must be scored on the same validation split; set hpo.val_size instead",
-    "training.resume": "trials always start fresh",
-    "report_to": "use hpo.wandb to log trials to Weights & Biases",
-    "progress": "trials never draw progress bars",
-}
-NOT_SEARCHABLE_SECTIONS = ("hpo", "run", "hydra")
 #: Driver environment variables that reach every trial process (plus `hpo.env`).
 FORWARDED_ENV_PREFIXES = ("TINYHUB_", "HF_", "HUGGINGFACE_", "WANDB_")
 #: Secrets are never forwarded: Ray writes a runtime_env's variables into its session logs. Trials read them
@@ -76,27 +62,6 @@ SECRET_ENV = re.compile(r"TOKEN|API_KEY|SECRET|PASSWORD|CREDENTIAL", re.IGNORECA
 #: Of those, the ones holding paths: made absolute, because Ray runs each trial in its own working directory.
 PATH_ENV_VARS = ("TINYHUB_DATA_DIR", "TINYHUB_CACHE", "TINYHUB_TEST_DATA", "HF_HOME", "HF_DATASETS_CACHE",
                  "HF_HUB_CACHE", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR")
-
-
-class SweepConfigError(ConfigError):
-    """The sweep configuration (the `hpo` section or what it asks of the training config) is unusable."""
-
-
-@dataclass
-class Param:
-    """One searched config key."""
-
-    key: str                      # dotted config key the sampled value is written to
-    type: str                     # loguniform | uniform | randint | choice | grid
-    low: float | int | None = None
-    high: float | int | None = None
-    values: list | None = None
-    alias: str | None = None      # "lr" when written as the alias
-
-    def as_dict(self) -> dict:
-        out = {"type": self.type, **({"values": self.values} if self.values is not None else
-                                     {"low": self.low, "high": self.high})}
-        return {**out, "alias": self.alias} if self.alias else out
 
 
 @dataclass
@@ -126,120 +91,6 @@ class SweepPlan:
     def local(self) -> bool:
         """A new Ray instance on this machine (not a cluster)."""
         return self.address in (None, "local")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Validation (no Ray)
-# ---------------------------------------------------------------------------------------------------------
-def _leaf_keys(node: dict, prefix: str = "") -> list[str]:
-    return [k for key, v in node.items() for k in
-            (_leaf_keys(v, f"{prefix}{key}.") if isinstance(v, dict) else [f"{prefix}{key}"])]
-
-
-def _lookup(cfg: dict, key: str):
-    """(found, value) of a dotted key in a nested dict."""
-    node = cfg
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
-def _flatten_space(space, prefix: str = "") -> list[tuple[str, dict]]:
-    """hpo.space -> [(dotted key, spec)]. A spec is a mapping with `type`; null entries are switched off."""
-    out = []
-    for k, v in space.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and "type" in v:
-            out.append((key, v))
-        elif isinstance(v, dict):
-            out += _flatten_space(v, key + ".")
-        elif v is not None:
-            raise SweepConfigError(f"hpo.space.{key}={v!r}: a searched parameter is a mapping such as "
-                                   f"{{type: choice, values: [32, 64]}} (null switches it off).")
-    return out
-
-
-def _parse_param(key: str, spec: dict) -> Param:
-    where, kind = f"hpo.space.{key}", spec.get("type")
-    if kind not in SPACE_TYPES:
-        raise SweepConfigError(f"{where}: unknown type {kind!r}; choose one of {', '.join(SPACE_TYPES)}.")
-    extra = sorted(set(spec) - set(SPACE_TYPES[kind]) - {"type"})
-    if extra:
-        raise SweepConfigError(f"{where}: {kind} takes {', '.join(SPACE_TYPES[kind])}, not {', '.join(extra)}.")
-    missing = [f for f in SPACE_TYPES[kind] if spec.get(f) is None]
-    if missing:
-        raise SweepConfigError(f"{where}: {kind} needs {', '.join(missing)}.")
-    if kind in ("choice", "grid"):
-        if not isinstance(spec["values"], (list, tuple)) or not spec["values"]:
-            raise SweepConfigError(f"{where}: {kind} needs a non-empty list of values, got {spec['values']!r}.")
-        return Param(key, kind, values=[plain_value(v) for v in spec["values"]])
-    low, high = spec["low"], spec["high"]
-    kinds = (int,) if kind == "randint" else (int, float)
-    if not all(isinstance(v, kinds) and not isinstance(v, bool) for v in (low, high)):
-        what = "integers" if kind == "randint" else "numbers"
-        raise SweepConfigError(f"{where}: low and high must be {what}, got low={low!r} high={high!r}.")
-    if not low < high:
-        raise SweepConfigError(f"{where}: low={low} must be less than high={high}.")
-    if kind == "loguniform" and low <= 0:
-        raise SweepConfigError(f"{where}: loguniform needs 0 < low (got low={low}); use uniform for ranges "
-                               "that include zero.")
-    return Param(key, kind, low=low, high=high)
-
-
-def _resolve_alias(param: Param, base: dict) -> Param:
-    """`lr` -> the learning rate that drives training; and refuse a learning rate that would have no effect."""
-    onecycle = base["training"]["scheduler"]["name"].lower() == "onecycle"
-    if param.key == LR_ALIAS:
-        param.alias = LR_ALIAS
-        param.key = "training.scheduler.max_lr" if onecycle else "training.optimizer.lr"
-    elif param.key == "training.optimizer.lr" and onecycle:
-        raise SweepConfigError(
-            "hpo.space.training.optimizer.lr has no effect with training.scheduler.name=onecycle (OneCycleLR sets "
-            "the learning rate from training.scheduler.max_lr). Search `lr` (the effective learning rate) or "
-            "training.scheduler.max_lr instead, or choose another schedule.")
-    return param
-
-
-def _check_key(param: Param, base: dict) -> None:
-    key, where = param.key, f"hpo.space.{param.alias or param.key}"
-    if key.split(".")[0] in NOT_SEARCHABLE_SECTIONS:
-        raise SweepConfigError(f"{where}: the {key.split('.')[0]} section configures the sweep itself and "
-                               "cannot be searched.")
-    if key in NOT_SEARCHABLE:
-        raise SweepConfigError(f"{where}: cannot be searched: {NOT_SEARCHABLE[key]}.")
-    found, value = _lookup(base, key)
-    if not found:
-        close = difflib.get_close_matches(key, _leaf_keys(base), n=3, cutoff=0.6)
-        hint = f" Did you mean {' or '.join(close)}?" if close else ""
-        raise SweepConfigError(
-            f"{where}: {key!r} is not a key of the training configuration (model={base['model']['name']}).{hint} "
-            f"Keys the recipe lacks can be added first, e.g. +{key}=VALUE.")
-    if isinstance(value, dict):
-        raise SweepConfigError(f"{where}: {key!r} is a config section, not a value; search one of its keys "
-                               f"({', '.join(list(value)[:6])}).")
-
-
-def parse_space(space, base: dict) -> list[Param]:
-    """Validate `hpo.space` against the composed training config; returns the parameters in order."""
-    if not space:
-        raise SweepConfigError(
-            "hpo.space is empty: nothing to search. Add parameters, e.g. "
-            "'+hpo.space.training.optimizer.lr={type:loguniform,low:1e-4,high:1e-2}'.")
-    entries = _flatten_space(space)
-    if not entries:
-        raise SweepConfigError("hpo.space is empty: every parameter is switched off (null). Add at least one, "
-                               "e.g. '+hpo.space.model.dropout={type:uniform,low:0,high:0.3}'.")
-    params, seen = [], {}
-    for key, spec in entries:
-        param = _resolve_alias(_parse_param(key, spec), base)
-        _check_key(param, base)
-        if param.key in seen:
-            raise SweepConfigError(f"hpo.space names {param.key!r} twice (as {seen[param.key]!r} and {key!r}).")
-        seen[param.key] = key
-        params.append(param)
-    return params
 
 
 def _absolute(path: str | None) -> str | None:
@@ -405,15 +256,6 @@ def _trainable(config: dict, *, base: dict, env: dict, report_to: str, trials_di
 # ---------------------------------------------------------------------------------------------------------
 # Running it
 # ---------------------------------------------------------------------------------------------------------
-def _tune_space(params: list[Param]) -> dict:
-    from ray import tune
-
-    make = {"loguniform": lambda p: tune.loguniform(p.low, p.high), "uniform": lambda p: tune.uniform(p.low, p.high),
-            "randint": lambda p: tune.randint(p.low, p.high + 1),  # Ray's upper bound is exclusive; ours is not
-            "choice": lambda p: tune.choice(list(p.values)), "grid": lambda p: tune.grid_search(list(p.values))}
-    return {p.key: make[p.type](p) for p in params}
-
-
 def _connect(plan: SweepPlan) -> bool:
     """Start a local Ray or join a cluster (hpo.address / RAY_ADDRESS). True when this call started Ray."""
     import ray
@@ -464,7 +306,7 @@ def _tuner(plan: SweepPlan):
                                            random_state=plan.hpo["seed"])
         max_concurrent = None
     return tune.Tuner(
-        trainable, param_space=_tune_space(plan.params),
+        trainable, param_space=tune_space(plan.params),
         tune_config=tune.TuneConfig(metric=plan.metric, mode=plan.mode, num_samples=plan.num_samples,
                                     scheduler=scheduler, search_alg=search_alg, max_concurrent_trials=max_concurrent,
                                     trial_dirname_creator=lambda trial: trial.trial_id),
