@@ -34,15 +34,26 @@ def test_bench_times_the_engine_itself_side_by_side_with_the_seeds(tiny_runs, mn
 def test_bench_times_the_recipe_with_its_overrides(mnist_dir, tmp_path):
     # A candidate recipe is timed before it is adopted: the override reaches both sides; a misspelt key stops
     # with a clear error instead of timing the unchanged recipe.
-    r = run_cli("bench", "--quick", "--epochs", "1", "--model", "minimobilenet", "--data-dir", str(mnist_dir),
-                "--keep-runs", str(tmp_path), "model.dropout=0.1", "data.batch_size=128", timeout=600)
+    # With --rounds, the rows run in turn and the table is the round of the median ratio, every round listed.
+    r = run_cli("bench", "--quick", "--epochs", "1", "--rounds", "2", "--model", "minimobilenet", "--data-dir",
+                str(mnist_dir), "--keep-runs", str(tmp_path), "model.dropout=0.1", "data.batch_size=128", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "'dropout': 0.1" in r.stdout and "3,114 params" in r.stdout and "batch 128" in r.stdout
     assert "channels_last True" in r.stdout  # the recipe's own setting, kept
-    (run,) = tmp_path.glob("bench-minimobilenet-*")
-    recipe = json.loads((run / "results.json").read_text())["recipe"]
-    assert recipe["model"]["dropout"] == 0.1 and recipe["data"]["batch_size"] == 128
-    assert recipe["training"]["channels_last"] is True
+    runs = sorted(tmp_path.glob("bench-minimobilenet-*"))
+    assert len(runs) == 2  # one tinyhub run per round
+    for run in runs:
+        recipe = json.loads((run / "results.json").read_text())["recipe"]
+        assert recipe["model"]["dropout"] == 0.1 and recipe["data"]["batch_size"] == 128
+        assert recipe["training"]["channels_last"] is True
+    rounds = re.search(r"2 rounds, [^:]+: ([\d.]+) / ([\d.]+) = ([\d.]+)x, ([\d.]+) / ([\d.]+) = ([\d.]+)x; "
+                       r"the table is round (\d)", r.stdout)
+    assert rounds, r.stdout
+    shown = re.search(r"\ntinyhub \(tinyhub.trainer.train\)" + ROW, r.stdout).group(5)
+    ratios = sorted([rounds.group(3), rounds.group(6)], key=float)
+    assert shown == ratios[0] == rounds.group(3 * int(rounds.group(7)))  # of two rounds, the lower is the median
+    zero = run_cli("bench", "--quick", "--rounds", "0", "--data-dir", str(mnist_dir))
+    assert zero.returncode == 2 and "--rounds must be at least 1" in zero.stderr
     bad = run_cli("bench", "--quick", "--model", "minimobilenet", "--data-dir", str(mnist_dir), "model.dropuot=0")
     assert bad.returncode == 2
     assert "bad recipe override" in bad.stderr and "model.dropuot" in bad.stderr

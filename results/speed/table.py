@@ -1,5 +1,6 @@
 """The README's speed table from the `tinyhub bench --profile` outputs in this folder (written by run.sh):
-whole epochs (training + evaluation) of tinyhub.trainer.train against the seeds' pipeline, per recipe.
+whole epochs (training + evaluation) of tinyhub.trainer.train against the seeds' pipeline, per recipe; with
+`--rounds`, the round of the median ratio, and every round's ratio beside it.
 
     python results/speed/table.py          # prints the Markdown table
 """
@@ -23,10 +24,11 @@ def parse(text: str) -> dict | None:
     recipe = re.search(r"recipe: (batch \d+), [^,]+, precision (\w+), EMA [^,]+, channels_last (\w+)", text)
     shares = dict(re.findall(r"  (augmentation|forward \+ backward|the rest of the loop|evaluation)[^\n]*?"
                              r"([\d.]+)%\n", text))
+    rounds = re.search(r"\n\d+ rounds, [^:]+: ([^;]+);", text)
     gflops = re.search(r"([\d.]+) MFLOP per training image; ([\d.]+) GFLOP/s in the step alone, ([\d.]+) GFLOP/s",
                        text)
     return {"seeds": seeds.groups(), "ours": ours.groups(), "recipe": recipe.groups(), "shares": shares,
-            "gflops": gflops.groups()}
+            "gflops": gflops.groups(), "rounds": re.findall(r"= ([\d.]+)x", rounds.group(1)) if rounds else []}
 
 
 def main() -> None:
@@ -42,12 +44,13 @@ def main() -> None:
         settings = ", ".join([batch, *([precision] if precision != "no" else []),
                               *(["channels_last"] if channels_last == "True" else [])])
         s, o, sh = r["seeds"], r["ours"], r["shares"]
-        rows.append([model, settings, o[0], s[0], f"{o[3]} s", f"{s[3]} s", f"**{o[4]}×**", f"{o[5]} / {s[5]}",
+        ratio = f"**{o[4]}×**" + (f" ({', '.join(r['rounds'])})" if r["rounds"] else "")
+        rows.append([model, settings, o[0], s[0], f"{o[3]} s", f"{s[3]} s", ratio, f"{o[5]} / {s[5]}",
                      f"{sh.get('augmentation')} / {sh.get('forward + backward')} / {sh.get('the rest of the loop')} / "
                      f"{sh.get('evaluation')}", f"{r['gflops'][0]}", f"{r['gflops'][1]} / {r['gflops'][2]}"])
     print(markdown_table(["recipe", "its settings", "tinyhub img/s", "seeds img/s", "tinyhub epoch", "seeds epoch",
-                          "ratio (epoch)", "peak MiB tinyhub / seeds", "% augment / step / rest / eval",
-                          "MFLOP/img", "GFLOP/s step / epoch"], rows, "llrrrrrrrrr"))
+                          "ratio (epoch): median (each round)", "peak MiB tinyhub / seeds",
+                          "% augment / step / rest / eval", "MFLOP/img", "GFLOP/s step / epoch"], rows, "llrrrrrrrrr"))
 
 
 if __name__ == "__main__":

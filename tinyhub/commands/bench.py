@@ -288,6 +288,9 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--subset", type=int, default=0, help="train on the first N images only (0 = all 60,000)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the seeds' pipeline")
     p.add_argument("--threads", type=int, default=0, help="torch threads per row (0 = one per core)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the rows this many times, in turn, and report the round with the median ratio "
+                        "(each round's figures are listed too): a virtual machine's speed drifts between runs")
     p.add_argument("--variants", choices=["default", "all"], default="default")
     p.add_argument("--time-to-target", nargs="*", default=[], metavar="RUN_DIR")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_IMAGES:,} training images (smoke test)")
@@ -316,6 +319,8 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
                 "--data-dir /path/to/mnist, or set TINYHUB_DATA_DIR")
     if args.epochs < 1:
         p.error("--epochs must be at least 1")
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     import torch
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -364,18 +369,31 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
         value = args.teacher[0] if len(args.teacher) == 1 else "[" + ",".join(args.teacher) + "]"
         variants.append((f"tinyhub + distillation from {' + '.join(Path(t).name for t in args.teacher)}",
                          [f"training.distill.teacher={value}"]))
-    rows = []
+    rounds = []
     with tempfile.TemporaryDirectory(prefix="tinyhub-bench-") as tmp:
         runs_root = Path(args.keep_runs or tmp)
         try:
-            rows.append(("seeds' pipeline (DataLoader + PIL)", _in_own_process(
-                _seeds_row, recipe_overrides, args.data_dir, args.epochs, subset, args.workers, threads)))
-            for k, (label, extra) in enumerate(variants):
-                run_dir = runs_root / f"bench-{args.model}-{k}-{time.strftime('%Y%m%d-%H%M%S')}"
-                rows.append((label, _in_own_process(_engine_row, [*recipe_overrides, *extra], str(run_dir), threads,
-                                                    args.profile and not extra)))
+            for r in range(args.rounds):  # in turn, so that a drift of the machine's speed touches every row
+                rows = [("seeds' pipeline (DataLoader + PIL)", _in_own_process(
+                    _seeds_row, recipe_overrides, args.data_dir, args.epochs, subset, args.workers, threads))]
+                for k, (label, extra) in enumerate(variants):
+                    run_dir = runs_root / f"bench-{args.model}-{k}-{time.strftime('%Y%m%d-%H%M%S')}"
+                    rows.append((label, _in_own_process(_engine_row, [*recipe_overrides, *extra], str(run_dir),
+                                                        threads, args.profile and not extra and r == 0)))
+                rounds.append(rows)
         except TinyhubError as e:  # a teacher that cannot be loaded, a recipe the engine refuses
             return fail(e)
+
+    def epoch_of(row: dict) -> float:
+        return row["train_seconds"] + row["eval_seconds"]
+
+    ratios = [epoch_of(rows[0][1]) / epoch_of(rows[1][1]) for rows in rounds]
+    median = sorted(range(len(rounds)), key=ratios.__getitem__)[(len(rounds) - 1) // 2]
+    rows = rounds[median]
+    if len(rounds) > 1:
+        print(f"\n{len(rounds)} rounds, tinyhub's epoch against the seeds' (s): " + ", ".join(
+            f"{epoch_of(r[1][1]):.1f} / {epoch_of(r[0][1]):.1f} = {ratio:.2f}x" for r, ratio in zip(rounds, ratios))
+            + f"; the table is round {median + 1}, the median ratio")
     seeds = rows[0][1]
     seeds_epoch = seeds["train_seconds"] + seeds["eval_seconds"]
     width = max(38, *(len(label) + 2 for label, _ in rows))
@@ -387,7 +405,7 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
               f"{epoch:>9.1f}{seeds_epoch / epoch:>9.2f}x{r['peak_mb']:>10,.0f}")
     print("\nvs seeds: the seeds' whole epoch (training + evaluation) divided by this row's; peak MiB: the row's "
           "process" + (" (GPU memory)" if device == "cuda" else " (resident memory)"))
-    profiled = rows[1][1]
+    profiled = rounds[0][1][1]
     if profiled["profile"]:
         _print_profile(profiled)
     if args.keep_runs:
