@@ -92,6 +92,9 @@ def test_missing_and_corrupt_models_are_clear_errors(tiny_runs, tmp_path):
     empty.mkdir()
     r = _eval(str(empty))
     assert r.returncode == 1 and "neither a tinyhub run" in r.stderr
+    # A batch size that cannot work is a usage error (exit 2), said before anything loads.
+    r = _eval(str(tiny_runs[0]), "--batch-size", "0")
+    assert r.returncode == 2 and "--batch-size must be at least 1, got 0" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_pushed_model_re_evaluates_to_its_card(hub, tiny_runs, mnist_dir, tmp_path):

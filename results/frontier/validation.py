@@ -299,8 +299,8 @@ def main(runs: Path) -> None:
         "and no round had searched it for gap5k. By `results/frontier/round10.sh`, on the code of "
         f"{_commits(r10_runs)} (round 9's training code: the commits between changed the sweep's outputs and "
         "scripts), the same CPU and teacher as round 9, the three arms side by side (one torch thread each, "
-        "seeds 0, 1 and 2 stacked in each). The rule, written in the script before any arm ran: an arm replaces the recipe only with more correct "
-        "validation predictions over the three seeds; the most correct wins, a tie with the recipe keeps the recipe "
+        "seeds 0, 1 and 2 stacked in each). The rule, written in the script before any arm ran: an arm replaces the "
+        "recipe only with more correct validation predictions over the three seeds; the most correct wins, a tie with the recipe keeps the recipe "
         "and a tie between the new arms goes to rotation 8 (listed first); the winner's test seeds then train and "
         "are recorded whatever they score.\n\n"
         + markdown_table(["student", "arm", "seed 0", "seed 1", "seed 2", "mean", "correct", "vs the recipe",

@@ -394,13 +394,12 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
         print(f"\n{len(rounds)} rounds, tinyhub's epoch against the seeds' (s): " + ", ".join(
             f"{epoch_of(r[1][1]):.1f} / {epoch_of(r[0][1]):.1f} = {ratio:.2f}x" for r, ratio in zip(rounds, ratios))
             + f"; the table is round {median + 1}, the median ratio")
-    seeds = rows[0][1]
-    seeds_epoch = seeds["train_seconds"] + seeds["eval_seconds"]
+    seeds_epoch = epoch_of(rows[0][1])
     width = max(38, *(len(label) + 2 for label, _ in rows))
     print(f"\n{'pipeline':<{width}}{'images/s':>10}{'train s':>9}{'eval s':>8}{'epoch s':>9}{'vs seeds':>10}"
           f"{'peak MiB':>10}")
     for label, r in rows:
-        epoch = r["train_seconds"] + r["eval_seconds"]
+        epoch = epoch_of(r)
         print(f"{label:<{width}}{r['images_per_second']:>10,.0f}{r['train_seconds']:>9.1f}{r['eval_seconds']:>8.2f}"
               f"{epoch:>9.1f}{seeds_epoch / epoch:>9.2f}x{r['peak_mb']:>10,.0f}")
     print("\nvs seeds: the seeds' whole epoch (training + evaluation) divided by this row's; peak MiB: the row's "

@@ -29,7 +29,10 @@ def parser(prog: str) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = "tinyhub evaluate") -> int:
-    args = parser(prog).parse_args(argv)
+    p = parser(prog)
+    args = p.parse_args(argv)
+    if args.batch_size is not None and args.batch_size < 1:
+        p.error(f"--batch-size must be at least 1, got {args.batch_size}")
     return run_reporting(_evaluate, args)
 
 
@@ -52,7 +55,7 @@ def _evaluate(args) -> int:
             "classes: point --data-dir at the dataset it was trained on.")
     images = getattr(splits, f"{args.split}_images").to(accelerator.device)
     labels = getattr(splits, f"{args.split}_labels").to(accelerator.device)
-    batch_size = args.batch_size or DataConfig.eval_batch_size
+    batch_size = DataConfig.eval_batch_size if args.batch_size is None else args.batch_size
     log_probs = predict(model, images, accelerator, batch_size, tta=args.tta)
     if accelerator.is_main_process:
         _report(args, source, model, images, labels, log_probs, accelerator.num_processes)
