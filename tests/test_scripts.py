@@ -14,7 +14,7 @@ def test_bench_times_the_engine_itself_side_by_side_with_the_seeds(tiny_runs, mn
     # tinyhub's rows are `tinyhub.trainer.train` runs: their figures are the ones the engine recorded.
     r = run_cli("bench", "--quick", "--epochs", "1", "--model", "opt6k", "--data-dir", str(mnist_dir),
                 "--keep-runs", str(tmp_path), "--time-to-target", str(tiny_runs[0]), "--teacher", str(tiny_runs[1]),
-                timeout=600)
+                "--profile", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     seeds = re.search(r"seeds' pipeline \(DataLoader \+ PIL\)" + ROW, r.stdout)
     ours = re.search(r"\ntinyhub \(tinyhub.trainer.train\)" + ROW, r.stdout)
@@ -29,6 +29,14 @@ def test_bench_times_the_engine_itself_side_by_side_with_the_seeds(tiny_runs, mn
     assert plain["data"]["train_size"] == 2048 and plain["recipe"]["training"]["optimizer"]["name"] == "sgd"
     assert distilled["distillation"]["teachers"][0]["architecture"] == "opt6k"
     assert "opt6k: target 99.4% not reached in 2 epochs" in r.stdout
+    # The profile's bound: the seeds' epoch (the table's, one round) against the engine's step alone.
+    assert "where tinyhub's epoch goes" in r.stdout and "forward + backward + optimizer step" in r.stdout
+    bound = re.search(r"bound: the step alone takes ([\d.]+) s an epoch and the seeds' epoch ([\d.]+) s, so with the "
+                      r"same step no pipeline gets past ([\d.]+)x", r.stdout)
+    assert bound, r.stdout
+    step, seeds_epoch, ratio = map(float, bound.groups())
+    assert abs(seeds_epoch - float(seeds.group(4))) <= 0.05
+    assert abs(seeds_epoch / step / ratio - 1) < 0.05  # as printed, to the rounding of two decimals
 
 
 def test_bench_times_the_recipe_with_its_overrides(mnist_dir, tmp_path):

@@ -54,7 +54,8 @@ def compose_baseline(group: str | None) -> dict:
 
 
 #: Keys that say where this machine keeps things or how it printed, not what was trained.
-MACHINE_KEYS = ("run", "progress", "data.dir", "data.cache_dir", "training.threads", "training.resume", "hydra")
+MACHINE_KEYS = ("run", "progress", "data.dir", "data.cache_dir", "training.threads", "training.keep_freed_memory",
+                "training.resume", "hydra")
 
 
 def recipe_overrides(cfg: dict) -> list[str]:

@@ -31,7 +31,7 @@ from tinyhub import modeling
 from tinyhub.errors import TinyhubError
 
 from . import checkpoint as ckpt
-from . import seeding
+from . import host_memory, seeding
 from .augment import AugmentConfig, augment_batch
 from .config import RESUME_MAY_CHANGE, describe_value, differences, recipe_overrides
 from .schema import (ConfigError, OptimizerConfig, RecipeConfig, SchedulerConfig, TrainConfig, config_dict,
@@ -412,6 +412,8 @@ def _train(config: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitSt
         log_with=None if report_to == "none" else report_to,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
     )
+    if tr.keep_freed_memory and accelerator.device.type == "cpu":
+        host_memory.keep_freed_memory()  # speed only: where memory comes from, never a value (host_memory.py)
     set_seed(seed, deterministic=tr.deterministic)
     main = accelerator.is_main_process
     progress = show_progress(c.progress)

@@ -119,6 +119,7 @@ class TrainingConfig:
     channels_last: bool = False
     deterministic: bool = False  # torch.use_deterministic_algorithms; needed for bit-exact resume
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    keep_freed_memory: bool = True  # CPU, glibc: keep freed blocks for the next step (trainer/host_memory.py)
     checkpoint_every: int = 1  # epochs; 0 = no checkpoints
     keep_checkpoints: int = 2
     resume: Optional[str] = None  # None | auto (latest complete checkpoint in run.dir) | path to a checkpoint

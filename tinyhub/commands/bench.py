@@ -2,7 +2,8 @@
 same model and recipe, in one run; ratios printed side by side.
 
     tinyhub bench --model model4 --data-dir DIR                # 2 epochs each; the second is reported
-    tinyhub bench --model opt6k --variants all --data-dir DIR  # + channels_last, compile, bf16, batch 256/512
+    tinyhub bench --model opt6k --variants all --data-dir DIR  # + channels_last, compile, bf16, batch 256/512,
+                                                             # glibc's default allocator
     tinyhub bench --time-to-target runs/model4-s0-... --data-dir DIR   # epochs/seconds until the recipe's target
     tinyhub bench --quick --data-dir DIR                       # smoke test: 2,048 images, same figures
     tinyhub bench --model model4 model.dropout=0 training.mixed_precision=bf16 --data-dir DIR   # a candidate recipe
@@ -35,7 +36,8 @@ VARIANTS = (("tinyhub + channels_last", ["training.channels_last=true"]),
             ("tinyhub + bf16", ["training.mixed_precision=bf16"]),
             ("tinyhub + torch.compile", ["training.compile=true"]),
             ("tinyhub, batch 256", ["data.batch_size=256"]),
-            ("tinyhub, batch 512", ["data.batch_size=512"]))
+            ("tinyhub, batch 512", ["data.batch_size=512"]),
+            ("tinyhub, glibc's default allocator", ["training.keep_freed_memory=false"]))
 QUICK_IMAGES = 2048
 
 
@@ -215,21 +217,30 @@ def _in_own_process(fn, *args) -> dict:
         return pool.submit(fn, *args).result()
 
 
-def _print_profile(row: dict) -> None:
+def epoch_of(row: dict) -> float:
+    """A row's whole epoch: training, then evaluation of the test split."""
+    return row["train_seconds"] + row["eval_seconds"]
+
+
+def _print_profile(row: dict, seeds_row: dict) -> None:
     """tinyhub's epoch split into the engine's pieces, per training image; `rest` is what the loop itself costs
     (indexing, the scheduler, metric accumulation, Python). The step's FLOP rate counts forward + backward as
-    3 x 2 x MACs per image."""
+    3 x 2 x MACs per image. The bound: the seeds' epoch against tinyhub's step alone, what no work on the pipeline
+    around the step (the same step in both) could beat."""
     n, prof = row["images"], row["profile"]
     per_image = row["train_seconds"] / n
     parts = {"augmentation (augment_batch + normalize01)": prof["augment"],
              "forward + backward + optimizer step": prof["step"],
              "the rest of the loop (indexing, schedule, metrics, Python)": max(0.0, per_image - sum(prof.values()))}
-    epoch = row["train_seconds"] + row["eval_seconds"]
+    epoch = epoch_of(row)
     print(f"\nwhere tinyhub's epoch goes ({epoch:.1f} s: {row['train_seconds']:.1f} s training "
           f"{n:,} images, {row['eval_seconds']:.2f} s evaluating 10,000)")
     for name, secs in parts.items():
         print(f"  {name:<60}{secs * 1e6:>8.1f} us/image {100 * secs * n / epoch:>6.1f}%")
     print(f"  {'evaluation (per-epoch, test split)':<60}{'':>17}{100 * row['eval_seconds'] / epoch:>6.1f}%")
+    step_epoch, seeds_epoch = prof["step"] * n, epoch_of(seeds_row)
+    print(f"  bound: the step alone takes {step_epoch:.2f} s an epoch and the seeds' epoch {seeds_epoch:.2f} s, "
+          f"so with the same step no pipeline gets past {seeds_epoch / step_epoch:.2f}x")
     flops = 6 * row["macs"]
     print(f"  step: {flops / 1e6:.1f} MFLOP per training image; {flops / prof['step'] / 1e9:.1f} GFLOP/s in the step "
           f"alone, {flops * row['images_per_second'] / 1e9:.1f} GFLOP/s over the whole training epoch")
@@ -384,9 +395,6 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
         except TinyhubError as e:  # a teacher that cannot be loaded, a recipe the engine refuses
             return fail(e)
 
-    def epoch_of(row: dict) -> float:
-        return row["train_seconds"] + row["eval_seconds"]
-
     ratios = [epoch_of(rows[0][1]) / epoch_of(rows[1][1]) for rows in rounds]
     median = sorted(range(len(rounds)), key=ratios.__getitem__)[(len(rounds) - 1) // 2]
     rows = rounds[median]
@@ -406,7 +414,7 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
           "process" + (" (GPU memory)" if device == "cuda" else " (resident memory)"))
     profiled = rounds[0][1][1]
     if profiled["profile"]:
-        _print_profile(profiled)
+        _print_profile(profiled, rounds[0][0][1])
     if args.keep_runs:
         print(f"tinyhub's run directories (results.json written by the engine): {runs_root}")
     for run in args.time_to_target:
