@@ -1,0 +1,53 @@
+"""What keeping freed host memory (training.keep_freed_memory, trainer/host_memory.py) does to tinyhub's epoch:
+`tinyhub train` runs of each packaged recipe (2 epochs of 60,000 images, the second reported, as `tinyhub bench`
+does), with the setting on and off in turn, each run in a fresh process, for some rounds.
+
+    python results/speed/host_memory.py [DATA_DIR] [--rounds N] [MODEL ...] > results/speed/host_memory.txt
+"""
+
+import argparse
+import concurrent.futures
+import multiprocessing
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+from tinyhub.commands.bench import _engine_row, epoch_of
+
+MODELS = ("model4", "opt6k", "net24k", "efficient", "minimobilenet", "gap8k", "gap20k", "gap5k", "gap2k")
+
+
+def run(model: str, data_dir: str, keep: bool) -> dict:
+    overrides = [f"model={model}", "training.epochs=2", "data.source=local", f"data.dir={data_dir}",
+                 f"training.keep_freed_memory={str(keep).lower()}"]
+    with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_engine_row, overrides, str(Path(tmp) / "run"), os.cpu_count() or 1).result()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("data_dir", nargs="?", default="../shared/data/mnist")
+    p.add_argument("models", nargs="*", default=list(MODELS))
+    p.add_argument("--rounds", type=int, default=2)
+    args = p.parse_args()
+    data_dir = str(Path(args.data_dir).resolve())
+    print(f"tinyhub's second epoch (training + evaluation of 10,000 test images), freed memory kept (on) and given "
+          f"back to the kernel (off, glibc's defaults), in turn, {args.rounds} rounds; seconds")
+    print(f"{'recipe':<15}{'on: train + eval = epoch, each round':<50}{'off: the same':<50}{'off / on (median)'}")
+    for model in args.models:
+        rows = {True: [], False: []}
+        for _ in range(args.rounds):
+            for keep in (True, False):
+                rows[keep].append(run(model, data_dir, keep))
+
+        def cell(rs: list[dict]) -> str:
+            return ", ".join(f"{r['train_seconds']:.1f}+{r['eval_seconds']:.2f}={epoch_of(r):.1f}" for r in rs)
+
+        ratio = statistics.median(epoch_of(rows[False][i]) / epoch_of(rows[True][i]) for i in range(args.rounds))
+        print(f"{model:<15}{cell(rows[True]):<50}{cell(rows[False]):<50}{ratio:.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
