@@ -1,6 +1,7 @@
 """What keeping freed host memory (training.keep_freed_memory, trainer/host_memory.py) does to tinyhub's epoch:
 `tinyhub train` runs of each packaged recipe (2 epochs of 60,000 images, the second reported, as `tinyhub bench`
-does), with the setting on and off in turn, each run in a fresh process, for some rounds.
+does), with the setting on and off in turn (on first in odd rounds, off first in even ones), each run in a fresh
+process, for some rounds.
 
     python results/speed/host_memory.py [DATA_DIR] [--rounds N] [MODEL ...] > results/speed/host_memory.txt
 """
@@ -34,19 +35,21 @@ def main() -> None:
     args = p.parse_args()
     data_dir = str(Path(args.data_dir).resolve())
     print(f"tinyhub's second epoch (training + evaluation of 10,000 test images), freed memory kept (on) and given "
-          f"back to the kernel (off, glibc's defaults), in turn, {args.rounds} rounds; seconds")
-    print(f"{'recipe':<15}{'on: train + eval = epoch, each round':<50}{'off: the same':<50}{'off / on (median)'}")
+          f"back to the kernel (off, glibc's defaults), in turn (on first in rounds 1, 3, ...), {args.rounds} rounds; "
+          "seconds")
+    width = 17 * args.rounds + 2  # a round's cell is "10.1+0.36=10.4, "
+    print(f"{'recipe':<15}{'on: train + eval = epoch, each round':<{width}}{'off: the same':<{width}}off / on (median)")
     for model in args.models:
         rows = {True: [], False: []}
-        for _ in range(args.rounds):
-            for keep in (True, False):
+        for i in range(args.rounds):
+            for keep in ((True, False) if i % 2 == 0 else (False, True)):  # neither always goes first
                 rows[keep].append(run(model, data_dir, keep))
 
         def cell(rs: list[dict]) -> str:
             return ", ".join(f"{r['train_seconds']:.1f}+{r['eval_seconds']:.2f}={epoch_of(r):.1f}" for r in rs)
 
         ratio = statistics.median(epoch_of(rows[False][i]) / epoch_of(rows[True][i]) for i in range(args.rounds))
-        print(f"{model:<15}{cell(rows[True]):<50}{cell(rows[False]):<50}{ratio:.2f}x", flush=True)
+        print(f"{model:<15}{cell(rows[True]):<{width}}{cell(rows[False]):<{width}}{ratio:.2f}x", flush=True)
 
 
 if __name__ == "__main__":
