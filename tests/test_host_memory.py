@@ -1,7 +1,6 @@
 """Freed host memory kept for the next training step (trainer/host_memory.py): it works, and the engine asks for it
 on the CPU unless told not to."""
 
-import ctypes
 import subprocess
 import sys
 
@@ -10,14 +9,6 @@ import pytest
 from tinyhub import trainer
 from tinyhub.trainer import host_memory
 from conftest import FAST
-
-
-def _is_glibc() -> bool:
-    try:
-        ctypes.CDLL(None).gnu_get_libc_version
-        return True
-    except (OSError, AttributeError, TypeError):
-        return False
 
 
 # Page faults of allocating, filling and freeing a 64 MiB tensor ten times, counted over the last five: what each
@@ -36,7 +27,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-@pytest.mark.skipif(not _is_glibc(), reason="the setting is glibc's; other C libraries keep their own allocators")
+@pytest.mark.skipif(host_memory.glibc() is None,
+                    reason="the setting is glibc's; other C libraries keep their own allocators")
 def test_a_freed_block_is_reused_without_page_faults():
     def faults(mode: str) -> int:
         out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True)

@@ -21,16 +21,25 @@ KEEP_UP_TO = 1 << 30  # bytes: blocks up to this size come from the heap, and th
 _applied = False
 
 
+def glibc() -> ctypes.CDLL | None:
+    """This process's C library when it is glibc, else None (macOS, Windows, musl: their mallopt, if any, means
+    something else)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # only glibc has it
+        return libc
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
+        return None
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse (see the module docstring). Returns whether the setting is in
-    force in this process; False where the C library is not glibc (macOS, Windows, musl), which keep their own."""
+    force in this process; False where the C library is not glibc, whose allocator is left as it is."""
     global _applied
     if _applied:
         return True
-    try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # only glibc has it; other C libraries' mallopt, if any, means something else
-    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
+    libc = glibc()
+    if libc is None:
         logger.debug("host memory: not glibc; the C library's allocator is left as it is")
         return False
     if libc.mallopt(_M_MMAP_THRESHOLD, KEEP_UP_TO) != 1 or libc.mallopt(_M_TRIM_THRESHOLD, KEEP_UP_TO) != 1:

@@ -1,6 +1,7 @@
 """What glibc's allocator costs tinyhub on the CPU: evaluation's forward of 10,000 test images at batch 250 and 1000
 (fp32, no_grad, 2 threads), then the training step, with glibc's defaults and with freed memory kept for reuse
-(`mallopt(M_MMAP_THRESHOLD)` and `mallopt(M_TRIM_THRESHOLD)` at 1 GiB). Each setting runs in a fresh process.
+(`mallopt(M_MMAP_THRESHOLD)` and `mallopt(M_TRIM_THRESHOLD)` at 1 GiB, trainer/host_memory.py, which the engine
+now applies). Each setting runs in a fresh process.
 
     python results/speed/allocator.py > results/speed/allocator.txt
 
@@ -8,19 +9,18 @@ By default glibc hands a large block (above a threshold that adapts up to 32 MiB
 freed, so the next pass that allocates it pays page faults for fresh, zeroed memory. Numerics do not depend on it.
 """
 
-import ctypes
 import subprocess
 import sys
 import time
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 CASES = (("gap8k", 128, True), ("gap20k", 128, True), ("model4", 64, False))
 
 
 def measure(name: str, batch: int, bf16: bool, keep_memory: bool) -> str:
     if keep_memory:
-        libc = ctypes.CDLL("libc.so.6")
-        assert libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1
+        from tinyhub.trainer import host_memory
+
+        assert host_memory.keep_freed_memory()
     import torch
 
     from tinyhub import create_model

@@ -14,9 +14,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from table import MODELS  # this folder's: the packaged recipes, in the README's order
 from tinyhub.commands.bench import _engine_row, epoch_of
-
-MODELS = ("model4", "opt6k", "net24k", "efficient", "minimobilenet", "gap8k", "gap20k", "gap5k", "gap2k")
 
 
 def run(model: str, data_dir: str, keep: bool) -> dict:
@@ -37,7 +36,7 @@ def main() -> None:
     print(f"tinyhub's second epoch (training + evaluation of 10,000 test images), freed memory kept (on) and given "
           f"back to the kernel (off, glibc's defaults), in turn (on first in rounds 1, 3, ...), {args.rounds} rounds; "
           "seconds")
-    width = 17 * args.rounds + 2  # a round's cell is "10.1+0.36=10.4, "
+    width = max(17 * args.rounds, 38) + 2  # a round's cell is "10.1+0.36=10.4, "; at least the header's width
     print(f"{'recipe':<15}{'on: train + eval = epoch, each round':<{width}}{'off: the same':<{width}}off / on (median)")
     for model in args.models:
         rows = {True: [], False: []}

@@ -11,8 +11,6 @@ import subprocess
 import sys
 import time
 
-MODELS = ("model4", "opt6k", "net24k", "efficient", "minimobilenet", "gap8k", "gap20k", "gap5k", "gap2k")
-
 
 def measure(model: str, keep: bool) -> str:
     if keep:
@@ -57,11 +55,12 @@ if __name__ == "__main__":
     else:
         print("page faults per training step (4 KiB pages) and the step's time, 2 threads, 30 steps after 5; "
               "glibc's defaults against freed memory kept")
+        from table import MODELS  # this folder's: the packaged recipes, in the README's order
+        from tinyhub import trainer
+
         print(f"{'recipe':<15}{'batch':>6}   {'glibc defaults: faults, fresh memory, time':<44}{'kept: the same'}")
         for m in MODELS:
             cells = [subprocess.run([sys.executable, __file__, m, mode], capture_output=True, text=True,
                                     check=True).stdout.rstrip("\n") for mode in ("default", "keep")]
-            from tinyhub import trainer
-
             batch = trainer.load_config([f"model={m}"]).data.batch_size
             print(f"{m:<15}{batch:>6}   {cells[0]:<44}{cells[1]}", flush=True)
