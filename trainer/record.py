@@ -325,31 +325,34 @@ def load_run(path: str | Path) -> RunRecord:
 # ---------------------------------------------------------------------------------------------------------
 # The committed seed record: results/<label>/seed_<k>.json, written by `tinyhub reproduce`
 # ---------------------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(kw_only=True)  # keyword-only, so that fields stand in groups whether or not older records have them
 class SeedRecord:
     """One seed of a recipe as the repository keeps it: the numbers of its RunRecord that tables need, the recipe,
     and the per-epoch history, so that "final epoch, never the best" can be checked from the file alone."""
 
+    # what was trained
     model: str
+    label: str | None = None  # the results/ folder it is kept in; its model's name in older records
     seed: int
     parameters: int
+    recipe: dict | None = None
+    distilled_from: str | None = None
+    # what it scored: the final epoch, and every epoch before it
     target_accuracy: float | None
     test_accuracy: float
     test_correct: int
     test_total: int
-    epochs: int
-    train_seconds: float | None
-    hardware: str
     train_accuracy: float | None = None
+    epochs: int
+    history: list[EpochRecord] | None = None  # None in records written before tinyhub kept it
+    # how and where it ran
+    hardware: str
+    train_seconds: float | None
     wall_seconds: float | None = None
     world_size: int | None = None
     mixed_precision: str | None = None
     git: dict | None = None
     run_dir: str | None = None
-    recipe: dict | None = None
-    label: str | None = None
-    distilled_from: str | None = None
-    history: list[EpochRecord] | None = None  # None in records written before tinyhub kept it
 
     @classmethod
     def from_run(cls, record: RunRecord, run_dir: str | Path, label: str | None = None) -> SeedRecord:
