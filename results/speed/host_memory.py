@@ -7,23 +7,20 @@ process, for some rounds.
 """
 
 import argparse
-import concurrent.futures
-import multiprocessing
 import os
 import statistics
 import tempfile
 from pathlib import Path
 
 from table import MODELS  # this folder's: the packaged recipes, in the README's order
-from tinyhub.commands.bench import _engine_row, epoch_of
+from tinyhub.commands.bench import _engine_row, _in_own_process, epoch_of
 
 
 def run(model: str, data_dir: str, keep: bool) -> dict:
     overrides = [f"model={model}", "training.epochs=2", "data.source=local", f"data.dir={data_dir}",
                  f"training.keep_freed_memory={str(keep).lower()}"]
-    with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ProcessPoolExecutor(
-            1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_engine_row, overrides, str(Path(tmp) / "run"), os.cpu_count() or 1).result()
+    with tempfile.TemporaryDirectory() as tmp:
+        return _in_own_process(_engine_row, overrides, str(Path(tmp) / "run"), os.cpu_count() or 1)
 
 
 def main() -> None:
@@ -31,7 +28,7 @@ def main() -> None:
     p.add_argument("data_dir", nargs="?", default="../shared/data/mnist")
     p.add_argument("models", nargs="*", default=list(MODELS))
     p.add_argument("--rounds", type=int, default=2)
-    args = p.parse_args()
+    args = p.parse_intermixed_args()  # options anywhere, as the usage line shows
     data_dir = str(Path(args.data_dir).resolve())
     print(f"tinyhub's second epoch (training + evaluation of 10,000 test images), freed memory kept (on) and given "
           f"back to the kernel (off, glibc's defaults), in turn (on first in rounds 1, 3, ...), {args.rounds} rounds; "
