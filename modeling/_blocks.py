@@ -39,7 +39,7 @@ class MaxPool2d(nn.MaxPool2d):
     small feature maps (it was a quarter of gap8k's training step). Both kernels take the first maximum of each
     window, so pooling a channels-last copy, and passing the gradient back through the channels-last backward
     kernel, gives identical results in NCHW. The layout copies cost part of what they save: gap8k's and gap20k's
-    bf16 steps ran 1.12-1.15x faster, the fp32 models' about as fast (README, Speed). Other inputs (GPU,
+    bf16 steps ran 1.12-1.15x faster, the fp32 models' about as fast (docs: Speed). Other inputs (GPU,
     channels-last already) pool as `nn.MaxPool2d` does.
     """
 

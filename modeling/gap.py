@@ -1,7 +1,7 @@
 """The `gap` family: tinyhub's own variants for budgets where a seed architecture misses its target.
 
-Issue #7 asks for a variant within the same parameter budget where the exact seed architecture misses its target
-after a real search. The seeds spend their parameters where they help least: `model4` starts with 6 channels at
+A variant within the same parameter budget, for where the exact seed architecture misses its target after a real
+search. The seeds spend their parameters where they help least: `model4` starts with 6 channels at
 full resolution and squeezes its last stage to 10 channels before pooling; `opt6k` puts a quarter of its budget
 into a linear head. The `gap` layout moves the budget into features:
 
@@ -17,7 +17,7 @@ Bias-free convs with BatchNorm, ReLU and optional Dropout; receptive field 24 pi
 
 - `gap8k` (stem 8, width 16): 7,432 parameters, about 1.44M MACs per image, for the <8k budget of model4 / opt6k.
 - `gap20k` (stem 12, width 26): 18,720 parameters, about 3.5M MACs per image, for the <20k budget of `efficient`.
-- `gap5k` (stem 6, width 13): 4,836 parameters, for the <=5,000-parameter frontier (issue #16).
+- `gap5k` (stem 6, width 13): 4,836 parameters, for the <=5,000-parameter frontier.
 - `gap2k` (stem 4, width 8): 1,956 parameters, the same layout under 2,000.
 """
 

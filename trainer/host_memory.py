@@ -3,8 +3,8 @@
 By default glibc's malloc serves a block above a threshold (adapting up to 32 MiB) with its own mmap and unmaps it
 when freed, and trims free memory off the top of its heap beyond twice that threshold. A training step frees and
 allocates the same activations every batch, so every step may pay page faults for fresh, zeroed memory:
-minimobilenet's step at batch 256 took about 14,000 (results/speed/page_faults.txt) and its epoch 1.2-2.0x as long
-(README, Speed). Raising both thresholds to 1 GiB keeps that memory for reuse. Only where memory comes from changes,
+minimobilenet's step at batch 256 took about 14,000 (results/experiments/speed-freed-memory/page_faults.txt) and
+its epoch 1.2-2.0x as long (docs: Speed). Raising both thresholds to 1 GiB keeps that memory for reuse. Only where memory comes from changes,
 never a value computed in it. It is process-wide and lasts for the process's life, which suits a training process;
 `training.keep_freed_memory=false` leaves the C library's defaults alone.
 """

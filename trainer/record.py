@@ -26,7 +26,8 @@ from .data import DatasetIdentity
 
 #: What every results.json tinyhub writes says it is, so that a file from another tool is never mistaken for one.
 RECORD_KIND = "tinyhub-run"
-#: Bump on any incompatible change and add a migration below; the README's "The run directory" lists the fields.
+#: Bump on any incompatible change and add a migration below; the docs' results.json reference is generated
+#: from these classes.
 #: 3: `kind`, typed throughout (teachers, data); 2: data.identity and target_dataset; 1: before datasets had names.
 RESULTS_SCHEMA_VERSION = 3
 RESULTS_FILE = "results.json"

@@ -56,7 +56,7 @@ class DataConfig:
     val_size: int = 0  # images carved from train for validation when the data has no validation split
     subset: int = 0  # first N training images only (smoke tests); 0 = all
     batch_size: int = 128  # per process
-    eval_batch_size: int = 250  # per forward pass; 1000 was 2-4x slower on a CPU (README, Speed)
+    eval_batch_size: int = 250  # per forward pass; 1000 was 2-4x slower on a CPU (docs: Speed)
 
 
 @dataclass
