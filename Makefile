@@ -1,4 +1,5 @@
-# Two entry points: `make train` (set up + train the default recipe) and `make test` (set up + full suite).
+# Two entry points: `make train` (set up + train the default recipe) and `make test` (set up + full suite);
+# `make docs` builds the documentation site into site/.
 PYTHON ?= python3
 VENV ?= .venv
 # Offline machines: point at the four MNIST IDX files. ../shared/data/mnist is used when it exists.
@@ -14,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	PYTHONWARNINGS="ignore:Editable installation" $(VENV)/bin/pip install -q -e ".[train,bench,test]"
+	PYTHONWARNINGS="ignore:Editable installation" $(VENV)/bin/pip install -q -e ".[train,bench,test,docs]"
 	touch $@
 
 setup: $(STAMP)
@@ -25,4 +26,8 @@ train: $(STAMP)
 test: $(STAMP)
 	TINYHUB_TEST_DATA=$(if $(DATA_DIR),$(abspath $(DATA_DIR))) $(VENV)/bin/python -m pytest -q $(ARGS)
 
-.PHONY: setup train test
+# NO_MKDOCS_2_WARNING: Material prints a notice about MkDocs 2.0 on every build; the site builds with MkDocs 1.6.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+.PHONY: setup train test docs

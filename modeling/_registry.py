@@ -43,6 +43,7 @@ def register_model(name: str, *, param_budget: int | None = None, design: str = 
 
 
 def list_models() -> list[str]:
+    """The registered architectures' names, sorted: what `create_model` and `model=<name>` accept."""
     return sorted(_REGISTRY)
 
 
@@ -51,6 +52,7 @@ def get_model_class(name: str) -> type[TinyClassifier]:
 
 
 def model_info(name: str) -> dict:
+    """A registered architecture's name, class name, parameter budget and design (where it comes from)."""
     entry = _entry(name)
     return {"name": name, "class": entry.cls.__name__, "param_budget": entry.param_budget, "design": entry.design}
 

@@ -1,9 +1,14 @@
-"""The README and the code cannot drift apart: every command in its bash blocks is parsed by the real command
-(options, subcommands, Hydra keys, extras, make targets), its YAML recipe composes, and its Python blocks run."""
+"""The README, the documentation site and the code cannot drift apart. In README.md and every page of docs/, every
+command of a bash block is parsed by the real command (options, subcommands, Hydra keys, extras, make targets,
+scripts), every YAML recipe composes, and every Python block runs; other blocks are output (`text`). The site builds
+with `mkdocs build --strict` (a broken link, anchor or API reference fails it), and the generated tables are the
+records' and the benchmarks' own."""
 
 from __future__ import annotations
 
 import configparser
+import importlib.util
+import os
 import re
 import shlex
 import shutil
@@ -15,18 +20,25 @@ import pytest
 from conftest import REPO, hub_client
 
 README = (REPO / "README.md").read_text()
+#: The pages users read: the README and the documentation site's own pages (the experiment logs of
+#: results/experiments/, which the site also shows, record what ran and are not instructions).
+PAGES = {p.relative_to(REPO).as_posix(): p.read_text()
+         for p in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]}
+LANGUAGES = ("bash", "python", "yaml", "text")
 
 
-def _blocks(lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", README, re.S)
+def _blocks(lang: str, text: str | None = None) -> list[str]:
+    texts = [text] if text is not None else list(PAGES.values())
+    return [b for t in texts for b in re.findall(rf"^```{lang}\n(.*?)^```", t, re.S | re.M)]
 
 
-def _commands() -> list[str]:
+def _commands() -> list[tuple[str, str]]:
     lines = []
-    for block in _blocks("bash"):
-        for line in block.replace("\\\n", " ").splitlines():
-            if line.strip():
-                lines.append(line.strip())
+    for page, text in PAGES.items():
+        for block in _blocks("bash", text):
+            for line in block.replace("\\\n", " ").splitlines():
+                if line.strip():
+                    lines.append((page, line.strip()))
     return lines
 
 
@@ -55,7 +67,12 @@ def _tinyhub_invocation(words: list[str]) -> tuple[str, list[str]] | None:
 
 def check_command(line: str) -> None:
     words = shlex.split(line, comments=True)
+    while words and re.match(r"^[A-Z_]+=", words[0]):  # VAR=value prefixes
+        words = words[1:]
     if not words:
+        return
+    if words[0] in ("python", "bash") and len(words) > 1 and words[1].startswith("results/"):  # a repo script
+        assert (REPO / words[1]).is_file(), f"`{line}` runs {words[1]}, which does not exist"
         return
     if words[0] == "make":
         phony = re.search(r"^\.PHONY:(.*)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
@@ -106,30 +123,39 @@ def _check_hydra(name: str, args: list[str], line: str) -> None:
         pytest.fail(f"`{line}`: the overrides do not compose: {e}")
 
 
-@pytest.mark.parametrize("line", _commands())
-def test_readme_command_matches_the_cli(line):
+@pytest.mark.parametrize("page,line", _commands())
+def test_documented_command_matches_the_cli(page, line):
     check_command(line)
+
+
+def test_every_code_block_is_a_checked_kind():
+    for page, text in PAGES.items():
+        for lang in re.findall(r"^```(\S*)$", text, re.M)[::2]:  # opening fences (closing ones alternate)
+            assert lang in LANGUAGES, f"{page}: a ```{lang} block is checked by nothing; use one of {LANGUAGES}"
 
 
 def test_the_checker_catches_drift():
     for stale in ("tinyhub train --data-dri x", "tinyhub evaluate RUN --no-such-flag", "tinyhub trian",
                   "tinyhub train training.epochz=3", 'pip install "tinyhub[training]"', "make install",
-                  "python scripts/train.py data.dirr=x", "some-other-tool --flag"):
+                  "python scripts/train.py data.dirr=x", "some-other-tool --flag", "python results/no_such.py",
+                  "X=1 make no-such-target"):
         with pytest.raises((AssertionError, pytest.fail.Exception)):
             check_command(stale)
 
 
-def test_readme_recipe_example_composes(tmp_path):
+def test_recipe_examples_compose(tmp_path):
     from tinyhub.trainer import load_config
 
-    (yaml,) = _blocks("yaml")
-    name = re.search(r"# my_recipes/(\w+)\.yaml", yaml).group(1)
-    (tmp_path / f"{name}.yaml").write_text(yaml)
-    cfg = load_config([], config_name=name, config_dir=tmp_path)
-    assert cfg.model.name == "net24k" and cfg.training.epochs == 3
+    blocks = _blocks("yaml")
+    assert blocks
+    for yaml in blocks:
+        name = re.search(r"# my_recipes/(\w+)\.yaml", yaml).group(1)
+        (tmp_path / f"{name}.yaml").write_text(yaml)
+        cfg = load_config([], config_name=name, config_dir=tmp_path)
+        assert cfg.model.name == "net24k" and cfg.training.epochs == 3
 
 
-def test_readme_python_blocks_run(hub, tiny_runs, tmp_path):
+def test_python_blocks_run(hub, tiny_runs, tmp_path):
     """Each Python block runs as written, in a fresh process; the Hub repo it names is served by the local Hub
     (a run pushed there under that id's name), and a run directory it reads is a real finished run."""
     blocks = _blocks("python")
@@ -148,18 +174,95 @@ def test_readme_python_blocks_run(hub, tiny_runs, tmp_path):
         env = hub.client_env(tmp_path / "hf_home", token=None)
         r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=300)
-        assert r.returncode == 0, f"README block failed:\n{block}\n{r.stderr[-2000:]}"
+        assert r.returncode == 0, f"this block failed:\n{block}\n{r.stderr[-2000:]}"
 
 
-def test_the_results_block_is_the_committed_records():
-    # The README's numbers are the records' numbers (regenerated by `tinyhub reproduce --table-only`), and every
-    # record keeps the per-epoch history that shows its accuracy is the last epoch's, not the best.
-    from tinyhub.commands.reproduce import README_BEGIN, README_END, tables_text
+def _between(text: str, begin: str, end: str) -> str:
+    return text[text.index(begin) + len(begin):text.index(end)]
+
+
+def test_the_results_tables_are_the_committed_records():
+    # The README's and RESULTS.md's numbers are the records' numbers (regenerated by `tinyhub reproduce
+    # --table-only`), and every record keeps the per-epoch history that shows its accuracy is the last epoch's.
+    from tinyhub.commands.reproduce import README_BEGIN, README_END, summary_table, tables_text
     from tinyhub.trainer.record import SeedRecord
 
-    block = README[README.index(README_BEGIN) + len(README_BEGIN):README.index(README_END)]
-    assert block == "\n" + tables_text(REPO / "results"), "run `tinyhub reproduce --table-only`"
+    hint = "run `tinyhub reproduce --table-only`"
+    assert _between(README, README_BEGIN, README_END) == "\n" + summary_table(REPO / "results"), hint
+    assert tables_text(REPO / "results") in (REPO / "RESULTS.md").read_text(), hint
     files = sorted((REPO / "results").glob("*/seed_*.json"))
     assert len(files) >= 30
     for f in files:
         assert SeedRecord.load(f).final_is_last_epoch is True, f"{f}: no history, or not the last epoch's"
+
+
+def _speed_table():
+    spec = importlib.util.spec_from_file_location("speed_table", REPO / "results" / "speed" / "table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_speed_block_is_the_benchmarks_table():
+    table = _speed_table()
+    block = _between(README, table.SPEED_BEGIN, table.SPEED_END)
+    assert block == "\n" + table.summary_table(), "run `python results/speed/table.py --write README.md`"
+    assert block.count("\n| `") == len(table.MODELS), "every packaged recipe has its bench output"
+
+
+def test_the_readme_is_a_product_page():
+    assert len(README.splitlines()) <= 300
+    for page, text in {**PAGES, "RESULTS.md": (REPO / "RESULTS.md").read_text()}.items():
+        found = re.findall(r"issue #\d+|\blease|\blent\b|\bborrowed\b", text, re.I)
+        assert not found, f"{page} speaks of how the work was organised: {found}"
+    nav = (REPO / "mkdocs.yml").read_text()
+    for page in (REPO / "docs").rglob("*.md"):  # every page is in the site's navigation
+        assert f": {page.relative_to(REPO / 'docs').as_posix()}\n" in nav, f"{page} is not in mkdocs.yml's nav"
+
+
+def test_the_documentation_site_builds_strictly(tmp_path):
+    """`mkdocs build --strict`: a broken link or anchor, an API reference that does not resolve, or a warning of
+    any kind fails it; the generated parts are filled in from the code."""
+    site = tmp_path / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+    def page(path: str) -> str:
+        return (site / path / "index.html").read_text()
+
+    html = "".join(p.read_text() for p in site.rglob("*.html"))
+    assert "<!-- generated:" not in html
+    from tinyhub.cli import COMMANDS
+
+    cli = page("reference/cli")
+    for name in COMMANDS:
+        assert f"tinyhub {name}" in cli
+    assert "--repo-id" in cli and "--time-to-target" in cli  # argparse's own help, not a copy
+    config = page("reference/configuration")
+    for key in ("training.epochs", "training.distill.temperature", "data.eval_batch_size", "hpo.scheduler.name"):
+        assert key in config, key
+    assert "final.test_accuracy" in page("reference/results-json")
+    api = page("reference/api")
+    assert "tinyhub.from_pretrained" in api and "revision" in api and "load_run" in api
+    results = page("results")
+    assert "ruslangrimov/mnist-minimal-model" in results and "gap5k-kd" in results
+    for name in (p.parent.name for p in (REPO / "results" / "experiments").glob("*/README.md")):
+        assert f"experiments/{name}/" in results, f"the Results page does not link the experiment {name}"
+        assert (site / "experiments" / name / "index.html").is_file()
+    assert "gap20k" in page("speed")
+
+
+def test_every_experiment_says_what_it_asked_decided_and_ran():
+    folders = sorted(p for p in (REPO / "results" / "experiments").iterdir() if p.is_dir())
+    assert folders
+    for folder in folders:
+        readme = folder / "README.md"
+        assert readme.is_file(), f"{folder} has no README"
+        headings = re.findall(r"^## (\w+)", readme.read_text(), re.M)
+        for section in ("Question", "Rule", "Commands", "Outcome", "Commit"):
+            assert section in headings, f"{readme} lacks its {section} section"
+    listed = (REPO / "results" / "README.md").read_text()
+    for folder in folders:
+        assert f"experiments/{folder.name}/" in listed, f"results/README.md does not map {folder.name}"

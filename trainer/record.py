@@ -59,19 +59,19 @@ def _fields(cls, d: dict, where: str, *, extra: str | None = None) -> dict:
 class EpochRecord:
     """One epoch: training metrics and the evaluation after it (validation only when a split was held out)."""
 
-    epoch: int
-    lr: float
-    train_loss: float
-    train_accuracy: float
+    epoch: int  # from 1
+    lr: float  # the learning rate at the epoch's last step
+    train_loss: float  # mean over the epoch's batches, as trained (augmented, with dropout)
+    train_accuracy: float  # % of the epoch's augmented training images predicted right while training
     train_images: int
-    epoch_seconds: float
-    images_per_second: float
+    epoch_seconds: float  # training alone, without the evaluation
+    images_per_second: float  # training images per second
     test_loss: float
-    test_accuracy: float
+    test_accuracy: float  # %
     test_correct: int
     test_total: int
-    eval_seconds: float
-    val_loss: float | None = None
+    eval_seconds: float  # evaluating the test (and validation) split
+    val_loss: float | None = None  # only with a validation split
     val_accuracy: float | None = None
 
     @classmethod
@@ -88,14 +88,14 @@ class FinalMetrics:
     """The final epoch's weights (the EMA weights when `ema`) evaluated on the test split: the run's result."""
 
     epoch: int
-    test_accuracy: float
+    test_accuracy: float  # %: the figure the card and the records report
     test_loss: float
     test_correct: int
     test_total: int
     train_accuracy: float
     train_loss: float
-    confusion_matrix: list[list[int]]
-    ema: bool = False
+    confusion_matrix: list[list[int]]  # rows: true class, columns: predicted
+    ema: bool = False  # the EMA weights were evaluated (and saved)
     val_accuracy: float | None = None
 
     def as_dict(self) -> dict:
@@ -113,10 +113,10 @@ class TeacherRecord:
     architecture: str
     parameters: int
     weights_sha256: str
-    test_accuracy: float | None = None
-    path: str | None = None
-    dataset: str | None = None
-    repo_id: str | None = None
+    test_accuracy: float | None = None  # the teacher's own final test accuracy, when its record says it
+    path: str | None = None  # a local run directory or saved model
+    dataset: str | None = None  # the dataset the teacher was trained on
+    repo_id: str | None = None  # on the Hub: the repo, the revision asked for and the commit it resolved to
     revision: str | None = None
     commit: str | None = None
     spec: str | None = None  # as the configuration named it
@@ -132,9 +132,9 @@ class TeacherRecord:
 
 @dataclass
 class Distillation:
-    teachers: list[TeacherRecord]
+    teachers: list[TeacherRecord]  # several: an ensemble, their softened probabilities averaged
     temperature: float
-    weight: float
+    weight: float  # share of the loss from the teachers' soft targets
 
     @classmethod
     def from_dict(cls, d: dict) -> Distillation:
@@ -156,16 +156,16 @@ class DataRecord:
     """What the run loaded. Source-specific facts (IDX checksums, Hub revision and splits) stay in `details`."""
 
     identity: DatasetIdentity
-    train_size: int
+    train_size: int  # training images (without the validation images carved from them)
     test_size: int
     val_size: int = 0
     validation: str | None = None  # where the validation images came from, when there are any
-    label_names_from: str | None = None
-    mean: list[float] = field(default_factory=list)
+    label_names_from: str | None = None  # data.label_names | labels.txt | ClassLabel | indices
+    mean: list[float] = field(default_factory=list)  # per channel, of the training split: the normalisation
     std: list[float] = field(default_factory=list)
-    image_shape: list[int] = field(default_factory=list)
+    image_shape: list[int] = field(default_factory=list)  # channels, height, width
     kind: str = "local"  # local | hub
-    details: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)  # IDX files and their sha256, or Hub id, revision and splits
 
     @classmethod
     def from_dict(cls, d: dict) -> DataRecord:
@@ -183,41 +183,41 @@ class DataRecord:
 class RunRecord:
     """results.json of a finished run, typed. `recipe` is the resolved training configuration it ran with."""
 
-    model: str
-    model_kwargs: dict
-    label_names: list[str]
+    model: str  # the architecture's registered name (tinyhub.list_models())
+    model_kwargs: dict  # the architecture's arguments (dropout, width, ...)
+    label_names: list[str]  # class names in label order
     parameters: int
-    macs: int
+    macs: int  # multiply-accumulates per image
     summary: dict  # modeling.summary(model).as_dict(): layers, shapes, parameters, MACs
-    param_budget: int
-    target_accuracy: float | None
-    target_dataset: str | None
-    final: FinalMetrics
-    epochs: list[EpochRecord]
-    recipe: dict
+    param_budget: int  # the family's parameter budget, or the recipe's model.param_budget
+    target_accuracy: float | None  # the recipe's target in %; null when it is for another dataset
+    target_dataset: str | None  # the dataset the target is for
+    final: FinalMetrics  # the final epoch's evaluation: the run's result
+    epochs: list[EpochRecord]  # every epoch, in order
+    recipe: dict  # the resolved configuration (every key of the configuration reference)
     overrides: list[str]  # `tinyhub train <these>` trains this recipe on any machine
-    augmentation: dict
-    distillation: Distillation | None
-    data: DataRecord
+    augmentation: dict  # the exact augmentation parameters
+    distillation: Distillation | None  # the teachers, temperature and weight; null without distillation
+    data: DataRecord  # what the run loaded
     seed: int
-    world_size: int
-    mixed_precision: str
+    world_size: int  # processes
+    mixed_precision: str  # no | fp16 | bf16
     batch_size_per_process: int
     global_batch_size: int
-    compile: bool
+    compile: bool  # torch.compile
     channels_last: bool
-    deterministic: bool
-    resumed_from: str | None
+    deterministic: bool  # torch.use_deterministic_algorithms
+    resumed_from: str | None  # the checkpoint a resume started from
     resume_changes: list[dict]  # allowed settings that differ from the checkpoint's, both values
-    wall_seconds: float
-    train_seconds: float
-    device: str
-    hardware: dict
-    versions: dict
-    command: str
-    git: dict
+    wall_seconds: float  # the whole process, from start to saved model
+    train_seconds: float  # the training epochs alone
+    device: str  # cpu | cuda | ...
+    hardware: dict  # CPU name and torch threads, GPU name
+    versions: dict  # python, torch, accelerate, huggingface_hub, tinyhub, ...
+    command: str  # the command line that ran it
+    git: dict  # commit, dirty flag and changed files of the tinyhub checkout, when there was one
     schema_version: int = RESULTS_SCHEMA_VERSION
-    kind: str = RECORD_KIND
+    kind: str = RECORD_KIND  # "tinyhub-run": never mistaken for another tool's file
 
     # ---- reading and writing ----
     @classmethod

@@ -32,14 +32,14 @@ class ConfigError(UsageError, ValueError):
 class RecipeConfig:
     target_accuracy: Optional[float] = None  # % on the test split, final epoch, mean of seeds (never used to select)
     target_dataset: Optional[str] = None  # the dataset the target is for (mnist, or a Hub id / name)
-    design: str = ""
+    design: str = ""  # where the recipe comes from, in words (shown on the card)
 
 
 @dataclass
 class SplitsConfig:
-    train: str = "train"
-    validation: str = "validation"
-    test: str = "test"
+    train: str = "train"  # the Hub dataset's split to train on
+    validation: str = "validation"  # used for validation when the dataset has it
+    test: str = "test"  # evaluated after every epoch and reported, never used to choose
 
 
 @dataclass
@@ -47,7 +47,7 @@ class DataConfig:
     source: str = "auto"  # auto (local if data.dir / TINYHUB_DATA_DIR is set, else hub) | local | hub
     dir: Optional[str] = None  # folder with four IDX files named like MNIST's (.gz or raw; torchvision MNIST/raw too)
     dataset: str = "ylecun/mnist"  # Hub dataset id (or a folder saved with DatasetDict.save_to_disk), source=hub
-    revision: Optional[str] = None
+    revision: Optional[str] = None  # the Hub dataset's revision (a commit pins it)
     name: Optional[str] = None  # the dataset's name; None = $TINYHUB_DATA_NAME, else decided from the data itself
     verify: bool = True  # IDX files without data.name must be canonical MNIST; false trains them unidentified
     label_names: Optional[List[str]] = None  # class names in label order; None = labels.txt / ClassLabel / indices
@@ -77,11 +77,11 @@ class AugmentSchema:
 @dataclass
 class OptimizerConfig:
     name: str = "sgd"  # sgd | adam | adamw
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = False
+    lr: float = 0.01  # the learning rate (under onecycle, scheduler.max_lr sets the peak instead)
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
     weight_decay: float = 0.0
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam / adamw
 
 
 @dataclass
@@ -106,22 +106,22 @@ class DistillConfig:
 
 @dataclass
 class TrainingConfig:
-    epochs: int = 15
+    epochs: int = 15  # the recorded accuracy is the last epoch's
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # of the cross-entropy on labels, 0 to <1
     distill: DistillConfig = field(default_factory=DistillConfig)
     grad_clip: float = 0.0  # max grad norm; 0 = off
     ema: float = 0.0  # EMA decay of weights (e.g. 0.999); 0 = off. The EMA weights are evaluated and saved.
     mixed_precision: str = "no"  # no | fp16 (GPU) | bf16
     device: str = "auto"  # auto | cpu
     compile: bool = False  # torch.compile the model
-    channels_last: bool = False
+    channels_last: bool = False  # compute in the channels-last memory layout (a stack always does)
     deterministic: bool = False  # torch.use_deterministic_algorithms; needed for bit-exact resume
     threads: int = 0  # torch CPU threads; 0 = torch's default
     keep_freed_memory: bool = True  # CPU, glibc: keep freed blocks for the next step (trainer/host_memory.py)
     checkpoint_every: int = 1  # epochs; 0 = no checkpoints
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # the newest N complete checkpoints are kept
     resume: Optional[str] = None  # None | auto (latest complete checkpoint in run.dir) | path to a checkpoint
 
 
@@ -129,12 +129,12 @@ class TrainingConfig:
 class RunConfig:
     root: str = "runs"  # new runs go to <root>/<model>-s<seed>-<timestamp>
     dir: Optional[str] = None  # or exactly here
-    name: Optional[str] = None
+    name: Optional[str] = None  # the run directory's name under run.root (default <model>-s<seed>-<timestamp>)
 
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
+    seed: int = 0  # every random stream (init, order, augmentation, dropout) derives from it
     # Several seeds trained together in one process (trainer/stack.py), each exactly as its own run would sample
     # it, each ending as its own run directory <run.dir>/seed_<s>; None = the one run of `seed`.
     seeds: Optional[List[int]] = None
