@@ -189,17 +189,20 @@ GENERATORS = {"cli": cli, "configuration": configuration, "results-json": result
 NAMESPACE_FOLDERS = {"modeling": "modeling", "trainer": "trainer", "cards": "cards"}
 
 
-def on_config(config):
+def lay_out_api_sources() -> None:
     """Lay tinyhub out as it installs, for mkdocstrings to read statically: a copy of tinyhub/'s sources in
     build/api-src/tinyhub with modeling/, trainer/ and cards/ inside it (setup.cfg maps them into the namespace).
-    A copy, not links: griffe resolves links and would read the folders where they really are."""
+    A copy, not links: griffe resolves links and would read the folders where they really are. Done when MkDocs
+    loads this file, before mkdocstrings looks at its `paths` (it drops a folder that does not exist yet)."""
     package = REPO / "build" / "api-src" / "tinyhub"
     shutil.rmtree(package, ignore_errors=True)
     sources = {package: REPO / "tinyhub"}
     sources.update({package / name: REPO / folder for name, folder in NAMESPACE_FOLDERS.items()})
     for dest, src in sources.items():
         shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True)
-    return config
+
+
+lay_out_api_sources()
 
 
 def on_files(files, config):

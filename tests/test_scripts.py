@@ -89,7 +89,9 @@ def test_reproduce_records_runs_and_writes_tables(tiny_runs, tmp_path):
     assert abs(printed - mean) <= 0.005 + 1e-9  # 68.675 may print as 68.67 or 68.68: the mean, to 2 decimals
     assert f"{min(acc):.2f}%" in row and row.endswith("| no |")
     text = readme.read_text()
-    assert "old" not in text and row in text and text.startswith("intro") and text.endswith("rest\n")
+    assert "old" not in text and text.startswith("intro") and text.endswith("rest\n")
+    summary = next(line for line in text.splitlines() if line.startswith("| `opt6k`"))  # the README's short row
+    assert f"{printed:.2f}% ± " in summary and "(2)" in summary and summary.endswith("| no |")
 
 
 def test_reproduce_rerun_retrains_a_recorded_seed_and_compares(tiny_runs, tmp_path, mnist_dir):
