@@ -11,6 +11,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from huggingface_hub.utils import validate_repo_id, yaml_dump
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from tinyhub.errors import TinyhubError
@@ -48,7 +49,12 @@ def load_publishable_run(run_dir: str | Path) -> RunRecord:
     weights = run_dir / "model" / "model.safetensors"
     if not weights.is_file() or not (run_dir / "model" / "config.json").is_file():
         raise CardError(f"{run_dir}/model must hold config.json and model.safetensors (save_pretrained output).")
-    bad = [k for k, v in load_file(str(weights)).items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise CardError(f"{weights} cannot be read as safetensors ({e}); the run's model is damaged, so it is not "
+                        "published. Train it again, or restore the file.") from e
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
         raise CardError(f"{weights} holds non-finite values in {bad[:5]} (a diverged run); it is not published.")
     missing = [p for p in ("images/training_curves.png", "images/confusion_matrix.png") if not (run_dir / p).is_file()]

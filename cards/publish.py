@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from tinyhub.errors import TinyhubError, UsageError
+from tinyhub.files import OUTPUT_MARKER, check_output_folder, claim_output_folder, output_folder
+from tinyhub.hub_http import use_hub_timeouts
 from tinyhub.tables import markdown_table
 from tinyhub.trainer.record import SeedStats
 from tinyhub.trainer.run_info import EXAMPLES_FILE
@@ -59,6 +63,12 @@ NETWORK_ERRORS = _network_errors()
 
 class PushError(TinyhubError, RuntimeError):
     """The push could not be done; nothing (or nothing new) was published."""
+
+
+class PushInterrupted(PushError):
+    """The push was interrupted (Ctrl+C, SIGTERM); the message says what the repository holds now."""
+
+    exit_code = 130
 
 
 class RepoIdError(UsageError, PushError):
@@ -104,35 +114,89 @@ def require_token() -> str:
     return token
 
 
+class UnsafeRunFileError(PushError):
+    """A file the push would upload is not a plain file of the run: a link, a hard link, a device, or outside it."""
+
+
+def _run_files(run_dir: Path, include_logs: bool) -> dict[str, Path]:
+    """path in the repo -> the run's file it is copied from, for every file of the run that a push uploads."""
+    files = {"config.json": run_dir / "model" / "config.json",
+             "model.safetensors": run_dir / "model" / "model.safetensors",
+             "results.json": run_dir / "results.json"}
+    if (run_dir / EXAMPLES_FILE).exists() or (run_dir / EXAMPLES_FILE).is_symlink():  # the card's snippet reads it
+        files[EXAMPLES_FILE] = run_dir / EXAMPLES_FILE
+    for image in ("training_curves.png", "confusion_matrix.png"):
+        files[f"images/{image}"] = run_dir / "images" / image
+    logs = run_dir / "logs"
+    if include_logs and (logs.is_dir() or logs.is_symlink()):
+        files.update({p.relative_to(run_dir).as_posix(): p for p in sorted(logs.rglob("*"))
+                      if not p.is_dir() or p.is_symlink()})
+        if logs.is_symlink():
+            files["logs"] = logs
+    return files
+
+
+def _open_run_file(run_dir: Path, path: Path) -> int:
+    """A descriptor of `path`, opened only if it is a plain file of the run: its real path is inside `run_dir`
+    with no link on the way, it has no other name (a hard link), and it is a regular file. Else UnsafeRunFileError,
+    which names the file; nothing of it is read."""
+    rel = path.relative_to(run_dir)
+    if Path(os.path.realpath(path)) != Path(os.path.realpath(run_dir)) / rel:
+        raise UnsafeRunFileError(f"{path} is a link, or lies behind one, to a file outside the run folder; tinyhub "
+                                 "uploads only the run's own files. Replace it with the real file and push again.")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise PushError(f"{path} is missing: the run is incomplete, so it cannot be published.") from None
+    info = os.fstat(fd)
+    problem = ("is not a regular file" if not stat.S_ISREG(info.st_mode) else
+               f"has {info.st_nlink} names (a hard link); another name may be a private file" if info.st_nlink > 1
+               else None)
+    if problem:
+        os.close(fd)
+        raise UnsafeRunFileError(f"{path} {problem}; tinyhub uploads only the run's own files. Replace it with a "
+                                 "plain copy and push again.")
+    return fd
+
+
+def check_run_files(run_dir: str | Path, include_logs: bool = False) -> None:
+    """Every file a push of `run_dir` would upload is a plain file of the run (see _open_run_file)."""
+    run_dir = Path(run_dir)
+    for path in _run_files(run_dir, include_logs).values():
+        os.close(_open_run_file(run_dir, path))
+
+
 def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revision: str,
                  seed_runs=(), existing_readme: str | None = None, include_logs: bool = False,
                  project_url: str | None = None, dataset_name: str | None = None,
                  dataset_id: str | None = None) -> Path:
-    """Write exactly what would be uploaded into `out_dir` (which must not exist yet)."""
+    """Write exactly what would be uploaded into `out_dir`: a new or empty folder, or one tinyhub staged before
+    (never a folder of the user's: OutputFolderError). Only plain files of the run are copied, byte by byte."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    check_output_folder(out_dir)
+    files = _run_files(run_dir, include_logs)
+    for path in files.values():  # all of them before any is read or anything written
+        os.close(_open_run_file(run_dir, path))
     results = load_publishable_run(run_dir)
     naming = {"dataset_name": dataset_name, "dataset_id": dataset_id}
     card = build_card(run_dir, repo_id=repo_id, revision=revision, seed_runs=list(seed_runs),
                       project_url=project_url, **naming)
     readme = merge_with_existing(card.content, existing_readme)
     validate_card(readme, dataset=card_dataset(results, **naming))  # hand-kept metadata must not contradict it
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "images").mkdir(parents=True)
-    shutil.copy(run_dir / "model" / "config.json", tmp / "config.json")
-    shutil.copy(run_dir / "model" / "model.safetensors", tmp / "model.safetensors")
-    shutil.copy(run_dir / "results.json", tmp / "results.json")
-    if (run_dir / EXAMPLES_FILE).is_file():  # the card's snippet reads it
-        shutil.copy(run_dir / EXAMPLES_FILE, tmp / EXAMPLES_FILE)
-    (tmp / "README.md").write_text(readme)
-    for image in ("training_curves.png", "confusion_matrix.png"):
-        shutil.copy(run_dir / "images" / image, tmp / "images" / image)
-    if include_logs and (run_dir / "logs").is_dir():
-        shutil.copytree(run_dir / "logs", tmp / "logs")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    with output_folder(out_dir) as tmp:
+        for rel, path in files.items():
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with os.fdopen(_open_run_file(run_dir, path), "rb") as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out)
+        (tmp / "README.md").write_text(readme)
     return out_dir
+
+
+def staged_files(folder: Path) -> list[Path]:
+    """The files of a staged folder that go to the Hub (tinyhub's marker stays behind)."""
+    return [p for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.relative_to(folder).as_posix() != OUTPUT_MARKER]
 
 
 def _with_retries(fn, attempts: int = 4):
@@ -158,7 +222,7 @@ def _branch_head(api: HfApi, repo_id: str, branch: str) -> str | None:
 def _remote_matches(api: HfApi, repo_id: str, commit: str, folder: Path) -> bool:
     remote = {f.path: f for f in api.list_repo_tree(repo_id, revision=commit, recursive=True)
               if hasattr(f, "blob_id")}
-    local = [p for p in folder.rglob("*") if p.is_file()]
+    local = staged_files(folder)
     for p in local:
         rel = p.relative_to(folder).as_posix()
         r = remote.get(rel)
@@ -188,13 +252,37 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
     """Create the repo if needed and publish `run_dir` in ONE commit, then verify what the Hub serves."""
     check_repo_id(repo_id)
     run_dir = Path(run_dir)
-    results = load_publishable_run(run_dir)  # a run without a final evaluation stops here, before any network call
-    card_dataset(results, dataset_name=dataset_name, dataset_id=dataset_id)  # so does an unnamed dataset
+    check_run_files(run_dir, include_logs)  # a link or hard link among the files to upload stops here, unread
+    results = load_publishable_run(run_dir)  # so does a run without a final evaluation, before any network call
+    card_dataset(results, dataset_name=dataset_name, dataset_id=dataset_id)  # and an unnamed dataset
     token = require_token()
+    use_hub_timeouts()
     api = HfApi(token=token)
     branch = branch or "main"
-    revision_for_card = tag or branch
 
+    state = {"stage": "before", "commit": None}  # what an interruption would leave on the Hub
+    try:
+        return _push_to(api, run_dir, results, repo_id, private=private, branch=branch, tag=tag,
+                        create_pr=create_pr, commit_message=commit_message, seed_runs=seed_runs,
+                        include_logs=include_logs, project_url=project_url, dataset_name=dataset_name,
+                        dataset_id=dataset_id, log=log, state=state)
+    except KeyboardInterrupt as e:
+        where = f"{repo_id}@{branch or 'main'}"
+        raise PushInterrupted({
+            "before": f"interrupted before anything was committed to {where} (at most an empty repository was "
+                      "created). Run the command again.",
+            "committing": f"interrupted while committing to {where}: the commit may or may not have landed. Run the "
+                          "same command again: it finishes the push, or finds the files already there.",
+            "after": f"interrupted after publishing {where} at commit {state['commit']}"
+                     + (f"; tag {tag!r} may be missing" if tag else "") + ". Run the same command again to finish "
+                     "(it makes no second commit).",
+        }[state["stage"]]) from e
+
+
+def _push_to(api: HfApi, run_dir: Path, results, repo_id: str, *, private, branch, tag, create_pr,
+             commit_message, seed_runs, include_logs, project_url, dataset_name, dataset_id, log,
+             state: dict) -> PushResult:
+    revision_for_card = tag or branch
     repo_url = _with_retries(lambda: api.create_repo(repo_id, private=private, exist_ok=True))
     head = _branch_head(api, repo_id, branch)
     if head is None and branch != "main":
@@ -212,7 +300,7 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
         commit, pr_url = head, None
         if changed:
             ops = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
-                   for p in sorted(folder.rglob("*")) if p.is_file()]
+                   for p in staged_files(folder)]
             if head is not None:  # files tinyhub published before but no longer produces
                 ours = {op.path_in_repo for op in ops}
                 stale = [f.path for f in api.list_repo_tree(repo_id, revision=head, recursive=True)
@@ -225,6 +313,7 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
                 return api.create_commit(repo_id, ops, commit_message=message, revision=branch,
                                          parent_commit=head, create_pr=create_pr)
 
+            state["stage"] = "committing"
             try:
                 info = _with_retries(do_commit)
             except HfHubHTTPError as e:
@@ -245,12 +334,18 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
                 pr_url = info.pr_url
         else:
             log(f"{repo_id}@{branch} already holds exactly this run (commit {head}); no new commit.")
+        state.update(stage="after", commit=commit)
         if tag and not create_pr:
-            existing = {t.name: t.target_commit for t in api.list_repo_refs(repo_id).tags}
-            if tag not in existing:
-                api.create_tag(repo_id, tag=tag, revision=commit)
-            elif existing[tag] != commit:
-                log(f"tag {tag!r} already exists at {existing[tag]}; left where it is.")
+            try:
+                existing = {t.name: t.target_commit for t in api.list_repo_refs(repo_id).tags}
+                if tag not in existing:
+                    _with_retries(lambda: api.create_tag(repo_id, tag=tag, revision=commit))
+                elif existing[tag] != commit:
+                    log(f"tag {tag!r} already exists at {existing[tag]}; left where it is.")
+            except (HfHubHTTPError, *NETWORK_ERRORS) as e:  # the card names the tag: say it is not there yet
+                raise PushError(f"published {repo_id} at commit {commit}, but the tag {tag!r} that its card "
+                                f"names was not created ({type(e).__name__}: {e}). Run the same command again "
+                                "to finish: it makes no second commit and adds the tag.") from e
         try:
             _verify(repo_id, commit, weights_sha)
         except Exception as e:  # the commit is on the Hub whatever went wrong here: say so, never "nothing"
@@ -308,7 +403,9 @@ def _zoo(runs_dir: str | Path, namespace: str) -> list[tuple[str, str, list[Path
 
 def stage_all(runs_dir: str | Path, namespace: str, out_dir: str | Path, *, tag: str | None = None,
               project_url: str | None = None) -> list[Path]:
-    """`push_all` as a dry run: each model's upload folder under `out_dir/<repo name>`; nothing is sent."""
+    """`push_all` as a dry run: each model's upload folder under `out_dir/<repo name>`; nothing is sent. `out_dir`
+    is new, empty or tinyhub's (marked as such), like every folder tinyhub writes whole."""
+    out_dir = claim_output_folder(out_dir)
     staged = []
     for _, repo_id, runs in _zoo(runs_dir, namespace):
         staged.append(stage_folder(runs[0], Path(out_dir) / repo_id.split("/")[1], repo_id=repo_id,

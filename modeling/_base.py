@@ -16,6 +16,7 @@ from torch import nn
 
 from tinyhub.errors import TinyhubError, UsageError
 from tinyhub.files import atomic_path, write_json_atomic
+from tinyhub.hub_http import use_hub_timeouts
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -225,11 +226,12 @@ class TinyClassifier(
         where = f"config.json of {model_id!r}"
         arguments = checked_arguments(cls, config, where=where)
         arguments.update(checked_arguments(cls, model_kwargs, where="the from_pretrained arguments"))
+        _check_sizes(cls.architecture, arguments, where)  # before anything proportional to them is built
         weights_file = _resolve_weights(model_id, **download)
         with torch.device("meta"):  # the architecture the config describes, without allocating it
             try:
                 skeleton = cls(**arguments)
-            except (ValueError, TypeError) as e:
+            except (ValueError, TypeError, OverflowError, RuntimeError) as e:  # RuntimeError: torch's size overflow
                 raise ModelConfigError(f"{where} describes no valid {cls.architecture}: {e}") from e
         _check_budget(cls.architecture, skeleton.num_parameters(), where)
         _check_weights_header(skeleton, weights_file)
@@ -302,6 +304,27 @@ def _check_budget(architecture: str, n_params: int, where: str) -> None:
                                f"{LOAD_BUDGET_FACTOR}x the family's budget of {budget:,}; refusing to build it.")
 
 
+def _check_sizes(architecture: str, arguments: dict, where: str) -> None:
+    """Every integer argument (classes, channels, widths, input size) and the label table within what a model of
+    the family's budget can hold: each class, channel or unit costs at least one parameter, so no value above
+    LOAD_BUDGET_FACTOR x the budget describes a model that would pass the budget check. Checked on the numbers,
+    before a label table or a layer proportional to them exists."""
+    from ._registry import model_info
+
+    budget = model_info(architecture)["param_budget"]
+    if budget is None:
+        return
+    limit = LOAD_BUDGET_FACTOR * budget
+    sizes = {k: v for k, v in arguments.items() if isinstance(v, int) and not isinstance(v, bool)}
+    if isinstance(arguments.get("id2label"), dict):
+        sizes["id2label (entries)"] = len(arguments["id2label"])
+    for key, value in sizes.items():
+        if value > limit:
+            raise ModelConfigError(f"{where}: {key} = {value:,} cannot fit a {architecture} within {limit:,} "
+                                   f"parameters ({LOAD_BUDGET_FACTOR}x the family's budget of {budget:,}); "
+                                   "refusing to build it.")
+
+
 _SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
                        torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
 
@@ -370,6 +393,7 @@ def _resolve_weights(model_id: str, *, revision, cache_dir, force_download, loca
         if not os.path.isfile(path):
             _refuse_pickles(os.listdir(model_id), f"Folder {model_id!r}")
         return path
+    use_hub_timeouts()
     try:
         return hf_hub_download(
             repo_id=model_id, filename=WEIGHTS_NAME, revision=revision, cache_dir=cache_dir,
@@ -392,6 +416,7 @@ def read_config(model_id: str, *, revision=None, cache_dir=None, force_download=
                 "directory's model/ folder)."
             )
     else:
+        use_hub_timeouts()
         path = hf_hub_download(
             repo_id=model_id, filename=CONFIG_NAME, revision=revision, cache_dir=cache_dir,
             force_download=force_download, token=token, local_files_only=local_files_only,

@@ -10,7 +10,8 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from tinyhub import cards
 from tinyhub.cards.card import BEGIN, END
 from conftest import is_real_mnist, run_cli
-from tinyhub.cards.publish import UPLOADED
+from tinyhub.cards.publish import UPLOADED, staged_files
+from tinyhub.files import OUTPUT_MARKER
 
 
 def test_card_numbers_come_from_results(tiny_runs, mnist_dir, tmp_path):
@@ -105,7 +106,9 @@ def test_dry_run_writes_exactly_the_upload_folder(tiny_runs, tmp_path):
                    env_extra={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": ""})
     assert r.returncode == 0, r.stderr
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert files == sorted(UPLOADED)
+    assert files == sorted([*UPLOADED, OUTPUT_MARKER])  # the marker says tinyhub may replace it; it stays local
+    assert sorted(p.relative_to(out).as_posix() for p in staged_files(out)) == sorted(UPLOADED)
+    files.remove(OUTPUT_MARKER)
     assert (out / "model.safetensors").read_bytes() == (tiny_runs[0] / "model" / "model.safetensors").read_bytes()
     cards.validate_card((out / "README.md").read_text())
     # Same run, same bytes: images carry no timestamps, so an unchanged run uploads nothing new.

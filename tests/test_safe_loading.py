@@ -113,3 +113,30 @@ def test_identical_weights_give_identical_bytes_across_processes(tmp_path):
     a = (tmp_path / "a" / "model.safetensors").read_bytes()
     b, c = ((tmp_path / out / "model.safetensors").read_bytes() for out in ("b", "c"))
     assert a == b == c
+
+
+@pytest.mark.parametrize("architecture, changes", [
+    ("model4", {"num_classes": 300_000_000}),       # 300 bytes of JSON; a label table of it would be gigabytes
+    ("opt6k", {"in_chans": 2**40}),
+    ("gap8k", {"num_classes": 10, "input_size": 10**9}),
+])
+def test_sizes_in_a_config_are_refused_before_anything_proportional_is_allocated(tmp_path, architecture, changes):
+    import tracemalloc
+
+    folder = _saved(tmp_path, architecture)
+    _edit_config(folder, **changes)
+    tracemalloc.start()
+    try:
+        with pytest.raises(modeling.ModelConfigError, match=r"cannot fit a .* within .* parameters"):
+            modeling.from_pretrained(folder)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20, f"{peak / 2**20:.0f} MiB allocated before the refusal"
+
+
+def test_a_float_width_far_over_the_budget_is_refused_unbuilt(tmp_path):
+    folder = _saved(tmp_path, "minimobilenet")
+    _edit_config(folder, width=1e12)
+    with pytest.raises(modeling.ModelConfigError):
+        modeling.from_pretrained(folder)

@@ -35,7 +35,7 @@ def test_bench_times_the_engine_itself_side_by_side_with_the_seeds(tiny_runs, mn
                       r"same step no pipeline gets past ([\d.]+)x", r.stdout)
     assert bound, r.stdout
     step, seeds_epoch, ratio = map(float, bound.groups())
-    assert abs(seeds_epoch - float(seeds.group(4))) <= 0.05
+    assert abs(seeds_epoch - float(seeds.group(4))) <= 0.05 + 1e-9  # 2 decimals against the table's 1
     assert abs(seeds_epoch / step / ratio - 1) < 0.05  # as printed, to the rounding of two decimals
 
 
@@ -111,7 +111,7 @@ def test_reproduce_rerun_retrains_a_recorded_seed_and_compares(tiny_runs, tmp_pa
     again = json.loads((Path(entry["run_dir"]) / "results.json").read_text())["final"]["test_accuracy"]
     assert Path(entry["run_dir"]).parent.parent == runs_dir.parent  # a fresh folder, not the recorded run
     assert entry["rerun_accuracy"] == again and abs(entry["difference"] - (again - recorded)) < 1e-6
-    assert abs(entry["difference"]) < 3.0  # same recipe and seed: the same model up to kernel noise
+    assert abs(entry["difference"]) < 3.0, entry  # same recipe and seed: the same model up to kernel noise
     assert f"recorded {recorded:.2f}%, rerun {again:.2f}%" in r.stdout
     assert "## Reruns" in (tmp_path / "RESULTS.md").read_text()
 

@@ -1,13 +1,90 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of either (a killed process, a full
-disk). The one helper every writer of a file that others read uses."""
+disk). The one helper every writer of a file that others read uses. Folders of output the user names are written
+the same way, and only ever replace a folder tinyhub made."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
+
+from tinyhub.errors import TinyhubError, UsageError
+
+#: Inside every output folder tinyhub writes whole (a dry run's upload folder): it made the folder and may replace
+#: it. A folder without it that holds anything is the user's, and is never replaced or deleted.
+OUTPUT_MARKER = ".tinyhub-output"
+
+
+class OutputFolderError(UsageError, FileExistsError):
+    """An output folder the user named holds files tinyhub did not write."""
+
+
+class DiskFullError(TinyhubError, OSError):
+    """The disk filled up while tinyhub wrote something; what was half written has been removed."""
+
+    def __str__(self) -> str:  # OSError's own formatting would show its arguments as a tuple
+        return self.args[0]
+
+
+#: Free space under which a failed write is taken for a full disk, whatever the writer said (torch's C++ writer
+#: reports ENOSPC as "basic_ios::clear").
+NEARLY_FULL = 1 << 20
+
+
+def is_disk_full(error: BaseException, folder: str | Path | None = None) -> bool:
+    """ENOSPC (or a full quota) however the library that wrote reports it, or any write error in `folder` while
+    its disk has less than NEARLY_FULL bytes free."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(seen) or "os error 28" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(_existing(Path(folder))).free < NEARLY_FULL
+    return False
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+@contextlib.contextmanager
+def full_disk_is_one_error(folder: str | Path, what: str, needed: int | None = None, then: str = ""):
+    """A full disk while writing `what` into `folder` becomes one DiskFullError naming the folder, the space free
+    and (when known) the space needed. Other errors pass unchanged. The caller removes what was half written."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as e:
+        if not is_disk_full(e, folder):
+            raise
+        raise DiskFullError(disk_full_message(folder, what, needed, then)) from e
+
+
+def disk_full_message(folder: str | Path, what: str, needed: int | None = None, then: str = "") -> str:
+    free = None
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(_existing(Path(folder))).free
+    return (f"the disk is full: writing {what} to {folder} failed"
+            + (f" with {_size(free)} free" if free is not None else "")
+            + (f"; it needs about {_size(needed)}" if needed else "")
+            + ". Nothing half-written was left behind; free some space and run the command again"
+            + (f" ({then})" if then else "") + ".")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
 
 
 @contextlib.contextmanager
@@ -44,3 +121,57 @@ def _finite(obj):
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
+
+
+def check_output_folder(path: str | Path, own: tuple[str, ...] = ()) -> None:
+    """`path` may become a folder tinyhub writes: it is absent, an empty folder, a folder tinyhub made (marked), or
+    one that holds only files named like tinyhub's outputs there (`own`: glob patterns; folders written before the
+    marker existed). Anything else (a file, a link, a folder of the user's) raises OutputFolderError with the fix."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise OutputFolderError(f"{path} exists and is not a folder tinyhub made; give a new folder, or an empty "
+                                "one, as the output.")
+    if path.is_dir() and not (path / OUTPUT_MARKER).is_file():
+        theirs = [p.name for p in path.iterdir() if not (p.is_file() and any(p.match(g) for g in own))]
+        if theirs:
+            raise OutputFolderError(f"{path} already holds files that tinyhub did not write ({', '.join(theirs[:3])}"
+                                    f"{', ...' if len(theirs) > 3 else ''}), and tinyhub never replaces them; give a "
+                                    "new or empty folder as the output (or move that one away first).")
+
+
+def claim_output_folder(path: str | Path, own: tuple[str, ...] = ()) -> Path:
+    """A folder tinyhub adds its outputs to (evaluations, comparisons): checked as check_output_folder says,
+    created, and marked as tinyhub's."""
+    path = Path(path)
+    check_output_folder(path, own)
+    path.mkdir(parents=True, exist_ok=True)
+    marker = path / OUTPUT_MARKER
+    if not marker.is_file():
+        marker.write_text("Written by tinyhub, which may add to or replace the files in this folder. Files of your "
+                          "own belong elsewhere.\n")
+    return path
+
+
+@contextlib.contextmanager
+def output_folder(path: str | Path):
+    """Yields a new temporary folder beside `path`; fill it, and on leaving the block it becomes `path`, marked as
+    tinyhub's. Only an absent or empty folder, or one tinyhub made, is replaced (checked before and again at the
+    end). On an error the temporary folder is removed and `path` is untouched."""
+    path = Path(path)
+    check_output_folder(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield tmp
+        (tmp / OUTPUT_MARKER).write_text("Written by tinyhub, which may replace this folder when asked to write it "
+                                         "again. Files of your own belong elsewhere.\n")
+        check_output_folder(path)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from tinyhub.errors import TinyhubError
+from tinyhub.files import full_disk_is_one_error
 
 CHECKPOINT_RE = re.compile(r"^epoch_(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -105,23 +106,35 @@ def save_checkpoint(accelerator, run_dir: Path, epoch: int, trainer_state: dict,
     root = checkpoint_dir(run_dir)
     final = root / f"epoch_{epoch}"
     tmp = root / f".epoch_{epoch}.tmp"
+    previous = latest_checkpoint(run_dir)
+    needed = sum(f.stat().st_size for f in previous.iterdir()) if previous else None
+    # A full disk: the half-written checkpoint goes, the complete ones stay, and the error says so in one line.
+    with full_disk_is_one_error(root, f"the checkpoint of epoch {epoch}", needed,
+                                "training.resume=auto continues from the last complete checkpoint"):
+        try:
+            if accelerator.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)  # leftovers of a write that was killed
+                tmp.mkdir(parents=True)
+            accelerator.wait_for_everyone()
+            accelerator.save_state(str(tmp), safe_serialization=True)
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                if scheduler is not None:
+                    trainer_state = {**trainer_state, "scheduler": scheduler.state_dict()}
+                if ema is not None:
+                    save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()},
+                              str(tmp / EMA_FILE))
+                (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=1))
+                _fsync_tree(tmp)
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)  # the checkpoint becomes visible only when complete, and on disk
+                _fsync_dir(root)
+        except BaseException:
+            if accelerator.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)  # leftovers of a write that was killed
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if scheduler is not None:
-            trainer_state = {**trainer_state, "scheduler": scheduler.state_dict()}
-        if ema is not None:
-            save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}, str(tmp / EMA_FILE))
-        (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=1))
-        _fsync_tree(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)  # the checkpoint becomes visible only when complete, and on disk
-        _fsync_dir(root)
         for _, old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -145,6 +158,27 @@ def refuse_unsafe_files(checkpoint: Path) -> None:
             f"{checkpoint} holds {strange}, which tinyhub never writes; loading such files could run code (a "
             "pickle), so the checkpoint is refused. It was made by another program (or an older tinyhub) or "
             "changed since: resume only from checkpoints this tinyhub wrote, or start a new run.dir.")
+
+
+def check_readable(checkpoint: Path) -> None:
+    """Every file of a checkpoint reads, before Accelerate loads it: Accelerate skips random-state files it cannot
+    read with a log line, and a resume would then report success on a damaged checkpoint. CheckpointError names
+    the file that does not read."""
+    from accelerate.utils import load  # torch.load, weights only, with the numpy types Accelerate's files hold
+    from safetensors import safe_open
+
+    for path in sorted(Path(checkpoint).iterdir()):
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as f:
+                    list(f.keys())
+            elif path.suffix in (".pkl", ".bin", ".pt"):
+                load(path, map_location="cpu", weights_only=True)
+            elif path.name == STATE_FILE:
+                json.loads(path.read_text())
+        except Exception as e:  # noqa: BLE001 - any failure to read is the answer
+            raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {str(e)[:160]}); the checkpoint is "
+                                  "damaged.") from e
 
 
 def restore_extra_state(checkpoint: Path, saved: dict, *, scheduler=None, ema=None) -> None:

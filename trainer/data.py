@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from tinyhub.errors import TinyhubError
 from tinyhub.files import atomic_path
+from tinyhub.hub_http import use_hub_timeouts
 
 from .schema import DataConfig
 from .seeding import validation_permutation
@@ -173,6 +174,9 @@ def _read_idx(path: Path, expect_ndim: int) -> torch.Tensor:
             f"{path} is truncated or padded: header promises {expected:,} bytes of data for shape {dims}, "
             f"file has {len(raw) - offset:,}. Replace it with a fresh copy."
         )
+    if expected == 0:
+        raise DataError(f"{path} holds no {'images' if expect_ndim == 3 else 'labels'} (its header says shape "
+                        f"{dims}); every split needs some. Check that the file is the one you meant.")
     return torch.frombuffer(bytearray(raw[offset:]), dtype=torch.uint8).reshape(dims)
 
 
@@ -309,6 +313,7 @@ def _open_hub(dataset_id: str, revision: str | None):
     try:
         if os.path.isdir(dataset_id):
             return datasets.load_from_disk(dataset_id)
+        use_hub_timeouts()
         if _hub_unreachable():
             # No network: `datasets` would retry for half a minute; ask its cache alone, which answers at once.
             try:
@@ -326,10 +331,34 @@ def _open_hub(dataset_id: str, revision: str | None):
         raise DataError(f"Could not load the dataset {dataset_id!r}: {e}") from e
 
 
+def _pixels_uint8(array, where: str, index: int):
+    """One image's (finite) pixels as uint8, refusing what a cast would silently turn into other pixels: values
+    outside 0-255, or floats in [0, 1] (which a cast would make all but black)."""
+    import numpy as np
+
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind not in "uif" and array.dtype != np.bool_:
+        raise DataError(f"{where}: image {index} holds {array.dtype} values, not pixels; give 8-bit images.")
+    if array.dtype.kind == "f":
+        if array.size and array.max() <= 1.0 and array.max() > 0 and not np.all(array == np.round(array)):
+            raise DataError(f"{where}: image {index} is floats in [0, 1]; tinyhub reads 8-bit pixels (0-255). "
+                            "Scale the images by 255 (and store them as uint8) first.")
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise DataError(f"{where}: image {index} has pixel values from {array.min()} to {array.max()}; tinyhub "
+                        "reads 8-bit pixels (0-255). Rescale the images first.")
+    return np.rint(array).astype(np.uint8) if array.dtype.kind == "f" else array.astype(np.uint8)
+
+
 def _stack_images(column, where: str):
     import numpy as np
 
-    arrays = [np.asarray(img, dtype=np.uint8) for img in column]
+    raw = [np.asarray(img) for img in column]
+    for i, array in enumerate(raw):  # a NaN anywhere is named first: it explains whatever else looks wrong
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise DataError(f"{where}: image {i} has {int((~np.isfinite(array)).sum()):,} pixel(s) that are not "
+                            "finite numbers (NaN or infinite); fix or drop those images first.")
+    arrays = [_pixels_uint8(array, where, i) for i, array in enumerate(raw)]
     sizes = sorted({a.shape[:2] for a in arrays})
     if len(sizes) > 1:
         raise DataError(f"{where} holds images of different sizes ({', '.join(f'{h}x{w}' for h, w in sizes[:4])}): "
@@ -365,9 +394,12 @@ def _load_hub(dataset_id: str, revision: str | None, split_names: dict[str, str]
         )
     first = ds[wanted["train"]][0][image_col] if len(ds[wanted["train"]]) else None
     mode = "L" if first is None or first.mode in ("1", "L", "I", "I;16", "F") else "RGB"  # one channel count
+    # Integer and float images are read as they are and checked pixel by pixel (_pixels_uint8): converting them
+    # to 8 bits here would turn NaN into 0 and floats in [0, 1] into black, silently.
+    wide = first is not None and first.mode in ("I", "I;16", "F")
     out = {}
     for role in roles:
-        part = ds[wanted[role]].cast_column(image_col, datasets.Image(mode=mode))
+        part = ds[wanted[role]] if wide else ds[wanted[role]].cast_column(image_col, datasets.Image(mode=mode))
         part = part.with_format("numpy", columns=[image_col, label_col])
         images = _stack_images(part[image_col], f"split {wanted[role]!r} of {dataset_id!r}")
         out[f"{role if role != 'validation' else 'val'}_images"] = torch.from_numpy(np.ascontiguousarray(images))
@@ -483,6 +515,10 @@ def _describe(tensors: dict[str, torch.Tensor]) -> dict:
     if images.shape[2] != images.shape[3]:
         raise DataError(f"the images are {images.shape[2]}x{images.shape[3]} pixels; tinyhub trains square images. "
                         "Pad or resize them to one square size first.")
+    for split in ("train", "test"):
+        if len(tensors[f"{split}_images"]) == 0:
+            raise DataError(f"the {split} split has no images; tinyhub needs images to train on and to test "
+                            "with. Check the files (or data.splits) and what they hold.")
     mean, std = channel_stats(images)
     if len(images) and min(std) == 0:
         raise DataError("every training image is the same in at least one channel (standard deviation 0); "

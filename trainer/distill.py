@@ -73,6 +73,9 @@ def _load_one(spec: str) -> Teacher:
                                "folder or a Hub repo id[@revision].")
         from huggingface_hub import hf_hub_download, model_info
 
+        from tinyhub.hub_http import use_hub_timeouts
+
+        use_hub_timeouts()
         repo_id, _, revision = spec.partition("@")
         commit = model_info(repo_id, revision=revision or None).sha  # pinned: the card links this exact commit
         model = modeling.from_pretrained(repo_id, revision=commit)

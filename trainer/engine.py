@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from tinyhub import modeling
 from tinyhub.errors import TinyhubError
+from tinyhub.files import full_disk_is_one_error
 
 from . import checkpoint as ckpt
 from . import host_memory, seeding
@@ -493,22 +494,25 @@ def _train(config: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitSt
         # With resume=auto, an unreadable newest checkpoint (truncated by a full disk, a bad copy) falls back to
         # the one before; an explicitly named checkpoint is used or refused.
         candidates = ckpt.older_or_equal(run_dir, resume_from) if tr.resume == "auto" else [resume_from]
+        unreadable = []
         for candidate in candidates:
             try:
                 ckpt.refuse_unsafe_files(candidate)
+                ckpt.check_readable(candidate)
                 accelerator.load_state(str(candidate))
                 saved = ckpt.read_trainer_state(candidate)
                 ckpt.restore_extra_state(candidate, saved, scheduler=scheduler, ema=ema)
             except ckpt.UnsafeCheckpoint:
                 raise
             except Exception as e:  # noqa: BLE001 - whatever made it unreadable, the next one may load
+                unreadable.append(f"{candidate.name}: {type(e).__name__}: {str(e)[:200]}")
                 say(f"Checkpoint {candidate} cannot be read ({type(e).__name__}: {str(e)[:200]}); trying an older one")
                 continue
             resume_from = candidate
             break
         else:
             raise ckpt.CheckpointError(f"no checkpoint in {run_dir / 'checkpoints'} can be read "
-                                       f"(tried {', '.join(p.name for p in candidates)}); start a new run.dir.")
+                                       f"({'; '.join(unreadable)}); start a new run.dir.")
         histories = [[EpochRecord.from_dict(e) for e in h] for h in saved.get("histories", [saved["history"]])]
         start_epoch = saved["epoch"] + 1
         say(f"Resuming from {resume_from} (epoch {saved['epoch']} of {epochs})")
@@ -634,7 +638,13 @@ def _train(config: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitSt
                 (member_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(member_cfg)))
             tmp = member_dir / ".model.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            final_model.save_pretrained(tmp)
+            try:
+                with full_disk_is_one_error(member_dir, "the trained model", 4 * final_model.num_parameters(),
+                                            "the run's last checkpoint is kept: resume it with training.resume=auto"):
+                    final_model.save_pretrained(tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
             shutil.rmtree(member_dir / "model", ignore_errors=True)
             os.replace(tmp, member_dir / "model")
             last = history[-1]

@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # headless: no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from tinyhub.files import write_text_atomic  # noqa: E402
+from tinyhub.files import claim_output_folder, write_text_atomic  # noqa: E402
 from tinyhub.tables import markdown_table  # noqa: E402
 
 from .augment import augmentation_text  # noqa: E402
@@ -182,7 +182,7 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
     if not runs:
         raise FileNotFoundError("no runs to compare")
     rows = comparison_rows(runs)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_output_folder(out_dir, own=("comparison.md", "comparison.html", "test_accuracy.png"))
     (out_dir / "comparison.md").write_text(markdown_table(list(COMPARE_COLUMNS),
                                                           [[row[c] for c in COMPARE_COLUMNS] for row in rows]))
 

@@ -6,16 +6,23 @@ from __future__ import annotations
 import sys
 
 from tinyhub.errors import TinyhubError, UsageError
+from tinyhub.files import is_disk_full
 
 #: The one spelling of each shared concept on every command. Hydra commands translate them to their config keys.
 SHARED_OPTIONS = {"--data-dir": "data.dir", "--batch-size": "data.batch_size"}
 
 
+
+def unanswered_note() -> str:
+    from tinyhub.hub_http import unanswered_note as note
+
+    return note()
+
 def fail(error: BaseException) -> int:
     """Print an expected failure as one line and return its exit status (1 run time, 2 usage). In a process
     group, an error that the main process reports for everyone is printed once, by it."""
     if not getattr(error, "reported_by_main", False):
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error}{unanswered_note()}", file=sys.stderr)
     return getattr(error, "exit_code", 1)
 
 
@@ -28,6 +35,10 @@ def run_reporting(body, *args) -> int:
         return fail(e)
     except Exception as e:
         code = hub_failure(e)
+        if code is None and is_disk_full(e):  # wherever it happened: one line, not a C++ or Rust traceback
+            print(f"error: the disk is full ({type(e).__name__}: {str(e)[:200]}). Free some space and run the "
+                  "command again.", file=sys.stderr)
+            code = 1
         if code is None:
             raise
         return code
@@ -46,7 +57,9 @@ def hub_failure(error: BaseException) -> int | None:
         print(f"error: the Hub answered {status}: {error.server_message or error}.{hint}", file=sys.stderr)
         return 1
     if isinstance(error, NETWORK_ERRORS):
-        print(f"error: could not reach the Hub ({error.__class__.__name__}: {error}). Check the connection (or "
+        note = unanswered_note()
+        print(f"error: could not reach the Hub.{note}" if note else
+              f"error: could not reach the Hub ({error.__class__.__name__}: {error}). Check the connection (or "
               "HF_ENDPOINT) and run the command again.", file=sys.stderr)
         return 1
     return None

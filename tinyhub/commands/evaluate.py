@@ -69,12 +69,13 @@ def _report(args, source, model, images, labels, log_probs, num_processes: int) 
     """Metrics, the saved evaluation and the misclassified grid: the main process only."""
     import evaluate
 
+    from tinyhub.files import claim_output_folder
     from tinyhub.trainer.evaluation import compute_metrics
     from tinyhub.trainer.report import misclassified_grid
 
     metrics = compute_metrics(log_probs, labels, model.num_classes)
-    out_dir = Path(args.output_dir) if args.output_dir else source.default_output
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = claim_output_folder(Path(args.output_dir) if args.output_dir else source.default_output,
+                                  own=("eval_*.json", "misclassified_*.png"))  # an evaluation from before the marker
     names = [model.id2label[str(i)] for i in range(model.num_classes)]
     suffix = f"{args.split}{'_tta' if args.tta else ''}"  # a TTA evaluation never overwrites the plain one
     losses = -log_probs.gather(1, labels.view(-1, 1)).flatten()

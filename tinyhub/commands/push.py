@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--include-logs", action="store_true", help="also upload the TensorBoard logs")
     p.add_argument("--dry-run", nargs="?", const="", default=None, metavar="OUT_DIR",
                    help="write exactly what would be uploaded (default RUN_DIR/hub_upload, with --all "
-                        "RUNS_DIR/hub_upload/<repo name>); contact no Hub, upload nothing")
+                        "RUNS_DIR/hub_upload/<repo name>); contact no Hub, upload nothing. OUT_DIR must be new, "
+                        "empty or a folder tinyhub staged before: a folder of yours is never replaced")
     p.add_argument("--all", dest="all_runs", metavar="RUNS_DIR", help="publish every model found in RUNS_DIR")
     p.add_argument("--namespace", help="with --all: the user or organisation to publish under")
     p.add_argument("--zoo-out", default=None, help="with --all: where to write the zoo table (Markdown)")
@@ -60,16 +62,21 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub push") -> int:
     return run_reporting(_push, args)
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _push(args) -> int:
-    from tinyhub.cards.publish import check_repo_id, push_all, push_run, stage_all, stage_folder
+    from tinyhub.cards.publish import check_repo_id, push_all, push_run, stage_all, stage_folder, staged_files
 
     if args.all_runs and args.dry_run is not None:  # a dry run never contacts the Hub, whatever else is asked
         out = Path(args.dry_run) if args.dry_run else Path(args.all_runs) / "hub_upload"
         for folder in stage_all(args.all_runs, args.namespace, out, tag=args.tag, project_url=args.project_url):
-            print(f"  {folder}  ({sum(1 for f in folder.rglob('*') if f.is_file())} files)")
+            print(f"  {folder}  ({len(staged_files(folder))} files)")
         print(f"dry run: one upload folder per model under {out}; nothing was uploaded.")
         return 0
     if args.all_runs:
+        signal.signal(signal.SIGTERM, _stop)
         _, table = push_all(args.all_runs, args.namespace, private=args.private, tag=args.tag,
                             project_url=args.project_url)
         out = Path(args.zoo_out or Path(args.all_runs) / "ZOO.md")
@@ -83,10 +90,11 @@ def _push(args) -> int:
         stage_folder(args.run_dir, out, repo_id=args.repo_id, revision=args.tag or args.branch or "main",
                      seed_runs=args.seed_runs, include_logs=args.include_logs, project_url=args.project_url,
                      dataset_name=args.dataset_name, dataset_id=args.dataset_id)
-        for f in sorted(x for x in out.rglob("*") if x.is_file()):
+        for f in staged_files(out):
             print(f"  {f.relative_to(out)}  ({f.stat().st_size:,} bytes)")
         print(f"dry run: the upload folder is {out}; nothing was uploaded.")
         return 0
+    signal.signal(signal.SIGTERM, _stop)  # so that a killed push cleans up and says what the repository holds
     push_run(args.run_dir, args.repo_id, private=args.private, branch=args.branch, tag=args.tag,
              create_pr=args.create_pr, commit_message=args.commit_message, seed_runs=args.seed_runs,
              include_logs=args.include_logs, project_url=args.project_url, dataset_name=args.dataset_name,
