@@ -145,7 +145,8 @@ def _open_run_file(run_dir: Path, path: Path) -> int:
         raise UnsafeRunFileError(f"{path} is a link, or lies behind one, to a file outside the run folder; tinyhub "
                                  "uploads only the run's own files. Replace it with the real file and push again.")
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # O_NONBLOCK: a FIFO in the run must not hang the push waiting for a writer; it is refused below
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise PushError(f"{path} is missing: the run is incomplete, so it cannot be published.") from None
     info = os.fstat(fd)

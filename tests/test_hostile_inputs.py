@@ -105,6 +105,11 @@ def _hardlink(run, rel, target):
     os.link(target, run / rel)
 
 
+def _fifo(run, rel):  # a special file: opening it for reading would wait for a writer
+    (run / rel).unlink()
+    os.mkfifo(run / rel)
+
+
 def _linked_images_folder(run, target):
     private = target.parent / "private_images"
     shutil.copytree(run / "images", private)
@@ -118,6 +123,7 @@ TAMPERINGS = {
     "weights-symlink": lambda run, secret: _symlink(run, "model/model.safetensors", secret),
     "image-hardlink": lambda run, secret: _hardlink(run, "images/training_curves.png", secret),
     "images-folder-symlink": lambda run, secret: _linked_images_folder(run, secret),
+    "image-fifo": lambda run, secret: _fifo(run, "images/confusion_matrix.png"),
 }
 
 
@@ -408,3 +414,30 @@ def test_compare_and_evaluate_never_write_into_a_folder_of_the_users(tiny_runs, 
     assert again.returncode == 0, again.stderr[-2000:]
     assert (fresh / OUTPUT_MARKER).is_file()
     assert run_cli(*[str(fresh) if a == str(mine) else a for a in args[command]]).returncode == 0  # its own: fine
+
+
+def test_a_full_disk_while_writing_the_results_keeps_the_model_and_says_how_to_finish(monkeypatch, mnist_dir,
+                                                                                     tmp_path):
+    from tinyhub import trainer
+    from tinyhub.files import DiskFullError
+    from tinyhub.trainer import engine
+
+    monkeypatch.setattr(engine, "write_run_report", _enospc)
+    run = tmp_path / "run"
+    cfg = trainer.load_config([*FAST, "model=opt6k", "training.epochs=1", "data.subset=300", f"data.dir={mnist_dir}",
+                               f"run.dir={run}"])
+    with pytest.raises(DiskFullError, match=r"writing the run's results .* training.resume=auto"):
+        trainer.train(cfg)
+    assert (run / "model" / "model.safetensors").is_file() and not (run / "results.json").exists()
+    assert not list(run.glob("*.tmp")) and (run / "checkpoints" / "epoch_1").is_dir()
+
+
+def test_a_full_disk_for_the_dataset_cache_only_costs_the_cache(monkeypatch, mnist_dir, tmp_path, caplog):
+    from tinyhub.trainer import data, load_dataset_splits
+
+    monkeypatch.setattr(data, "save_file", _enospc)
+    cache = tmp_path / "cache"
+    splits = load_dataset_splits(source="local", dir=str(mnist_dir), cache_dir=str(cache), subset=100)
+    assert len(splits.train_images) == 100
+    assert "the disk is full" in caplog.text and "Training goes on without the cache" in caplog.text
+    assert not [p for p in cache.rglob("*") if p.is_file()]  # no half-written cache or temporary file

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tinyhub.errors import TinyhubError
-from tinyhub.files import atomic_path
+from tinyhub.files import atomic_path, disk_full_message, is_disk_full
 from tinyhub.hub_http import use_hub_timeouts
 
 from .schema import DataConfig
@@ -556,10 +556,18 @@ def _process_alive(pid: int) -> bool:
 
 
 def _write_cache(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_writes(path)
-    with atomic_path(path) as tmp:  # a killed write leaves only a .tmp file, never a half cache
-        save_file(tensors, str(tmp), metadata={"format": str(CACHE_FORMAT), "tinyhub": json.dumps(meta)})
+    """The decoded dataset for next time. It only saves time: on a full disk the run goes on without it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_writes(path)
+        with atomic_path(path) as tmp:  # a killed write leaves only a .tmp file, never a half cache
+            save_file(tensors, str(tmp), metadata={"format": str(CACHE_FORMAT), "tinyhub": json.dumps(meta)})
+    except Exception as e:
+        if not is_disk_full(e, path.parent):
+            raise
+        needed = sum(t.nbytes for t in tensors.values())
+        logger.warning(f"{disk_full_message(path.parent, 'the decoded dataset cache', needed)} Training goes on "
+                       "without the cache; the next run decodes the files again.")
 
 
 def _read_cache(path: Path) -> tuple[dict[str, torch.Tensor], dict] | None:

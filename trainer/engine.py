@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from tinyhub import modeling
 from tinyhub.errors import TinyhubError
-from tinyhub.files import full_disk_is_one_error
+from tinyhub.files import atomic_path, full_disk_is_one_error
 
 from . import checkpoint as ckpt
 from . import host_memory, seeding
@@ -687,10 +687,14 @@ def _train(config: DictConfig | dict, on_epoch_end, run_scope: contextlib.ExitSt
                 **environment_info(accelerator.device),
                 git=git_at_start,
             )
-            save_file({"images": data.test_images[:N_EXAMPLES].cpu().contiguous(),
-                       "labels": data.test_labels[:N_EXAMPLES].cpu().contiguous()}, str(member_dir / EXAMPLES_FILE))
-            write_run_report(member_dir, results)  # PNGs for the card and report.html, before results.json
-            results.save(member_dir)
+            with full_disk_is_one_error(member_dir, "the run's results (examples, images, report.html, results.json)",
+                                        then="the model is saved and its last checkpoint kept: training.resume=auto "
+                                             "writes the results without training again"):
+                with atomic_path(member_dir / EXAMPLES_FILE) as tmp:
+                    save_file({"images": data.test_images[:N_EXAMPLES].cpu().contiguous(),
+                               "labels": data.test_labels[:N_EXAMPLES].cpu().contiguous()}, str(tmp))
+                write_run_report(member_dir, results)  # PNGs for the card and report.html, before results.json
+                results.save(member_dir)
     if report_to != "none":
         accelerator.end_training()
     for member_seed, member_dir, history, test_result in zip(seeds, run_dirs, histories, test_results):
