@@ -128,16 +128,26 @@ TAMPERINGS = {
 
 
 @pytest.mark.parametrize("kind", sorted(TAMPERINGS))
-def test_a_dry_run_stages_no_linked_file(hub, run, tmp_path, kind):
+def test_staging_copies_no_linked_or_special_file(run, tmp_path, kind):
+    from tinyhub.cards.publish import UnsafeRunFileError, stage_folder
+
     secret = tmp_path / "id_rsa"
     secret.write_text("PRIVATE KEY")
     TAMPERINGS[kind](run, secret)
     out = tmp_path / "staged"
-    r = _dry_run(hub, tmp_path, run, out)
+    with pytest.raises(UnsafeRunFileError, match="tinyhub uploads only the run's own files"):
+        stage_folder(run, out, repo_id="tester/hostile", revision="main")
+    assert not out.exists() and secret.read_text() == "PRIVATE KEY"
+
+
+def test_a_dry_run_of_a_tampered_run_is_one_error_line(hub, run, tmp_path):
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY")
+    TAMPERINGS["image-symlink"](run, secret)
+    r = _dry_run(hub, tmp_path, run, tmp_path / "staged")
     assert r.returncode == 1, r.stderr[-2000:]
-    assert "tinyhub uploads only the run's own files" in r.stderr and "Traceback" not in r.stderr
-    assert not out.exists()
-    assert secret.read_text() == "PRIVATE KEY"
+    assert r.stderr.startswith("error:") and "confusion_matrix.png" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "staged").exists()
 
 
 def test_a_push_with_a_linked_log_uploads_nothing(hub, run, tmp_path):
@@ -409,11 +419,11 @@ def test_compare_and_evaluate_never_write_into_a_folder_of_the_users(tiny_runs, 
     assert r.returncode == 2 and "tinyhub did not write" in r.stderr, r.stderr[-2000:]
     assert (mine / "comparison.html").read_text() == "my own page" and sorted(os.listdir(mine)) == [
         "comparison.html", "notes.txt"]
-    fresh = tmp_path / "fresh"
-    again = run_cli(*[str(fresh) if a == str(mine) else a for a in args[command]])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    again = run_cli(*[str(empty) if a == str(mine) else a for a in args[command]])
     assert again.returncode == 0, again.stderr[-2000:]
-    assert (fresh / OUTPUT_MARKER).is_file()
-    assert run_cli(*[str(fresh) if a == str(mine) else a for a in args[command]]).returncode == 0  # its own: fine
+    assert (empty / OUTPUT_MARKER).is_file()  # tinyhub's from now on: a later run may write there again
 
 
 def test_a_full_disk_while_writing_the_results_keeps_the_model_and_says_how_to_finish(monkeypatch, mnist_dir,
