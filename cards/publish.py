@@ -130,9 +130,7 @@ def _run_files(run_dir: Path, include_logs: bool) -> dict[str, Path]:
     logs = run_dir / "logs"
     if include_logs and (logs.is_dir() or logs.is_symlink()):
         files.update({p.relative_to(run_dir).as_posix(): p for p in sorted(logs.rglob("*"))
-                      if not p.is_dir() or p.is_symlink()})
-        if logs.is_symlink():
-            files["logs"] = logs
+                      if not p.is_dir() or p.is_symlink()})  # a linked logs/ folder: its files' real paths tell
     return files
 
 
@@ -142,8 +140,8 @@ def _open_run_file(run_dir: Path, path: Path) -> int:
     which names the file; nothing of it is read."""
     rel = path.relative_to(run_dir)
     if Path(os.path.realpath(path)) != Path(os.path.realpath(run_dir)) / rel:
-        raise UnsafeRunFileError(f"{path} is a link, or lies behind one, to a file outside the run folder; tinyhub "
-                                 "uploads only the run's own files. Replace it with the real file and push again.")
+        raise UnsafeRunFileError(f"{path} is a link, or lies behind one; tinyhub uploads only the run's own files. "
+                                 "Replace it with the real file and push again.")
     try:
         # O_NONBLOCK: a FIFO in the run must not hang the push waiting for a writer; it is refused below
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
@@ -175,9 +173,7 @@ def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revi
     (never a folder of the user's: OutputFolderError). Only plain files of the run are copied, byte by byte."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_output_folder(out_dir)
-    files = _run_files(run_dir, include_logs)
-    for path in files.values():  # all of them before any is read or anything written
-        os.close(_open_run_file(run_dir, path))
+    check_run_files(run_dir, include_logs)  # all of them before any is read or anything written
     results = load_publishable_run(run_dir)
     naming = {"dataset_name": dataset_name, "dataset_id": dataset_id}
     card = build_card(run_dir, repo_id=repo_id, revision=revision, seed_runs=list(seed_runs),
@@ -185,7 +181,7 @@ def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revi
     readme = merge_with_existing(card.content, existing_readme)
     validate_card(readme, dataset=card_dataset(results, **naming))  # hand-kept metadata must not contradict it
     with output_folder(out_dir) as tmp:
-        for rel, path in files.items():
+        for rel, path in _run_files(run_dir, include_logs).items():
             dest = tmp / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             with os.fdopen(_open_run_file(run_dir, path), "rb") as src, open(dest, "wb") as out:

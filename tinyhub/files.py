@@ -145,11 +145,14 @@ def claim_output_folder(path: str | Path, own: tuple[str, ...] = ()) -> Path:
     path = Path(path)
     check_output_folder(path, own)
     path.mkdir(parents=True, exist_ok=True)
-    marker = path / OUTPUT_MARKER
-    if not marker.is_file():
-        marker.write_text("Written by tinyhub, which may add to or replace the files in this folder. Files of your "
-                          "own belong elsewhere.\n")
+    if not (path / OUTPUT_MARKER).is_file():
+        _mark(path)
     return path
+
+
+def _mark(folder: Path) -> None:
+    (folder / OUTPUT_MARKER).write_text("Written by tinyhub, which may add to or replace what is in this folder. "
+                                        "Files of your own belong elsewhere.\n")
 
 
 @contextlib.contextmanager
@@ -163,8 +166,7 @@ def output_folder(path: str | Path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         yield tmp
-        (tmp / OUTPUT_MARKER).write_text("Written by tinyhub, which may replace this folder when asked to write it "
-                                         "again. Files of your own belong elsewhere.\n")
+        _mark(tmp)
         check_output_folder(path)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))

@@ -7,16 +7,11 @@ import sys
 
 from tinyhub.errors import TinyhubError, UsageError
 from tinyhub.files import is_disk_full
+from tinyhub.hub_http import unanswered_note
 
 #: The one spelling of each shared concept on every command. Hydra commands translate them to their config keys.
 SHARED_OPTIONS = {"--data-dir": "data.dir", "--batch-size": "data.batch_size"}
 
-
-
-def unanswered_note() -> str:
-    from tinyhub.hub_http import unanswered_note as note
-
-    return note()
 
 def fail(error: BaseException) -> int:
     """Print an expected failure as one line and return its exit status (1 run time, 2 usage). In a process
