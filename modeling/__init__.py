@@ -23,22 +23,24 @@ from ._base import (
     unwrap_model,
 )
 from ._registry import (
+    ModelArgumentError,
     ParameterBudgetError,
     UnknownModelError,
     create_model,
     get_model_class,
     list_models,
+    model_arguments,
     model_info,
     register_model,
 )
 from .summary import summary
 
 __all__ = [
-    "InputShapeError", "ModelConfigError", "ParameterBudgetError", "PickleRefusedError", "PushRefusedError",
-    "TinyClassifier",
+    "InputShapeError", "ModelArgumentError", "ModelConfigError", "ParameterBudgetError", "PickleRefusedError",
+    "PushRefusedError", "TinyClassifier",
     "UnknownModelError", "WeightsMismatchError",
-    "clean_state_dict", "create_model", "from_pretrained", "get_model_class", "list_models", "model_info",
-    "register_model", "summary", "unwrap_model",
+    "clean_state_dict", "create_model", "from_pretrained", "get_model_class", "list_models", "model_arguments",
+    "model_info", "register_model", "summary", "unwrap_model",
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from dataclasses import dataclass
 
 from tinyhub.errors import UsageError
@@ -13,6 +14,10 @@ from ._base import TinyClassifier
 class UnknownModelError(UsageError, KeyError):
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
+
+
+class ModelArgumentError(UsageError, TypeError):
+    """A model was given an argument its architecture does not take."""
 
 
 class ParameterBudgetError(UsageError, ValueError):
@@ -57,6 +62,20 @@ def model_info(name: str) -> dict:
     return {"name": name, "class": entry.cls.__name__, "param_budget": entry.param_budget, "design": entry.design}
 
 
+def model_arguments(name: str) -> list[str]:
+    """The keyword arguments an architecture takes (its own, then the ones every TinyClassifier takes): what
+    `create_model(name, **kwargs)` and a recipe's `model.<key>` accept besides `name` and `param_budget`."""
+    found: list[str] = []
+    for cls in _entry(name).cls.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None or cls is object:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in found:
+                found.append(p.name)
+    return found
+
+
 def _entry(name: str) -> _Entry:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
@@ -72,6 +91,12 @@ def create_model(name: str, *, param_budget: int | None = None, **kwargs) -> Tin
     ParameterBudgetError instead of silently training something bigger than intended.
     """
     entry = _entry(name)
+    known = model_arguments(name)
+    for key in kwargs:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ModelArgumentError(f"{name} takes no argument {key!r}{hint}; it takes: {', '.join(known)}.")
     model = entry.cls(**kwargs)
     budget = param_budget if param_budget is not None else entry.param_budget
     n = model.num_parameters()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from . import schema  # noqa: F401 - registers the configuration schema with Hydra's ConfigStore
+from . import schema as schema_module  # registers the configuration schema with Hydra's ConfigStore
+from .schema import ConfigError
 
 
 def load_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train",
@@ -154,3 +157,130 @@ def _hydra_value(value) -> str:
     if isinstance(value, str) and not value.replace("_", "").replace("-", "").replace(".", "").isalnum():
         return json.dumps(value)
     return str(value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A configuration Hydra cannot compose, said in one line with the fix
+# ---------------------------------------------------------------------------------------------------------
+def check_composes(overrides: list[str], *, config_name: str = "train", config_dir: str | None = None,
+                   schema: type | None = None) -> None:
+    """Compose the configuration as the command will, and raise ConfigError (one line, with the fix) when Hydra
+    cannot: an unknown recipe, key or section, a value of the wrong type, an override it cannot read."""
+    try:
+        load_config(overrides, config_name=config_name, config_dir=config_dir)
+    except Exception as e:  # noqa: BLE001 - every composition failure is the user's configuration
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        if not isinstance(e, (HydraException, OmegaConfBaseException)):
+            raise
+        error = explain_composition_error(e, overrides, schema or schema_module.TrainConfig)
+        key = _failing_key(e)
+        if key and not any(_split_override(o)[0] == key for o in overrides):  # it is in a recipe file, not typed
+            error = ConfigError(f"the recipe {config_name!r}{f' in {config_dir}' if config_dir else ''}: {error}")
+        raise error from e
+
+
+def explain_composition_error(error: BaseException, overrides: list[str], schema: type) -> ConfigError:
+    """Hydra's multi-line report of a failed composition as tinyhub's one line: what is wrong, and the fix."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    given = dict(_split_override(o) for o in overrides)
+    if isinstance(error, MissingConfigException):
+        group, _, option = (error.missing_cfg_file or "").rpartition("/")
+        if not group:
+            return ConfigError(f"no recipe named {option!r} (--config-name): the packaged ones are train and sweep; "
+                               "a recipe of your own goes in a folder named with --config-dir.")
+        options = list(error.options or _group_options(group))
+        close = difflib.get_close_matches(option.lower(), options, n=2, cutoff=0.5)
+        hint = f" (did you mean {' or '.join(f'{group}={c}' for c in close)}?)" if close else ""
+        also = (" model.name=NAME trains any architecture of `tinyhub list-models` with the default recipe."
+                if group == "model" else "")
+        return ConfigError(f"{group}={given.get(group, option)}: there is no such recipe{hint}; the {group} recipes are "
+                           f"{', '.join(options)}.{also}")
+    if isinstance(error, OverrideParseException):
+        bad = _unreadable_override(overrides)
+        what = f"the override {bad!r}" if bad else "the overrides"
+        return ConfigError(f"cannot read {what} ({str(error).splitlines()[0]}): write key=value, with a list as "
+                           "[a,b] and a value holding spaces or brackets in quotes: key='a b'.")
+    cause = _omegaconf_cause(error)
+    key = _failing_key(error)
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and key:
+        if key.startswith("model."):
+            return _unknown_model_argument(key, given)
+        section = schema_module.open_section(schema, key)
+        if section:  # a section of the user's own keys: adding one is what `+` is for
+            return ConfigError(f"{key}: the recipe sets no {key.removeprefix(section + '.')} under {section}; add "
+                               f"it with +{key}={given.get(key, 'VALUE')}.")
+        return ConfigError(schema_module.unknown_setting_message(key, schema))
+    if isinstance(cause, ValidationError) and key:
+        return ConfigError(schema_module.wrong_value_message(key, given.get(key, "?"), schema))
+    text = str(error)
+    appended = re.match(r"Could not append to config\. An item is already at '([^']+)'", text)
+    if appended:
+        key = appended.group(1)
+        return ConfigError(f"+{key}: the recipe already sets {key}; write {key}={given.get(key, 'VALUE')} "
+                           "(without the +).")
+    if text.startswith("Ambiguous value for argument"):
+        bad = text.split("'")[1] if "'" in text else "key=a,b"
+        return ConfigError(f"{bad}: one value per setting; write a list as [a,b] (to try several values, run "
+                           "`tinyhub sweep`).")
+    return ConfigError(" ".join(text.split("\n\n")[0].split()))
+
+
+def _omegaconf_cause(error: BaseException):
+    """The OmegaConf error under Hydra's, which names the key."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    while error is not None and not isinstance(error, OmegaConfBaseException):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def _failing_key(error: BaseException) -> str:
+    return str(getattr(_omegaconf_cause(error), "full_key", "") or "")
+
+
+def _split_override(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def _group_options(group: str) -> list[str]:
+    from . import recipes
+
+    folder = Path(recipes.__file__).resolve().parent / group
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def _unreadable_override(overrides: list[str]) -> str | None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except Exception:  # noqa: BLE001 - the one Hydra cannot parse
+            return override
+    return None
+
+
+def _unknown_model_argument(key: str, given: dict) -> ConfigError:
+    """`model.<key>=` that the recipe does not set: an argument of the architecture may be added with `+`, anything
+    else is named with the arguments it does take."""
+    from tinyhub.modeling import UnknownModelError, model_arguments
+
+    group = given.get("model")
+    name = given.get("model.name") or (load_config([f"model={group}"] if group else []).model.name)
+    argument = key.split(".", 1)[1]
+    try:
+        known = model_arguments(name)
+    except UnknownModelError as e:
+        return ConfigError(str(e))
+    if argument in known:
+        return ConfigError(f"{key}: the {name} recipe does not set {argument}; add it with "
+                           f"+{key}={given.get(key, 'VALUE')}.")
+    close = difflib.get_close_matches(argument, known, n=1)
+    hint = f" (did you mean model.{close[0]}?)" if close else ""
+    return ConfigError(f"{key}: {name} takes no argument {argument!r}{hint}; it takes: {', '.join(known)}.")

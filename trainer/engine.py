@@ -329,6 +329,11 @@ def check_config(cfg: TrainConfig) -> None:
             raise ConfigError("training.scheduler.name=plateau lowers the learning rate when one run's accuracy "
                               "stalls, and the seeds of a stack share one schedule; train them one at a time "
                               "(seed=N), or choose step, onecycle or cosine.")
+    if tr.device not in ("auto", "cpu"):
+        raise ConfigError(f"training.device={tr.device!r}: choose auto (a GPU when there is one, else the CPU) or "
+                          "cpu; several GPUs are chosen with accelerate launch.")
+    if cfg.data.source not in ("auto", "local", "hub"):
+        raise ConfigError(f"data.source={cfg.data.source!r}: choose auto, local or hub.")
     precision = tr.mixed_precision
     if precision not in ("no", "bf16", "fp16"):
         raise ConfigError(f"training.mixed_precision={precision!r}: choose no, bf16 or fp16.")

@@ -2,9 +2,8 @@
 of train.yaml and sweep.yaml. Recipes stay YAML; composing one checks it against these types, so a misspelt key
 or a value of the wrong type fails before anything runs, naming the key:
 
-    tinyhub train training.epochs=ten     -> Value 'ten' of type 'str' could not be converted to Integer
-                                             full_key: training.epochs
-    tinyhub train training.epochz=3       -> Key 'epochz' not in 'TrainingConfig'
+    tinyhub train training.epochs=ten     -> error: training.epochs=ten: must be a whole number (e.g. training.epochs=15).
+    tinyhub train training.epochz=3       -> error: training.epochz is not a setting (did you mean training.epochs?); ...
 
 The meaning of each setting is documented beside it in train.yaml and sweep.yaml, which users read. `model` is
 the one open section: its keys beyond `name` and `param_budget` are the architecture's own arguments (dropout,
@@ -13,13 +12,15 @@ width, ...), checked against that architecture's signature when it is built.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from tinyhub.errors import UsageError
 
@@ -211,14 +212,117 @@ def checked(schema: type, values: dict, prefix: str = "", error: type = None):
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
     except OmegaConfBaseException as e:
         key = f"{prefix}{e.full_key}" if getattr(e, "full_key", None) else prefix.rstrip(".")
-        first = str(e).splitlines()[0]
-        parent = OmegaConf.structured(schema)
-        for part in str(getattr(e, "full_key", "")).split(".")[:-1]:
-            parent = parent.get(part) if isinstance(parent, DictConfig) else None
-        known = list(parent.keys()) if isinstance(parent, DictConfig) else []
-        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
-        hint = f" ({key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{close[0]}?)" if close else ""
-        raise (error or ConfigError)(f"{key}{hint}: {first}") from e
+        if isinstance(e, (ConfigKeyError, ConfigAttributeError)):
+            raise (error or ConfigError)(unknown_setting_message(key, schema, prefix)) from e
+        value = _dotted_get(values, str(getattr(e, "full_key", "")))
+        raise (error or ConfigError)(wrong_value_message(key, value, schema, prefix)) from e
+
+
+# ---- what the user reads when a setting is unknown or its value has the wrong type ----
+def setting_keys(schema: type, prefix: str = "") -> list[str]:
+    """Every dotted key of `schema`, sections included: training, training.epochs, training.optimizer, ..."""
+    keys = []
+    for name, kind in typing.get_type_hints(schema).items():
+        keys.append(prefix + name)
+        if dataclasses.is_dataclass(kind):
+            keys += setting_keys(kind, f"{prefix}{name}.")
+    return keys
+
+
+def _setting(schema: type, dotted: str):
+    """(type, default) of a dotted key of `schema`, or None when it has none (unknown, or inside an open section)."""
+    node, kind, default = schema, None, None
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(node):
+            return None
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        if part not in fields:
+            return None
+        f = fields[part]
+        kind = typing.get_type_hints(node)[part]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        node = kind
+    return kind, default
+
+
+def open_section(schema: type, dotted: str) -> str | None:
+    """The section above `dotted` that takes keys of the user's choosing (model, hpo.space, hpo.env), if any."""
+    parts = dotted.split(".")
+    for i in range(1, len(parts)):
+        found = _setting(schema, ".".join(parts[:i]))
+        if found is None:
+            return None
+        kinds = [k for k in typing.get_args(found[0]) if k is not type(None)] \
+            if typing.get_origin(found[0]) is typing.Union else [found[0]]
+        if any(k is Any or typing.get_origin(k) is dict for k in kinds):
+            return ".".join(parts[:i])
+    return None
+
+
+def _dotted_get(values, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(values, dict) or part not in values:
+            return None
+        values = values[part]
+    return values
+
+
+#: Names from other trainers that the schema spells differently.
+_SYNONYMS = {"learning_rate": "lr", "epoch": "epochs", "bs": "batch_size", "wd": "weight_decay"}
+
+
+def unknown_setting_message(key: str, schema: type, prefix: str = "") -> str:
+    """`key` is not a setting of `schema` (under `prefix`): the nearest real keys, and where the list is."""
+    known = setting_keys(schema, prefix)
+    section, _, leaf = key.rpartition(".")
+    leaf = _SYNONYMS.get(leaf, leaf)
+    leaves = {k: k.rpartition(".")[2] for k in known}
+    same_leaf = [k for k in known if leaves[k] == leaf]  # the right name in the wrong section
+    close_leaf = [k for k in known if k.rpartition(".")[0] == section
+                  and leaves[k] in difflib.get_close_matches(leaf, [leaves[k]], cutoff=0.7)]
+    close = [*same_leaf, *close_leaf, *difflib.get_close_matches(key, known, n=2, cutoff=0.8)]
+    close = list(dict.fromkeys(close))[:2]
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return f"{key} is not a setting{hint}; the command's --help lists every setting with its default."
+
+
+def wrong_value_message(key: str, value, schema: type, prefix: str = "") -> str:
+    """`key=value` has the wrong type: what the key takes, with the recipe's default as an example."""
+    found = _setting(schema, key[len(prefix):] if prefix and key.startswith(prefix) else key)
+    shown = value if isinstance(value, str) else _as_override(value)
+    if found is None:
+        return f"{key}={shown}: not a value this setting takes."
+    kind, default = found
+    if dataclasses.is_dataclass(kind):
+        return (f"{key} is a section, not a value: set its keys one by one, e.g. "
+                f"{key}.{dataclasses.fields(kind)[0].name}=...")
+    example = f" (e.g. {key}={_as_override(default)})" if default not in (None, [], {}) else ""
+    return f"{key}={shown}: must be {_describe_type(kind)}{example}."
+
+
+def _describe_type(kind) -> str:
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    optional = typing.get_origin(kind) is typing.Union and type(None) in typing.get_args(kind)
+    if optional:
+        return f"{_describe_type(args[0])}, or null"
+    origin = typing.get_origin(kind)
+    if origin in (list, List):
+        return f"a list of {_describe_type(args[0]).replace('a ', '', 1)}s in brackets" if args else "a list"
+    if origin in (dict, Dict):
+        return "a mapping in braces ({key: value, ...})"
+    return {int: "a whole number", float: "a number", bool: "true or false", str: "text"}.get(kind, "a value")
+
+
+def _as_override(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_as_override(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_as_override(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def typed_config(cfg: DictConfig | dict) -> TrainConfig:

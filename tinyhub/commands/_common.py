@@ -78,17 +78,36 @@ def translate_shared_options(argv: list[str]) -> list[str]:
     return out
 
 
-def run_hydra(task, *, config_name: str, argv: list[str], prog: str) -> int:
+#: Hydra's flags that print or plan instead of running one job: its own handling stands for them.
+_HYDRA_OWN_FLAGS = ("help", "hydra_help", "version", "cfg", "info", "shell_completion", "multirun",
+                    "experimental_rerun", "config_path")
+
+
+def run_hydra(task, *, config_name: str, argv: list[str], prog: str, schema: type | None = None) -> int:
     """Run `task(cfg)` under @hydra.main with `argv` as the command line (overrides, --config-dir, --help, ...).
 
-    Hydra reports a configuration it cannot compose (unknown key, bad override) and exits 1 before the task
-    starts; that is a usage error here (2). Once the task runs, its own exit status stands."""
+    The configuration is composed once before Hydra runs, so a mistake in it (an unknown recipe or key, a value of
+    the wrong type) is one `error:` line with the fix and exit 2; `--verbose` or HYDRA_FULL_ERROR=1 shows Hydra's
+    own report instead. Once the task runs, its own exit status stands."""
+    import os
+
     import hydra
+    from hydra._internal.utils import get_args_parser
 
-    import tinyhub.trainer.schema  # noqa: F401 - the schema train.yaml and sweep.yaml are checked against
+    from tinyhub.trainer.config import check_composes
 
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
     try:
         argv = translate_shared_options(argv)
+        args, unknown = get_args_parser().parse_known_args(argv)
+        if unknown:
+            raise UsageError(f"unknown option {unknown[0]!r}: {prog} takes settings as key=value (see {prog} "
+                             "--help), and --data-dir, --batch-size, --config-dir, --config-name and --verbose.")
+        if not (verbose or os.environ.get("HYDRA_FULL_ERROR") == "1"
+                or any(getattr(args, flag, None) for flag in _HYDRA_OWN_FLAGS)):
+            check_composes(args.overrides, config_name=args.config_name or config_name,
+                           config_dir=args.config_dir, schema=schema)
     except UsageError as e:
         return fail(e)
     started = False

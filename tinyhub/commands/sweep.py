@@ -38,4 +38,6 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub sweep") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__.strip() + "\n\nThe sweep's options (Hydra's help follows):\n")
-    return run_hydra(_sweep, config_name="sweep", argv=argv, prog=prog)
+    from tinyhub.trainer.schema import SweepConfig
+
+    return run_hydra(_sweep, config_name="sweep", argv=argv, prog=prog, schema=SweepConfig)
