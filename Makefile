@@ -14,8 +14,9 @@ STAMP := $(VENV)/.tinyhub-installed
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	PYTHONWARNINGS="ignore:Editable installation" $(VENV)/bin/pip install -q -e ".[train,bench,test,docs]"
+	@echo "Installing torch and tinyhub's extras into $(VENV): a few GB on the first run; pip shows its progress."
+	$(VENV)/bin/pip install "torch==2.14.1" "torchvision==0.29.1"
+	PYTHONWARNINGS="ignore:Editable installation" $(VENV)/bin/pip install -e ".[train,bench,test,docs]"
 	touch $@
 
 setup: $(STAMP)

@@ -249,7 +249,6 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
     target = results.target_accuracy
     target_text = "—" if target is None else f"≥ {target}% ({'met' if stats.meets(target) else 'not met'})"
     versions = ", ".join(f"{k} {v}" for k, v in results.versions.items() if v)
-    train_s = results.train_seconds or 0
     card = ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -271,7 +270,7 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         own_accuracy=results.final.test_accuracy,
         target_text=target_text,
         epochs=len(results.epochs),
-        train_time=f"{train_s / 60:.1f} min ({train_s:.0f} s training, {results.wall_seconds or 0:.0f} s wall)",
+        train_time=results.training_time_text,
         hardware=results.hardware_text,
         repo_id=repo_id,
         revision=revision,
@@ -315,21 +314,17 @@ def _per_class(run_dir: Path, results: RunRecord) -> list[dict] | None:
 def _reproduce_command(results: RunRecord, dataset: CardDataset) -> str:
     """The installed CLI with the run's recipe overrides, and no path that exists only where it trained: local data
     other than MNIST (which tinyhub finds on the Hub) appears as a placeholder the reader fills in."""
-    args = list(results.overrides)
+    replace = {}
     if results.distillation:  # pinned: Hub teachers at the commit used, local ones as a placeholder
         pinned = [f"{t.repo_id}@{t.commit}" if t.kind == "hub" else "/path/to/teacher"
                   for t in results.distillation.teachers]
-        value = pinned[0] if len(pinned) == 1 else "[" + ",".join(pinned) + "]"
-        args = [f"training.distill.teacher={value}" if a.startswith("training.distill.teacher=") else a for a in args]
-    placeholder = f"/path/to/{_slug(dataset.name)}"
+        replace["training.distill.teacher"] = pinned[0] if len(pinned) == 1 else "[" + ",".join(pinned) + "]"
+    placeholder, data_dir = f"/path/to/{_slug(dataset.name)}", None
     if dataset.identity.source == "folder" and not dataset.mnist:
-        args = [f"data.dataset={placeholder}" if a.startswith("data.dataset=") else a for a in args]
+        replace["data.dataset"] = placeholder
     elif dataset.identity.source == "idx" and not dataset.mnist:
-        args.append(f"--data-dir {placeholder}")
-    launcher = "tinyhub train"
-    if results.world_size > 1:
-        launcher = f"accelerate launch --num_processes {results.world_size} -m tinyhub train"
-    return " ".join([launcher, *args]).strip()
+        data_dir = placeholder
+    return results.train_command(data_dir=data_dir, replace=replace)
 
 
 def validate_card(text: str, *, expected_accuracy: float | None = None, dataset: CardDataset | None = None) -> None:

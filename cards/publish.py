@@ -26,7 +26,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from tinyhub.errors import TinyhubError, UsageError
-from tinyhub.files import OUTPUT_MARKER, check_output_folder, claim_output_folder, output_folder
+from tinyhub.files import OUTPUT_MARKER, check_output_folder, claim_output_folder, output_folder, output_kind_above
 from tinyhub.hub_http import use_hub_timeouts
 from tinyhub.tables import markdown_table
 from tinyhub.trainer.record import SeedStats
@@ -180,7 +180,7 @@ def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revi
                       project_url=project_url, **naming)
     readme = merge_with_existing(card.content, existing_readme)
     validate_card(readme, dataset=card_dataset(results, **naming))  # hand-kept metadata must not contradict it
-    with output_folder(out_dir) as tmp:
+    with output_folder(out_dir, "upload") as tmp:
         for rel, path in _run_files(run_dir, include_logs).items():
             dest = tmp / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -368,12 +368,19 @@ def _verify(repo_id: str, commit: str, weights_sha: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # The zoo: every run in a folder, one repo per model
 # ---------------------------------------------------------------------------------------------------------
-def find_runs(runs_dir: str | Path) -> dict[tuple[str, str], list[Path]]:
+def find_runs(runs_dir: str | Path, log=logger.warning) -> dict[tuple[str, str], list[Path]]:
     """Finished runs grouped by (model, dataset); each group sorted by seed (the lowest seed's weights are
     published). The dataset is the card's name for it, as a slug ("unidentified" when the run has none)."""
     groups: dict[tuple[str, str], list[tuple[int, Path]]] = {}
+    skipped: set[Path] = set()
     for results_file in sorted(Path(runs_dir).rglob("results.json")):
         run = results_file.parent
+        inside = output_kind_above(run, runs_dir)
+        if inside:  # an upload folder's copy of results.json, a sweep's trials: not runs of the zoo
+            if inside[0] not in skipped:
+                skipped.add(inside[0])
+                log(f"note: skipped {inside[0]}: {inside[1]}, not a run")
+            continue
         try:
             results = load_publishable_run(run)
         except CardError:
@@ -402,7 +409,7 @@ def stage_all(runs_dir: str | Path, namespace: str, out_dir: str | Path, *, tag:
               project_url: str | None = None) -> list[Path]:
     """`push_all` as a dry run: each model's upload folder under `out_dir/<repo name>`; nothing is sent. `out_dir`
     is new, empty or tinyhub's (marked as such), like every folder tinyhub writes whole."""
-    out_dir = claim_output_folder(out_dir)
+    out_dir = claim_output_folder(out_dir, "uploads")
     staged = []
     for _, repo_id, runs in _zoo(runs_dir, namespace):
         staged.append(stage_folder(runs[0], Path(out_dir) / repo_id.split("/")[1], repo_id=repo_id,

@@ -26,6 +26,7 @@ from ._registry import (
     ModelArgumentError,
     ParameterBudgetError,
     UnknownModelError,
+    check_model_arguments,
     create_model,
     get_model_class,
     list_models,
@@ -39,7 +40,7 @@ __all__ = [
     "InputShapeError", "ModelArgumentError", "ModelConfigError", "ParameterBudgetError", "PickleRefusedError",
     "PushRefusedError", "TinyClassifier",
     "UnknownModelError", "WeightsMismatchError",
-    "clean_state_dict", "create_model", "from_pretrained", "get_model_class", "list_models", "model_arguments",
+    "check_model_arguments", "clean_state_dict", "create_model", "from_pretrained", "get_model_class", "list_models", "model_arguments",
     "model_info", "register_model", "summary", "unwrap_model",
 ]
 

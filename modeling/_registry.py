@@ -76,6 +76,16 @@ def model_arguments(name: str) -> list[str]:
     return found
 
 
+def check_model_arguments(name: str, kwargs) -> None:
+    """ModelArgumentError naming the first of `kwargs` that architecture `name` does not take, with the nearest."""
+    known = model_arguments(name)
+    for key in kwargs:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ModelArgumentError(f"{name} takes no argument {key!r}{hint}; it takes: {', '.join(known)}.")
+
+
 def _entry(name: str) -> _Entry:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
@@ -91,12 +101,7 @@ def create_model(name: str, *, param_budget: int | None = None, **kwargs) -> Tin
     ParameterBudgetError instead of silently training something bigger than intended.
     """
     entry = _entry(name)
-    known = model_arguments(name)
-    for key in kwargs:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ModelArgumentError(f"{name} takes no argument {key!r}{hint}; it takes: {', '.join(known)}.")
+    check_model_arguments(name, kwargs)
     model = entry.cls(**kwargs)
     budget = param_budget if param_budget is not None else entry.param_budget
     n = model.num_parameters()

@@ -81,14 +81,19 @@ def run_cli(*args: str, env_extra: dict | None = None, timeout: int = 300, cwd: 
                           timeout=timeout)
 
 
-def run_cli_many(*commands: list[str], timeout: int = 300) -> list[subprocess.CompletedProcess]:
-    """Several `tinyhub` invocations at once (each one mostly waits on its imports), in the given order."""
-    procs = [subprocess.Popen([TINYHUB, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for args in commands]
+def run_cli_many(*commands: list[str], timeout: int = 300, cwd: Path | None = None, env_extra: dict | None = None,
+                 at_once: int = 6) -> list[subprocess.CompletedProcess]:
+    """Several `tinyhub` invocations, `at_once` at a time (each one mostly waits on its imports), in the given
+    order."""
+    env = {**os.environ, **(env_extra or {})}
     done = []
-    for args, p in zip(commands, procs):
-        out, err = p.communicate(timeout=timeout)
-        done.append(subprocess.CompletedProcess([TINYHUB, *args], p.returncode, out, err))
+    for start in range(0, len(commands), at_once):
+        batch = commands[start:start + at_once]
+        procs = [subprocess.Popen([TINYHUB, *args], cwd=cwd or REPO, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for args in batch]
+        for args, p in zip(batch, procs):
+            out, err = p.communicate(timeout=timeout)
+            done.append(subprocess.CompletedProcess([TINYHUB, *args], p.returncode, out, err))
     return done
 
 

@@ -75,15 +75,16 @@ def main(argv: list[str] | None = None) -> int:
         import difflib
 
         close = difflib.get_close_matches(name, list(COMMANDS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        print(f"error: unknown command {name!r}.{hint}\n\n{_usage()}", file=sys.stderr)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        print(f"error: unknown command {name!r}{hint}; the commands are {', '.join(COMMANDS)} "
+              "(`tinyhub --help` says what each does).", file=sys.stderr)
         return 2
     module, _, extras = COMMANDS[name]
     bad_extras, missing = missing_extras(extras)
     if bad_extras:
         spec = ",".join(bad_extras)
         print(f"error: `tinyhub {name}` needs the {spec} extra{'s' if len(bad_extras) > 1 else ''} "
-              f"(not importable here: {', '.join(missing)}). Install it with:\n  pip install \"tinyhub[{spec}]\"",
+              f"(not importable here: {', '.join(missing)}); install it with pip install \"tinyhub[{spec}]\"",
               file=sys.stderr)
         return 1
     command = importlib.import_module(f"tinyhub.commands.{module}")

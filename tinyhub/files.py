@@ -16,8 +16,19 @@ from pathlib import Path
 from tinyhub.errors import TinyhubError, UsageError
 
 #: Inside every output folder tinyhub writes whole (a dry run's upload folder): it made the folder and may replace
-#: it. A folder without it that holds anything is the user's, and is never replaced or deleted.
+#: it. A folder without it that holds anything is the user's, and is never replaced or deleted. Its first line
+#: says what kind of folder it is ("kind: upload").
 OUTPUT_MARKER = ".tinyhub-output"
+
+#: The kinds of output folder, as a note that skips one names them. None of them is a run, though an upload folder
+#: holds a copy of one's results.json and a sweep folder holds its trials' runs.
+OUTPUT_KINDS = {
+    "upload": "an upload folder of `tinyhub push --dry-run`",
+    "uploads": "the upload folders of `tinyhub push --all --dry-run`",
+    "comparison": "a comparison of `tinyhub compare`",
+    "evaluation": "an evaluation of `tinyhub evaluate`",
+    "sweep": "a sweep folder of `tinyhub sweep`",
+}
 
 
 class OutputFolderError(UsageError, FileExistsError):
@@ -139,24 +150,55 @@ def check_output_folder(path: str | Path, own: tuple[str, ...] = ()) -> None:
                                     "new or empty folder as the output (or move that one away first).")
 
 
-def claim_output_folder(path: str | Path, own: tuple[str, ...] = ()) -> Path:
+def claim_output_folder(path: str | Path, kind: str, own: tuple[str, ...] = ()) -> Path:
     """A folder tinyhub adds its outputs to (evaluations, comparisons): checked as check_output_folder says,
-    created, and marked as tinyhub's."""
+    created, and marked as tinyhub's folder of this `kind` (a key of OUTPUT_KINDS)."""
     path = Path(path)
     check_output_folder(path, own)
     path.mkdir(parents=True, exist_ok=True)
     if not (path / OUTPUT_MARKER).is_file():
-        _mark(path)
+        mark_output_folder(path, kind)
     return path
 
 
-def _mark(folder: Path) -> None:
-    (folder / OUTPUT_MARKER).write_text("Written by tinyhub, which may add to or replace what is in this folder. "
-                                        "Files of your own belong elsewhere.\n")
+def mark_output_folder(folder: Path, kind: str) -> None:
+    """Say in `folder` that tinyhub wrote it, and what it is (a key of OUTPUT_KINDS)."""
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"unknown kind of output folder {kind!r}")
+    (Path(folder) / OUTPUT_MARKER).write_text(f"kind: {kind}\nWritten by tinyhub, which may add to or replace what "
+                                              "is in this folder. Files of your own belong elsewhere.\n")
+
+
+def output_kind(folder: str | Path) -> str | None:
+    """What a folder tinyhub wrote, other than a run, is ("an upload folder of `tinyhub push --dry-run`"), or None
+    for anything else (a run, a folder of the user's). Commands that take globs of runs skip these with a note."""
+    folder = Path(folder)
+    marker = folder / OUTPUT_MARKER
+    if marker.is_file() and not marker.is_symlink():
+        with contextlib.suppress(OSError):
+            first = marker.read_text(errors="replace").split("\n", 1)[0]
+            return OUTPUT_KINDS.get(first.removeprefix("kind: ").strip(), "a folder of tinyhub's outputs")
+        return "a folder of tinyhub's outputs"
+    if (folder / "sweep_config.yaml").is_file():  # a sweep from before the marker
+        return OUTPUT_KINDS["sweep"]
+    return None
+
+
+def output_kind_above(path: str | Path, root: str | Path) -> tuple[Path, str] | None:
+    """The outermost folder from `root` (excluded) down to `path` that output_kind recognises, with its kind."""
+    path, root = Path(path), Path(root)
+    with contextlib.suppress(ValueError):
+        folder = root
+        for part in path.relative_to(root).parts:
+            folder = folder / part
+            kind = output_kind(folder)
+            if kind:
+                return folder, kind
+    return None
 
 
 @contextlib.contextmanager
-def output_folder(path: str | Path):
+def output_folder(path: str | Path, kind: str):
     """Yields a new temporary folder beside `path`; fill it, and on leaving the block it becomes `path`, marked as
     tinyhub's. Only an absent or empty folder, or one tinyhub made, is replaced (checked before and again at the
     end). On an error the temporary folder is removed and `path` is untouched."""
@@ -166,7 +208,7 @@ def output_folder(path: str | Path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         yield tmp
-        _mark(tmp)
+        mark_output_folder(tmp, kind)
         check_output_folder(path)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))

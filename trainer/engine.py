@@ -60,6 +60,10 @@ class TrainingDiverged(TinyhubError, RuntimeError):
 # ---------------------------------------------------------------------------------------------------------
 # Building blocks the loop uses
 # ---------------------------------------------------------------------------------------------------------
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "step", "onecycle", "cosine", "plateau")
+
+
 def build_optimizer(params, opt: OptimizerConfig) -> torch.optim.Optimizer:
     name = opt.name.lower()
     if name == "sgd":
@@ -297,10 +301,18 @@ def _number(cfg: TrainConfig, dotted: str, *, integer: bool = False, low: float 
         raise ConfigError(f"{dotted}={value!r}: must be {kind}{bounds}" + (f" ({meaning})" if meaning else "") + ".")
 
 
+def _choice(cfg: TrainConfig, dotted: str, choices: tuple[str, ...], meaning: str = "") -> None:
+    value = operator.attrgetter(dotted)(cfg)
+    if not (isinstance(value, str) and value.lower() in choices):
+        listed = ", ".join(choices[:-1]) + f" or {choices[-1]}"
+        raise ConfigError(f"{dotted}={value!r}: choose {listed}" + (f" ({meaning})" if meaning else "") + ".")
+
+
 def check_config(cfg: TrainConfig) -> None:
     """Refuse nonsense before anything runs or is written: every value the loop reads, with its meaning.
     (A run.dir that cannot be created is refused where it is created, with its lock.)"""
     tr = cfg.training
+    modeling.check_model_arguments(cfg.model["name"], [k for k in cfg.model if k not in ("name", "param_budget")])
     _number(cfg, "training.epochs", integer=True, low=1)
     _number(cfg, "data.batch_size", integer=True, low=1, meaning="images per process and step")
     _number(cfg, "data.eval_batch_size", integer=True, low=1)
@@ -329,14 +341,12 @@ def check_config(cfg: TrainConfig) -> None:
             raise ConfigError("training.scheduler.name=plateau lowers the learning rate when one run's accuracy "
                               "stalls, and the seeds of a stack share one schedule; train them one at a time "
                               "(seed=N), or choose step, onecycle or cosine.")
-    if tr.device not in ("auto", "cpu"):
-        raise ConfigError(f"training.device={tr.device!r}: choose auto (a GPU when there is one, else the CPU) or "
-                          "cpu; several GPUs are chosen with accelerate launch.")
-    if cfg.data.source not in ("auto", "local", "hub"):
-        raise ConfigError(f"data.source={cfg.data.source!r}: choose auto, local or hub.")
+    _choice(cfg, "training.device", ("auto", "cpu"), "auto: a GPU when there is one; several with accelerate launch")
+    _choice(cfg, "data.source", ("auto", "local", "hub"))
+    _choice(cfg, "training.optimizer.name", OPTIMIZERS)
+    _choice(cfg, "training.scheduler.name", SCHEDULERS)
+    _choice(cfg, "training.mixed_precision", ("no", "bf16", "fp16"))
     precision = tr.mixed_precision
-    if precision not in ("no", "bf16", "fp16"):
-        raise ConfigError(f"training.mixed_precision={precision!r}: choose no, bf16 or fp16.")
     if precision == "fp16" and (tr.device == "cpu" or not torch.cuda.is_available()):
         raise ConfigError("training.mixed_precision=fp16 needs a CUDA GPU (fp16 autocast with loss scaling); on "
                           "the CPU use training.mixed_precision=bf16, or no.")

@@ -1,7 +1,8 @@
 """Evaluating a saved model (run directory, model folder or Hub repo) on a whole split, on one process or many.
 
 Metrics are tinyhub's own `evaluate` modules in trainer/metrics, loaded by path: nothing is downloaded and no
-scikit-learn is needed. Results are written with `evaluate.save` next to the model, where the card finds them.
+scikit-learn is needed. Results are written as JSON (evaluate.save's fields) next to the model, where the card
+finds them.
 """
 
 from __future__ import annotations

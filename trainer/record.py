@@ -270,6 +270,43 @@ class RunRecord:
     def design(self) -> str:
         return (self.recipe.get("recipe") or {}).get("design") or self.model
 
+    @property
+    def images_per_second(self) -> float | None:
+        """Training images per second over the whole run (every epoch's images over the training time)."""
+        images = sum(e.train_images for e in self.epochs)
+        return images / self.train_seconds if self.train_seconds else None
+
+    @property
+    def training_time_text(self) -> str:
+        """"5.1 min (306 s training at 2,950 images/s on <hardware>, 337 s wall)": a time means little without
+        the speed and the machine it ran at (a busy machine is slower)."""
+        train_s, rate = self.train_seconds or 0, self.images_per_second
+        speed = f" at {rate:,.0f} images/s" if rate else ""
+        if train_s < 120:
+            return f"{train_s:.1f} s training{speed} on {self.hardware_text} ({self.wall_seconds or 0:.1f} s wall)"
+        return (f"{train_s / 60:.1f} min ({train_s:.0f} s training{speed} on {self.hardware_text}, "
+                f"{self.wall_seconds or 0:.0f} s wall)")
+
+    def train_command(self, *, data_dir: str | None = None, replace: dict[str, str] | None = None) -> str:
+        """The command that trains this recipe again: the launcher for its process count, its overrides (a value
+        in `replace`, by key, is written instead of the recorded one) and `--data-dir` when given.
+
+        Several CPU processes start with torchrun (`accelerate launch` starts one process on a machine without
+        GPUs); several GPUs with `accelerate launch`, given every value it would otherwise pick and announce."""
+        args = []
+        for arg in self.overrides:
+            key = arg.partition("=")[0]
+            args.append(f"{key}={replace[key]}" if replace and key in replace else arg)
+        if data_dir:
+            args.append(f"--data-dir {data_dir}")
+        launcher = "tinyhub train"
+        if self.world_size > 1 and self.device == "cpu":
+            launcher = f"torchrun --nproc_per_node {self.world_size} -m tinyhub train"
+        elif self.world_size > 1:
+            launcher = (f"accelerate launch --multi_gpu --num_processes {self.world_size} --num_machines 1 "
+                        f"--mixed_precision {self.mixed_precision} --dynamo_backend no -m tinyhub train")
+        return " ".join([launcher, *args])
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Loading, with the schema checked

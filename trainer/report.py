@@ -26,6 +26,13 @@ from .record import RunRecord, load_run  # noqa: E402
 _PNG_META = {"Software": None}
 
 
+def epoch_axis(ax, epochs: int) -> None:
+    """Epochs 1..N on the x axis with whole-number ticks only, a one-epoch run included (matplotlib would zoom
+    in on its single point and label fractions of an epoch)."""
+    ax.set_xlim(0.5, max(epochs, 1) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
 def training_curves(results: RunRecord, path: Path) -> Path:
     history = results.epochs
     epochs = [e.epoch for e in history]
@@ -40,7 +47,7 @@ def training_curves(results: RunRecord, path: Path) -> Path:
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     for ax in (ax_loss, ax_acc):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epoch_axis(ax, len(epochs))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"{results.model} ({results.parameters:,} parameters)")
@@ -116,7 +123,10 @@ def render_html(results: RunRecord, curves_png: bytes, confusion_png: bytes) -> 
         train_seconds=results.train_seconds, device=results.device,
         hardware=results.hardware_text, summary=results.summary, world_size=results.world_size,
         mixed_precision=results.mixed_precision, wall_seconds=results.wall_seconds,
-        git=results.git, versions=results.versions, command=results.command,
+        git=results.git, versions=results.versions,
+        command=results.train_command(data_dir=results.data.details.get("dir")
+                                      if results.dataset.source == "idx" else None),
+        target=results.target_accuracy, training_time=results.training_time_text,
         config_yaml=yaml.safe_dump(results.recipe, sort_keys=False),
         curves_png=base64.b64encode(curves_png).decode(), confusion_png=base64.b64encode(confusion_png).decode(),
     )
@@ -182,7 +192,7 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
     if not runs:
         raise FileNotFoundError("no runs to compare")
     rows = comparison_rows(runs)
-    claim_output_folder(out_dir, own=("comparison.md", "comparison.html", "test_accuracy.png"))
+    claim_output_folder(out_dir, "comparison", own=("comparison.md", "comparison.html", "test_accuracy.png"))
     (out_dir / "comparison.md").write_text(markdown_table(list(COMPARE_COLUMNS),
                                                           [[row[c] for c in COMPARE_COLUMNS] for row in rows]))
 
@@ -190,7 +200,7 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
     for name, r in runs:
         ax.plot([e.epoch for e in r.epochs], [e.test_accuracy for e in r.epochs], "o-", label=f"{name} ({r.model})")
     ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy per epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epoch_axis(ax, max(len(r.epochs) for _, r in runs))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -280,7 +280,7 @@ def unknown_setting_message(key: str, schema: type, prefix: str = "") -> str:
     same_leaf = [k for k in known if leaves[k] == leaf]  # the right name in the wrong section
     close_leaf = [k for k in known if k.rpartition(".")[0] == section
                   and leaves[k] in difflib.get_close_matches(leaf, [leaves[k]], cutoff=0.7)]
-    close = [*same_leaf, *close_leaf, *difflib.get_close_matches(key, known, n=2, cutoff=0.8)]
+    close = same_leaf or [*close_leaf, *difflib.get_close_matches(key, known, n=2, cutoff=0.8)]
     close = list(dict.fromkeys(close))[:2]
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
     return f"{key} is not a setting{hint}; the command's --help lists every setting with its default."

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from tinyhub.files import write_text_atomic
+from tinyhub.files import OUTPUT_MARKER, mark_output_folder, write_text_atomic
 
 from .config import compose_baseline, describe_value, differences, model_group, plain_value, trial_config
 from .record import load_run
@@ -330,6 +330,8 @@ def run_sweep(cfg_or_plan: DictConfig | dict | SweepPlan, *, echo: bool = True) 
 
     started_ray = _connect(plan)
     plan.dir.mkdir(parents=True, exist_ok=True)
+    if not (plan.dir / OUTPUT_MARKER).is_file():  # so that globs of runs (compare, push --all) skip the sweep
+        mark_output_folder(plan.dir, "sweep")
     if not plan.resume:
         write_text_atomic(plan.dir / "sweep_config.yaml", OmegaConf.to_yaml({**plan.base, "hpo": plan.hpo}))
     t0, started_at = time.time(), datetime.now().isoformat(timespec="seconds")

@@ -3,6 +3,7 @@ spellings of options, and running the Hydra-configured commands (train, sweep) f
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from tinyhub.errors import TinyhubError, UsageError
@@ -11,6 +12,17 @@ from tinyhub.hub_http import unanswered_note
 
 #: The one spelling of each shared concept on every command. Hydra commands translate them to their config keys.
 SHARED_OPTIONS = {"--data-dir": "data.dir", "--batch-size": "data.batch_size"}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with tinyhub's one `error:` line (and where the options are) instead of a usage block."""
+
+    def __init__(self, prog: str, doc: str | None):
+        super().__init__(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def error(self, message: str):
+        print(f"error: {message} (`{self.prog} --help` lists the options)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def fail(error: BaseException) -> int:

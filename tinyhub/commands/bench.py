@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ._common import fail
+from ._common import ArgumentParser, fail
 
 VARIANTS = (("tinyhub + channels_last", ["training.channels_last=true"]),
             ("tinyhub + bf16", ["training.mixed_precision=bf16"]),
@@ -290,7 +290,7 @@ def time_to_target(run_dir: Path) -> str:
 
 
 def parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog, __doc__)
     p.add_argument("--model", default="model4")
     p.add_argument("--data-dir", default=os.environ.get("TINYHUB_DATA_DIR"),
                    help="folder with the four MNIST IDX files (default: $TINYHUB_DATA_DIR)")

@@ -12,11 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import run_reporting
+from ._common import ArgumentParser, run_reporting
 
 
 def parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog, __doc__)
     p.add_argument("model", help="run directory, saved model folder, or Hub repo id[@revision]")
     p.add_argument("--split", choices=["test", "train"], default="test")
     p.add_argument("--data-dir", default=None, help="folder with the IDX files (default: the run's own data)")
@@ -67,14 +67,16 @@ def _evaluate(args) -> int:
 
 def _report(args, source, model, images, labels, log_probs, num_processes: int) -> None:
     """Metrics, the saved evaluation and the misclassified grid: the main process only."""
+    import datetime
+
     import evaluate
 
-    from tinyhub.files import claim_output_folder
+    from tinyhub.files import claim_output_folder, write_json_atomic
     from tinyhub.trainer.evaluation import compute_metrics
     from tinyhub.trainer.report import misclassified_grid
 
     metrics = compute_metrics(log_probs, labels, model.num_classes)
-    out_dir = claim_output_folder(Path(args.output_dir) if args.output_dir else source.default_output,
+    out_dir = claim_output_folder(Path(args.output_dir) if args.output_dir else source.default_output, "evaluation",
                                   own=("eval_*.json", "misclassified_*.png"))  # an evaluation from before the marker
     names = [model.id2label[str(i)] for i in range(model.num_classes)]
     suffix = f"{args.split}{'_tta' if args.tta else ''}"  # a TTA evaluation never overwrites the plain one
@@ -84,7 +86,10 @@ def _report(args, source, model, images, labels, log_probs, num_processes: int) 
     record = {"model": args.model, "architecture": model.architecture, "split": args.split, "tta": args.tta,
               "num_processes": num_processes, "labels": names, **metrics}
     saved = out_dir / f"eval_{suffix}.json"
-    evaluate.save(str(saved), **record)
+    # evaluate.save's fields, written whole; not evaluate.save itself, which asks git about the working folder
+    # (printing `fatal: not a git repository` outside one) and leaves a half-written file when interrupted.
+    write_json_atomic(saved, {**record, "_timestamp": datetime.datetime.now().isoformat(),
+                              "_evaluate_version": evaluate.__version__, "_python_version": sys.version})
     print(f"{args.model} on the {args.split} split ({metrics['total']:,} images{', TTA' if args.tta else ''}):")
     print(f"  accuracy {100 * metrics['accuracy']:.2f}% ({metrics['correct']}/{metrics['total']}), "
           f"loss {metrics['loss']:.4f}")

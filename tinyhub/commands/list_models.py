@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._common import ArgumentParser
+
 
 def parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog, __doc__)
     p.add_argument("--names", action="store_true", help="print only the names, one per line")
     return p
 

@@ -16,11 +16,11 @@ import signal
 import sys
 from pathlib import Path
 
-from ._common import run_reporting
+from ._common import ArgumentParser, run_reporting
 
 
 def parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog, __doc__)
     p.add_argument("run_dir", nargs="?", help="a finished run directory (with results.json and model/)")
     p.add_argument("--repo-id", help="NAMESPACE/NAME on the Hub")
     p.add_argument("--private", action="store_true")

@@ -24,10 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-from tinyhub.files import write_json_atomic
+from tinyhub.files import output_kind_above, write_json_atomic
 from tinyhub.tables import markdown_table
 from tinyhub.trainer.record import SeedRecord, SeedStats, load_run
 from tinyhub.trainer.stack import stackable
+
+from ._common import ArgumentParser
 
 MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet", "gap8k", "gap20k", "gap5k", "gap2k")
 #: Published tiny MNIST models, for the frontier table: their authors' own claims (often one run or the best
@@ -82,6 +84,10 @@ def finished_run(runs_dir: Path, name: str, seed: int) -> Path | None:
     """A finished run of this seed in runs_dir, trained alone (<name>-s<seed>) or with others
     (<name>-s0-1-2/seed_<seed>)."""
     for run_dir in [runs_dir / f"{name}-s{seed}", *sorted(runs_dir.glob(f"{name}-s*/seed_{seed}"))]:
+        inside = output_kind_above(run_dir, runs_dir)
+        if inside:
+            print(f"note: skipped {inside[0]}: {inside[1]}, not a run")
+            continue
         if (run_dir / "results.json").is_file():
             print(f"[{name} seed {seed}] already finished: {run_dir}")
             return run_dir
@@ -232,7 +238,7 @@ def _model_overrides(overrides: list[str]) -> dict:
 
 
 def parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog, __doc__)
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--label", default=None,
                    help="record the runs as this variant (results/<label>/, its own table row); one model only")
