@@ -77,7 +77,7 @@ def asha_sweep(mnist_dir, tmp_path_factory):
      "has no effect with training.scheduler.name=onecycle"),
     (["hpo.scheduler.grace_period=99"], "ASHA could never stop a trial"),
     (["hpo.search=grid"], "choose random or optuna"),
-    (["+hpo.num_sample=3"], "hpo.num_sample (hpo.num_samples?)"),  # `+` gets past Hydra, not past the schema
+    (["+hpo.num_sample=3"], "hpo.num_sample is not a setting (did you mean hpo.num_samples?)"),  # `+` too
 ])
 def test_invalid_sweeps_fail_before_ray(overrides, message, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # any `import ray` during validation would raise ImportError

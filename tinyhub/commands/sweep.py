@@ -9,7 +9,8 @@ documents `hpo`). Every trial is an ordinary `tinyhub train` run, compared on a 
 
 The table, the best recipe and a report land in the sweep folder (hpo.dir, default sweeps/<name>); train the
 winner with `tinyhub train --config-dir SWEEP_DIR --config-name best_recipe`.
-Exit status: 0 done, 1 no trial finished an epoch, 2 invalid configuration (nothing was started).
+Exit status: 0 done, 1 no trial finished an epoch, 2 invalid configuration (nothing was started; one `error:` line
+with the fix, or Hydra's own report with --verbose).
 """
 
 from __future__ import annotations

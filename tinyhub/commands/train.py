@@ -6,6 +6,7 @@
     tinyhub train --config-dir my_recipes --config-name my_recipe    # recipes that build on the packaged ones
 
 --data-dir DIR and --batch-size N are data.dir=DIR and data.batch_size=N, spelled as on every other command.
+A configuration mistake is one `error:` line with the fix (exit 2); --verbose shows Hydra's own report of it.
 """
 
 from __future__ import annotations
