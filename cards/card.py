@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from tinyhub.errors import TinyhubError
-from tinyhub.trainer.data import MNIST_HUB_ID, DatasetIdentity
+from tinyhub.trainer.data import MNIST_HUB_ID, DatasetIdentity, certified_name
 from tinyhub.trainer.record import (RESULTS_FILE, RunRecord, RunRecordError, SeedStats, TeacherRecord,
                                     finite_metrics, load_run)
 from tinyhub.trainer.run_info import EXAMPLES_FILE
@@ -88,9 +88,11 @@ def card_dataset(results: RunRecord, *, dataset_name: str | None = None,
         if given is not None and recorded is not None and given != recorded:
             raise CardError(f"{option} {given!r} contradicts the run's results.json, which records the dataset as "
                             f"{recorded!r} ({identity.identified_by}); a card never says otherwise.")
-    if not mnist and ((dataset_name or "").lower() == "mnist" or dataset_id == MNIST_HUB_ID):
-        raise CardError("this run's data is not canonical MNIST (results.json records its content fingerprint), so "
-                        "its card cannot name MNIST; give the dataset's own name.")
+    claimed = [n for n in (dataset_name, dataset_id, name, identity.hub_id) if certified_name(n)]
+    if not mnist and claimed:
+        raise CardError(f"{claimed[0]!r} names MNIST, but this run's data is not canonical MNIST (results.json records "
+                        "its content fingerprint), so its card cannot name MNIST in any spelling; give the dataset's "
+                        "own name.")
     if dataset_id is not None and hub_id is None:
         try:
             validate_repo_id(dataset_id)

@@ -75,9 +75,16 @@ def _nested(cls: type, f: dataclasses.Field) -> type | None:
     return None
 
 
+def _limits() -> dict:
+    from tinyhub.trainer.schema import SWEEP_LIMITS, TRAIN_LIMITS
+
+    return {limit.key: limit for limit in (*TRAIN_LIMITS, *SWEEP_LIMITS)}
+
+
 def _schema_tables(cls: type, prefix: str = "", level: int = 2, *, defaults: bool = True,
                    seen: set | None = None) -> list[str]:
     seen = set() if seen is None else seen
+    limits = _limits() if defaults else {}
     notes = _field_notes(cls)
     out, children = [], []
     title = f"`{prefix.rstrip('.')}`" if prefix else f"`{cls.__name__}`"
@@ -96,6 +103,10 @@ def _schema_tables(cls: type, prefix: str = "", level: int = 2, *, defaults: boo
             seen.add(child)
             children.append((f"{prefix}{f.name}.", child))
             note = (note.rstrip(".") + ". " if note else "") + f"See [`{prefix}{f.name}`](#{_anchor(prefix + f.name)})."
+        limit = limits.get(prefix + f.name)
+        if limit is not None and limit.range_text:
+            pair = " (each of the two)" if "List" in kind and f.name != "seeds" else ""
+            note = (note.rstrip(".") + ". " if note else "") + f"Allowed{pair}:{limit.range_text}."
         cells = [f"`{prefix}{f.name}`", f"`{kind}`", *([_default(f)] if defaults else []), note]
         rows.append("| " + " | ".join(cells) + " |")
     out.append(head + "\n" + "\n".join(rows) + "\n")

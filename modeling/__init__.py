@@ -40,8 +40,8 @@ __all__ = [
     "InputShapeError", "ModelArgumentError", "ModelConfigError", "ParameterBudgetError", "PickleRefusedError",
     "PushRefusedError", "TinyClassifier",
     "UnknownModelError", "WeightsMismatchError",
-    "check_model_arguments", "clean_state_dict", "create_model", "from_pretrained", "get_model_class", "list_models", "model_arguments",
-    "model_info", "register_model", "summary", "unwrap_model",
+    "check_model_arguments", "clean_state_dict", "create_model", "from_pretrained", "get_model_class", "list_models",
+    "model_arguments", "model_info", "register_model", "summary", "unwrap_model",
 ]
 
 

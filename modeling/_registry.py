@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from dataclasses import dataclass
 
 from tinyhub.errors import UsageError
@@ -76,14 +77,31 @@ def model_arguments(name: str) -> list[str]:
     return found
 
 
-def check_model_arguments(name: str, kwargs) -> None:
-    """ModelArgumentError naming the first of `kwargs` that architecture `name` does not take, with the nearest."""
+#: The families' shared size and regularisation arguments: (smallest, largest or None, the largest excluded?,
+#: whole number?). The layers would take some bad values silently (a NaN or negative dropout turns it off).
+_ARGUMENT_LIMITS = {"dropout": (0.0, 1.0, True, False), "width": (0.0, None, False, False),
+                    "stem": (1, None, False, True)}
+
+
+def check_model_arguments(name: str, kwargs: dict) -> None:
+    """ModelArgumentError naming the first of `kwargs` that architecture `name` does not take (with the nearest),
+    or the first shared argument (dropout, width, stem) out of its range ("dropout=1.5: must be ...")."""
     known = model_arguments(name)
-    for key in kwargs:
+    for key, value in kwargs.items():
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ModelArgumentError(f"{name} takes no argument {key!r}{hint}; it takes: {', '.join(known)}.")
+        if key in _ARGUMENT_LIMITS:
+            low, high, high_open, whole = _ARGUMENT_LIMITS[key]
+            ok = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value) and value >= low and (value > low or key != "width")
+            ok = ok and (high is None or (value < high if high_open else value <= high))
+            if not ok:
+                bounds = f"from {low:g}" if key != "width" else "above 0"
+                bounds += f" {'below' if high_open else 'up to'} {high:g}" if high is not None else ""
+                raise ModelArgumentError(f"{key}={value!r}: {name} needs {'a whole number' if whole else 'a number'}"
+                                         f" {bounds}.")
 
 
 def _entry(name: str) -> _Entry:
@@ -101,7 +119,7 @@ def create_model(name: str, *, param_budget: int | None = None, **kwargs) -> Tin
     ParameterBudgetError instead of silently training something bigger than intended.
     """
     entry = _entry(name)
-    check_model_arguments(name, kwargs)
+    check_model_arguments(name, {k: v for k, v in kwargs.items() if k not in ("mean", "std", "id2label")})
     model = entry.cls(**kwargs)
     budget = param_budget if param_budget is not None else entry.param_budget
     n = model.num_parameters()

@@ -72,17 +72,20 @@ def _isolated_caches(tmp_path_factory):
 
 #: The installed `tinyhub` command of the environment running the tests (its console-script entry point).
 TINYHUB = str(Path(sys.executable).with_name("tinyhub"))
+#: Every subprocess a test starts has this timeout: a safety net that ends a hung command, never a pass criterion
+#: (a command on a machine busy with other work may take many times its usual time).
+SAFETY_TIMEOUT = 3600
 
 
-def run_cli(*args: str, env_extra: dict | None = None, timeout: int = 300, cwd: Path | None = None):
+def run_cli(*args: str, env_extra: dict | None = None, timeout: int = SAFETY_TIMEOUT, cwd: Path | None = None):
     """`tinyhub <args>` through the installed entry point, as a user runs it."""
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([TINYHUB, *args], cwd=cwd or REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
 
-def run_cli_many(*commands: list[str], timeout: int = 300, cwd: Path | None = None, env_extra: dict | None = None,
-                 at_once: int = 6) -> list[subprocess.CompletedProcess]:
+def run_cli_many(*commands: list[str], timeout: int = SAFETY_TIMEOUT, cwd: Path | None = None,
+                 env_extra: dict | None = None, at_once: int = 6) -> list[subprocess.CompletedProcess]:
     """Several `tinyhub` invocations, `at_once` at a time (each one mostly waits on its imports), in the given
     order."""
     env = {**os.environ, **(env_extra or {})}
@@ -97,7 +100,8 @@ def run_cli_many(*commands: list[str], timeout: int = 300, cwd: Path | None = No
     return done
 
 
-def run_script(*args: str, env_extra: dict | None = None, timeout: int = 300, launcher: list[str] | None = None):
+def run_script(*args: str, env_extra: dict | None = None, timeout: int = SAFETY_TIMEOUT,
+               launcher: list[str] | None = None):
     """scripts/<args[0]>, the thin wrappers kept for `accelerate launch scripts/train.py` and torchrun."""
     env = {**os.environ, **(env_extra or {})}
     cmd = (launcher or [sys.executable]) + [str(REPO / "scripts" / args[0]), *args[1:]]
@@ -134,7 +138,7 @@ def hub():
         yield server
 
 
-def hub_client(hub, tmp_path, *args, token="hf_test_token", offline=False, code=None, timeout=300):
+def hub_client(hub, tmp_path, *args, token="hf_test_token", offline=False, code=None, timeout=SAFETY_TIMEOUT):
     """Run `tinyhub <args>` (or `python -c code`) against the local Hub in a fresh process: HF_ENDPOINT and
     HF_HUB_DISABLE_XET must be set before huggingface_hub is imported."""
     env = hub.client_env(tmp_path / "hf_home", token=token, offline=offline)

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, hub_client
+from conftest import REPO, SAFETY_TIMEOUT, hub_client
 
 README = (REPO / "README.md").read_text()
 #: The pages users read: the README and the documentation site's own pages (the experiment logs of
@@ -77,7 +77,8 @@ def check_command(line: str) -> None:
     if words[0] == "make":
         phony = re.search(r"^\.PHONY:(.*)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
         assert words[1] in phony, f"make target {words[1]!r} of `{line}` is not in the Makefile"
-        dry = subprocess.run(["make", "-n", *words[1:]], cwd=REPO, capture_output=True, text=True, timeout=60)
+        dry = subprocess.run(["make", "-n", *words[1:]], cwd=REPO, capture_output=True, text=True,
+                             timeout=SAFETY_TIMEOUT)
         assert dry.returncode == 0, f"`make -n {' '.join(words[1:])}` fails: {dry.stderr[-500:]}"
         if words[1] == "train":  # the Quickstart's training runs the installed command with the shared option
             assert "/bin/tinyhub train" in dry.stdout and ("--data-dir" in dry.stdout or "DATA_DIR=" in line)
@@ -173,7 +174,7 @@ def test_python_blocks_run(hub, tiny_runs, tmp_path):
             code = code.replace(f'"{repo}"', f'"tester/{repo.split("/")[1]}"')
         env = hub.client_env(tmp_path / "hf_home", token=None)
         r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                           timeout=300)
+                           timeout=SAFETY_TIMEOUT)
         assert r.returncode == 0, f"this block failed:\n{block}\n{r.stderr[-2000:]}"
 
 
@@ -226,7 +227,7 @@ def test_the_documentation_site_builds_strictly(tmp_path):
     site = tmp_path / "site"
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)], cwd=REPO,
-                       env=env, capture_output=True, text=True, timeout=600)
+                       env=env, capture_output=True, text=True, timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
     def page(path: str) -> str:

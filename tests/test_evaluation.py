@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, hub_client, run_cli
+from conftest import REPO, SAFETY_TIMEOUT, hub_client, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 PROBE = ("<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
@@ -68,7 +68,7 @@ def test_tta_and_two_processes_count_every_image_once(tiny_runs, tmp_path):
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                         "29533", str(REPO / "scripts" / "evaluate.py"), str(run), "--cpu", "--output-dir",
                         str(tmp_path / "two"), "--batch-size", "333"], cwd=REPO, capture_output=True, text=True,
-                       timeout=300)
+                       timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stderr[-3000:]
     one, two = _saved(tmp_path / "one" / "eval_test.json"), _saved(tmp_path / "two" / "eval_test.json")
     assert two["num_processes"] == 2 and two["total"] == 10_000
@@ -120,7 +120,7 @@ def _render(html_file, tmp_path):
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000", "--dump-dom",
            probe.as_uri()]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import FAST, REPO, TINYHUB, run_cli, run_cli_many
+from conftest import FAST, REPO, SAFETY_TIMEOUT, TINYHUB, run_cli, run_cli_many
 
 # (arguments, exit status, what the one error line must say: the fix or the allowed values)
 MISTAKES = [
@@ -34,6 +34,8 @@ MISTAKES = [
     (["train", "training.compile=maybe"], 2, "must be true or false"),
     (["train", "training.optimizer.betas=0.9"], 2, "must be a list of numbers"),
     (["train", "training.epochs=-3"], 2, "must be a whole number from 1"),
+    (["train", "training.optimizer.betas=[nan,0.999]"], 2, "betas=[nan,0.999]: each must be a number from 0 below 1"),
+    (["train", "model.dropout=1.5"], 2, "model.dropout=1.5: model4 needs a number from 0 below 1"),
     (["train", "training.mixed_precision=fp8"], 2, "choose no, bf16 or fp16"),
     (["train", "training.optimizer.name=adamm"], 2, "choose sgd, adam or adamw"),
     (["train", "training.scheduler.name=cosin"], 2, "choose none, step, onecycle, cosine or plateau"),
@@ -48,6 +50,7 @@ MISTAKES = [
     (["train", "--data-dir", "/no/such/folder"], 1, "is not a directory"),
     (["compare", "/no/such/run"], 1, "not a finished run"),
     (["evaluate", "./no-such-run"], 1, "does not exist"),
+    (["evaluate", "runs/no-such-run"], 1, "runs/no-such-run does not exist"),  # ./runs exists: a typo'd folder
     (["push", "/no/such/run", "--repo-id", "not a repo id", "--dry-run", "out"], 2, "repo id"),
     (["push", "/no/such/run", "--repo-id", "me/model4", "--dry-run", "out"], 1, "/no/such/run"),
     (["evaluate", "runs/x", "--split", "tset"], 2, "invalid choice: 'tset'"),
@@ -70,9 +73,11 @@ def _hide_ray(folder):
 
 def test_every_mistake_is_one_error_line_with_its_fix(tmp_path):
     assert len(MISTAKES) >= 20
-    # outside any git checkout, no data folder configured: as a newcomer's shell would be
-    results = run_cli_many(*(args for args, _, _ in MISTAKES), cwd=tmp_path, env_extra={"TINYHUB_DATA_DIR": ""})
-    no_ray = subprocess.run([TINYHUB, "sweep"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    # outside any git checkout, no data folder configured, no network: as a newcomer's laptop on a train would be
+    (tmp_path / "runs" / "model4-s0").mkdir(parents=True)
+    offline = {"TINYHUB_DATA_DIR": "", "HF_ENDPOINT": "https://hub.tinyhub-test.invalid"}
+    results = run_cli_many(*(args for args, _, _ in MISTAKES), cwd=tmp_path, env_extra=offline)
+    no_ray = subprocess.run([TINYHUB, "sweep"], cwd=tmp_path, capture_output=True, text=True, timeout=SAFETY_TIMEOUT,
                             env={**__import__("os").environ, "PYTHONPATH": str(_hide_ray(tmp_path / "site"))})
     cases = [*MISTAKES, (["sweep", "(without the hpo extra)"], 1, 'pip install "tinyhub[hpo]"')]
     wrong = []
@@ -115,7 +120,7 @@ def test_the_documented_accelerate_launch_prints_no_notice_of_defaults(mnist_dir
     words = shlex.split(line, comments=True)
     args = [sys.executable, "-m", "accelerate.commands.launch", *words[2:]]
     args += [*FAST, "training.epochs=1", "data.subset=300", f"data.dir={mnist_dir}", f"run.dir={tmp_path / 'acc'}"]
-    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "were not passed to `accelerate launch`" not in r.stderr, r.stderr[-3000:]
     assert (tmp_path / "acc" / "results.json").is_file()
@@ -167,7 +172,7 @@ def test_the_reports_command_trains_the_same_recipe_again(tiny_runs, tmp_path):
     words = shlex.split(command)
     assert words[:2] == ["tinyhub", "train"] and "--data-dir" in words  # runnable here, with this machine's data
     r = subprocess.run([TINYHUB, *words[1:], "progress=false"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=600)
+                       timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stderr[-2000:]
     again = json.loads(next((tmp_path / "runs").glob("*/results.json")).read_text())
     first = json.loads((tiny_runs[0] / "results.json").read_text())

@@ -23,6 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hubserver import HubServer, free_port, git_blob_sha1  # noqa: E402
+from conftest import SAFETY_TIMEOUT  # noqa: E402
 
 TOKEN = "hf_test_token"
 OTHER_TOKEN = "hf_other_token"
@@ -70,7 +71,7 @@ def run_client(hub: HubServer, tmp_path: Path, script: str, *, token: str | None
     env["WORKDIR"] = str(tmp_path)
     proc = subprocess.run(
         [sys.executable, "-c", PRELUDE + textwrap.dedent(script)],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=SAFETY_TIMEOUT,
     )
     assert proc.returncode == 0, f"client script failed:\nSTDOUT:\n{proc.stdout}\nSTDERR:\n{proc.stderr}"
     return json.loads(proc.stdout.strip().splitlines()[-1])

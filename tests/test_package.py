@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import FAST, REPO, TINYHUB, hub_client, run_cli, run_cli_many
+from conftest import FAST, REPO, SAFETY_TIMEOUT, TINYHUB, hub_client, run_cli, run_cli_many
 from tinyhub import modeling
 
 #: What only the training extras install. Importing tinyhub or tinyhub.modeling must touch none of them.
@@ -52,7 +52,7 @@ def wheel(tmp_path_factory) -> tuple[Path, str]:
     dist = tmp_path_factory.mktemp("dist")
     build = subprocess.run([sys.executable, "-c", f"from setuptools import build_meta; "
                             f"print(build_meta.build_wheel({str(dist)!r}))"],
-                           cwd=src, capture_output=True, text=True, timeout=300)
+                           cwd=src, capture_output=True, text=True, timeout=SAFETY_TIMEOUT)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     (whl,) = dist.glob("tinyhub-*.whl")
     return whl, build.stdout + build.stderr
@@ -63,12 +63,12 @@ def core_site(wheel, tmp_path_factory) -> Path:
     """The wheel installed on its own (no dependencies pulled) into a folder used as PYTHONPATH."""
     site = tmp_path_factory.mktemp("site")
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site),
-                        str(wheel[0])], capture_output=True, text=True, timeout=300)
+                        str(wheel[0])], capture_output=True, text=True, timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stderr[-3000:]
     return site
 
 
-def _core_python(site: Path, code: str, cwd: Path, base_env: dict | None = None, timeout: int = 300):
+def _core_python(site: Path, code: str, cwd: Path, base_env: dict | None = None, timeout: int = SAFETY_TIMEOUT):
     """Run `code` in a fresh interpreter that sees the installed wheel first and no training extras."""
     import os
 
@@ -125,7 +125,7 @@ def test_importing_tinyhub_never_imports_training_packages_even_when_installed()
     code = ("import sys, tinyhub, tinyhub.modeling\n"
             "tinyhub.from_pretrained  # the everyday surface\n"
             f"print(sorted(k for k in sys.modules if k.split('.')[0] in {TRAINING_ONLY!r}))\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr[-2000:]
 
 
@@ -190,7 +190,7 @@ def test_commands_run_for_real_with_one_spelling_and_honest_exit_codes(mnist_dir
                 "training.epochs=1", "data.subset=300", f"run.dir={run}", "progress=auto", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     results = json.loads((run / "results.json").read_text())
-    assert results["batch_size_per_process"] == 32 and results["data"]["dir"] == str(mnist_dir)
+    assert results["batch_size_per_process"] == 32 and results["data"]["dir"] == str(mnist_dir.resolve())
     assert "after 1 epoch |" in r.stdout  # not "1 epochs"
     assert "\r" not in r.stderr and "it/s" not in r.stderr  # no progress bars in redirected output
     log = (run / "train.log").read_text()  # the run's own log, beside the console output
@@ -224,7 +224,7 @@ def test_accelerate_launch_runs_the_module(mnist_dir, tmp_path):
     r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
                         "-m", "tinyhub", "train", "model=opt6k", *FAST, "--data-dir", str(mnist_dir),
                         "training.epochs=1", "data.subset=300", f"run.dir={tmp_path / 'acc'}"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                       cwd=tmp_path, capture_output=True, text=True, timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((tmp_path / "acc" / "results.json").read_text())["final"]["test_total"] > 0
 
@@ -248,7 +248,8 @@ model = tinyhub.from_pretrained(run / "model")
 card = cards.build_card(run, repo_id="me/opt6k")
 print("OK", type(model).__name__)
 """
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == "OK Opt6k"
 

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from tinyhub import modeling
-from conftest import REPO, hub_client
+from conftest import REPO, SAFETY_TIMEOUT, hub_client
 
 LOGITS = """
 import json, sys, torch
@@ -163,11 +163,11 @@ def test_concurrent_change_is_not_overwritten(hub, tiny_runs, tmp_path):
     env = hub.client_env(tmp_path / "hf_home")
     proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "push.py"), str(tiny_runs[1]), "--repo-id", repo],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 1800  # a safety net
     while hub.pending_faults and time.time() < deadline:
         time.sleep(0.05)
     theirs = hub.commit_files(repo, {"NOTES.md": "their change"}, "someone else", "main")
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=SAFETY_TIMEOUT)
     assert proc.returncode == 1, out + err
     assert "changed while pushing" in err
     assert hub.head(repo, "main") == theirs  # their commit stays on top, untouched

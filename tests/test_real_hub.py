@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import TINYHUB
+from conftest import SAFETY_TIMEOUT, TINYHUB
 
 TOKEN = os.environ.get("TINYHUB_REAL_HUB_TOKEN")
 pytestmark = pytest.mark.skipif(not TOKEN, reason="opt-in: set TINYHUB_REAL_HUB_TOKEN to test against the real Hub")
@@ -25,19 +25,21 @@ def _real_env(tmp_path):
 def test_push_and_load_on_the_real_hub(tiny_runs, tmp_path):
     env = _real_env(tmp_path)
     who = subprocess.run([sys.executable, "-c", "from huggingface_hub import whoami; print(whoami()['name'])"],
-                         env=env, capture_output=True, text=True, timeout=60)
+                         env=env, capture_output=True, text=True, timeout=SAFETY_TIMEOUT)
     if who.returncode != 0:
         pytest.skip(f"the real Hub is not reachable from here: {who.stderr.strip()[-200:]}")
     repo = f"{who.stdout.strip()}/tinyhub-test-{uuid.uuid4().hex[:8]}"
     try:
         r = subprocess.run([TINYHUB, "push", str(tiny_runs[0]), "--repo-id", repo,
-                            "--private", "--tag", "v1"], env=env, capture_output=True, text=True, timeout=600)
+                            "--private", "--tag", "v1"], env=env, capture_output=True, text=True,
+                           timeout=SAFETY_TIMEOUT)
         assert r.returncode == 0, r.stderr[-2000:]
         code = (f"import tinyhub; m = tinyhub.from_pretrained({repo!r}, revision='v1'); "
                 "print(m.num_parameters())")
-        load = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        load = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              timeout=SAFETY_TIMEOUT)
         expected = json.loads((tiny_runs[0] / "results.json").read_text())["parameters"]
         assert load.stdout.strip().splitlines()[-1] == str(expected), load.stderr[-2000:]
     finally:
         subprocess.run([sys.executable, "-c", f"from huggingface_hub import delete_repo; delete_repo({repo!r}, "
-                        "missing_ok=True)"], env=env, capture_output=True, timeout=120)
+                        "missing_ok=True)"], env=env, capture_output=True, timeout=SAFETY_TIMEOUT)

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from tinyhub import modeling
+from conftest import SAFETY_TIMEOUT
 
 
 def _saved(tmp_path, name="model4", **kwargs):
@@ -108,7 +109,7 @@ def test_identical_weights_give_identical_bytes_across_processes(tmp_path):
             "modeling.create_model('model4').save_pretrained(sys.argv[1])")
     for out in ("a", "b", "c"):
         r = subprocess.run([sys.executable, "-c", code, str(tmp_path / out)], capture_output=True, text=True,
-                           timeout=120)
+                           timeout=SAFETY_TIMEOUT)
         assert r.returncode == 0, r.stderr[-2000:]
     a = (tmp_path / "a" / "model.safetensors").read_bytes()
     b, c = ((tmp_path / out / "model.safetensors").read_bytes() for out in ("b", "c"))

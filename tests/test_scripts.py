@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from conftest import run_cli
+from conftest import SAFETY_TIMEOUT, run_cli
 
 
 ROW = r"\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+([\d,]+)"
@@ -14,7 +14,7 @@ def test_bench_times_the_engine_itself_side_by_side_with_the_seeds(tiny_runs, mn
     # tinyhub's rows are `tinyhub.trainer.train` runs: their figures are the ones the engine recorded.
     r = run_cli("bench", "--quick", "--epochs", "1", "--model", "opt6k", "--data-dir", str(mnist_dir),
                 "--keep-runs", str(tmp_path), "--time-to-target", str(tiny_runs[0]), "--teacher", str(tiny_runs[1]),
-                "--profile", timeout=600)
+                "--profile", timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stderr[-3000:]
     seeds = re.search(r"seeds' pipeline \(DataLoader \+ PIL\)" + ROW, r.stdout)
     ours = re.search(r"\ntinyhub \(tinyhub.trainer.train\)" + ROW, r.stdout)
@@ -44,7 +44,7 @@ def test_bench_times_the_recipe_with_its_overrides(mnist_dir, tmp_path):
     # with a clear error instead of timing the unchanged recipe.
     # With --rounds, the rows run in turn and the table is the round of the median ratio, every round listed.
     r = run_cli("bench", "--quick", "--epochs", "1", "--rounds", "2", "--model", "minimobilenet", "--data-dir",
-                str(mnist_dir), "--keep-runs", str(tmp_path), "model.dropout=0.1", "data.batch_size=128", timeout=600)
+                str(mnist_dir), "--keep-runs", str(tmp_path), "model.dropout=0.1", "data.batch_size=128")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "'dropout': 0.1" in r.stdout and "3,114 params" in r.stdout and "batch 128" in r.stdout
     assert "channels_last True" in r.stdout  # the recipe's own setting, kept
@@ -103,7 +103,7 @@ def test_reproduce_rerun_retrains_a_recorded_seed_and_compares(tiny_runs, tmp_pa
     assert r.returncode == 0, r.stderr[-3000:]
     runs_dir = tmp_path / "runs" / "reproduce"
     r = run_cli("reproduce", *common, "--runs-dir", str(runs_dir), "--rerun", *FAST, "training.epochs=2",
-                   "data.subset=1000", f"data.dir={mnist_dir}", timeout=600)
+                   "data.subset=1000", f"data.dir={mnist_dir}", timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stderr[-3000:]
     recorded = json.loads((tiny_runs[0] / "results.json").read_text())["final"]["test_accuracy"]
     (entry,) = json.loads((tmp_path / "results" / "reruns.json").read_text())

@@ -15,7 +15,7 @@ from tinyhub import trainer
 from tinyhub.trainer import checkpoint as ckpt
 from tinyhub.trainer.schema import ConfigError
 from tinyhub.trainer.stack import ModelStack, StackError
-from conftest import FAST, run_cli
+from conftest import FAST, SAFETY_TIMEOUT, run_cli
 
 STACKABLE = [m for m in modeling.list_models() if m != "net24k"]
 
@@ -202,7 +202,7 @@ def test_reproduce_trains_the_seeds_of_a_recipe_together(mnist_dir, tmp_path):
     out = tmp_path / "results"
     common = ["reproduce", "--models", "gap2k", "--seeds", "0", "1", "--runs-dir", str(tmp_path / "runs"),
               "--out", str(out), "--results-md", str(tmp_path / "RESULTS.md"), "--readme", str(tmp_path / "README.md")]
-    r = run_cli(*common, *FAST, "data.subset=256", "training.epochs=1", f"data.dir={mnist_dir}", timeout=600)
+    r = run_cli(*common, *FAST, "data.subset=256", "training.epochs=1", f"data.dir={mnist_dir}", timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "[gap2k seeds [0, 1] together] training" in r.stdout
     for s in (0, 1):

@@ -15,7 +15,7 @@ import yaml
 
 from tinyhub import trainer
 from tinyhub.trainer import sweep, sweep_space
-from conftest import REPO, run_cli
+from conftest import REPO, SAFETY_TIMEOUT, run_cli
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray[tune] (tinyhub[hpo])")
 
@@ -46,7 +46,7 @@ def asha_sweep(mnist_dir, tmp_path_factory):
         "hpo.space.lr=null", "hpo.space.data.batch_size.values=[32,64]",
         f"+hpo.space.training.optimizer.lr={{type:grid,values:[{GOOD_LR},{BAD_LR},{FAILING_LR}]}}",
         "+hpo.space.augment.rotation={type:uniform,low:0,high:5}",
-        env_extra={**RAY_ENV, "RAY_TMPDIR": ray_tmp, "HF_TOKEN": SECRET, "WANDB_API_KEY": SECRET}, timeout=600)
+        env_extra={**RAY_ENV, "RAY_TMPDIR": ray_tmp, "HF_TOKEN": SECRET, "WANDB_API_KEY": SECRET})
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     RAY_TMP["dir"] = ray_tmp
     summary = json.loads((out / "results.json").read_text())
@@ -113,11 +113,11 @@ def test_selection_is_on_validation_never_test(monkeypatch, tmp_path):
 
 def test_cli_refuses_an_invalid_sweep_without_starting_anything(tmp_path):
     out = tmp_path / "never"
-    r = run_cli("sweep", "hpo.space.lr.type=normal", f"hpo.dir={out}", env_extra=RAY_ENV, timeout=120)
+    r = run_cli("sweep", "hpo.space.lr.type=normal", f"hpo.dir={out}", env_extra=RAY_ENV, timeout=SAFETY_TIMEOUT)
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
     assert "error: hpo.space.lr: unknown type 'normal'" in r.stderr
     assert "Started a local Ray instance" not in r.stdout + r.stderr and not out.exists()
-    r = run_cli("sweep", "hpo.val_size=0", f"hpo.dir={out}", env_extra=RAY_ENV, timeout=120)
+    r = run_cli("sweep", "hpo.val_size=0", f"hpo.dir={out}", env_extra=RAY_ENV, timeout=SAFETY_TIMEOUT)
     assert r.returncode == 2 and "never chooses on the test split" in r.stderr and not out.exists()
 
 
@@ -200,7 +200,7 @@ def test_importing_trainer_never_needs_ray():
     code = ("import sys; sys.modules['ray'] = None\n"
             "import tinyhub.trainer, tinyhub.trainer.sweep\n"
             "print('ok')")
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
 
 
@@ -288,7 +288,7 @@ def test_wandb_offline_optuna_sweep_writes_a_run(mnist_dir, tmp_path):
     r = run_cli("sweep", *SMALL, f"data.dir={mnist_dir}", "data.subset=400", "hpo.val_size=300",
                    "training.epochs=1", "hpo.num_samples=1", "hpo.search=optuna", "hpo.seed=0", "hpo.wandb=true",
                    "hpo.scheduler.name=none", f"hpo.dir={out}",
-                   env_extra={**RAY_ENV, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}, timeout=600)
+                   env_extra={**RAY_ENV, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}, timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     summary = json.loads((out / "results.json").read_text())
     assert summary["search"] == "optuna" and summary["best"] is not None
@@ -340,13 +340,13 @@ def test_a_killed_sweep_resumes_and_finishes_only_the_missing_trials(mnist_dir, 
     with open(tmp_path / "first.log", "w") as log:
         driver = subprocess.Popen([TINYHUB, "sweep", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
-        deadline = time.time() + 300
+        deadline = time.time() + 1800  # a safety net for a hung sweep
         while not list(out.glob("trials/*/results.json")) and time.time() < deadline and driver.poll() is None:
             time.sleep(0.2)
         # The driver and its local Ray killed outright once the first trial has finished: Tune may not have
         # recorded that trial's end (Ctrl-C, the gentle case, saves Tune's state before it stops).
         os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=60)
+        driver.wait(timeout=SAFETY_TIMEOUT)
     finished = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("trials/*/results.json")}
     assert 1 <= len(finished) < 3, (tmp_path / "first.log").read_text()[-3000:]
     # Resuming with another configuration is refused before Ray starts.
@@ -355,7 +355,7 @@ def test_a_killed_sweep_resumes_and_finishes_only_the_missing_trials(mnist_dir, 
         _plan(*[a.replace("training.epochs=1", "training.epochs=2") for a in args], "hpo.resume=true")
     monkeypatch.delitem(sys.modules, "ray")
     r = run_cli("sweep", *args, "hpo.resume=true", env_extra={**RAY_ENV, "RAY_TMPDIR": env["RAY_TMPDIR"]},
-                timeout=600)
+                timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     summary = json.loads((out / "results.json").read_text())
     assert summary["resumed"] is True and len(summary["trials"]) == 3

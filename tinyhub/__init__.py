@@ -12,6 +12,21 @@ Importing tinyhub (or tinyhub.modeling) needs only torch, safetensors and huggin
 
 __version__ = "0.2.0"
 
-from .modeling import create_model, from_pretrained, list_models, summary  # noqa: E402
-
 __all__ = ["__version__", "create_model", "from_pretrained", "list_models", "summary"]
+
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:  # for type checkers and the API reference; at run time they are imported when first used
+    from .modeling import create_model, from_pretrained, list_models, summary  # noqa: F401
+
+
+def __getattr__(name: str):
+    """The model zoo's functions and the subpackages, imported when first used: `tinyhub --version`, `--help` and
+    a command's mistakes answer without importing torch."""
+    import importlib
+
+    if name in ("create_model", "from_pretrained", "list_models", "summary"):
+        return getattr(importlib.import_module("tinyhub.modeling"), name)
+    if name in ("modeling", "trainer", "cards"):
+        return importlib.import_module(f"tinyhub.{name}")
+    raise AttributeError(f"module 'tinyhub' has no attribute {name!r}")

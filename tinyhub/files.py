@@ -134,6 +134,40 @@ def _finite(obj):
     return obj
 
 
+#: What a model argument may be, for the error line of one that is none of them.
+MODEL_ARGUMENT_HINT = "Give a run directory, a model folder or a Hub repo id (NAMESPACE/NAME)."
+
+#: Endings of a file's name: a model argument ending so names a file here, never a Hub repo.
+_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".yaml", ".yml", ".onnx", ".txt", ".gz")
+
+
+def missing_local_path(spec: str) -> str | None:
+    """When `spec` (a model argument: a folder here or a Hub repo id NAMESPACE/NAME[@revision]) reads as a path on
+    this machine and nothing is there, one sentence naming what is missing; else None (it exists, or it is a repo
+    id). A path: it starts with . / or ~, holds a backslash or more than one /, ends in a file name, or its first
+    part is a folder here (`runs/model4-s0` where ./runs exists)."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        return None
+    first = spec.split("/", 1)[0]
+    local = (spec.startswith((".", "/", "~")) or "\\" in spec or spec.count("/") > 1
+             or spec.lower().endswith(_FILE_SUFFIXES) or ("/" in spec and Path(first).expanduser().is_dir()))
+    if not local:
+        return None
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    near = []
+    with contextlib.suppress(OSError):
+        import difflib
+
+        names = sorted(p.name for p in parent.iterdir() if not p.name.startswith("."))
+        relative = path.relative_to(parent).parts[0] if path.is_relative_to(parent) else path.name
+        near = difflib.get_close_matches(relative, names, n=3, cutoff=0.5)
+    hint = f" (in {parent}: {', '.join(near)})" if near else ""
+    return f"{spec} does not exist{hint}"
+
+
 def check_output_folder(path: str | Path, own: tuple[str, ...] = ()) -> None:
     """`path` may become a folder tinyhub writes: it is absent, an empty folder, a folder tinyhub made (marked), or
     one that holds only files named like tinyhub's outputs there (`own`: glob patterns; folders written before the

@@ -1,14 +1,17 @@
-"""Every request tinyhub makes to the Hub has a time limit, and a Hub that does not answer is asked once, not again
-and again: huggingface_hub's own client waits for ever (no timeout) and retries a timeout or a refused connection
-five times with back-off, so a Hub that accepts connections and never answers used to hang a push for many minutes.
+"""Every request tinyhub makes to the Hub has a time limit, and a Hub that cannot be reached is tried once, not again
+and again: huggingface_hub's own client waits for ever (no timeout) and retries a refused connection or a timeout
+five times with back-off (about 25 s of waiting with no network at all).
 
 `use_hub_timeouts()` installs, once per process, huggingface_hub's client with
 - a connect and a read timeout of TINYHUB_HUB_TIMEOUT seconds (default 10) on every request, and
-- a breaker: once a host has failed to connect or to answer in time, further requests to it in this process fail
-  at once (huggingface_hub's retries then cost only their short waits), so a silent Hub ends any command within
-  about a minute with one error line. Answers the Hub does give, such as 429 and 5xx, are retried as before.
+- a breaker: a connection that fails (no network, a name that does not resolve, a refused or timed-out connect)
+  raises HubUnreachable at once, which huggingface_hub treats as offline mode and does not retry; every later
+  request to that host in this process fails the same way without trying. A Hub that connects but does not answer
+  in time is asked once more, then treated the same. Answers the Hub does give, such as 429 and 5xx, are retried
+  as before.
 
-tinyhub calls it before its own Hub requests (loading a model, pushing, loading a Hub dataset).
+tinyhub calls it before its own Hub requests (loading a model, pushing, loading a Hub dataset); `unreachable()`
+then says in one sentence which host failed and how to work offline.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import logging
 import os
 import sys
 import threading
+
+from huggingface_hub.errors import OfflineModeIsEnabled
 
 from tinyhub.errors import UsageError
 
@@ -83,14 +88,64 @@ class _QuietAboutAKnownSilence(logging.Filter):
                     ("not asking again" in message or message.startswith("Retrying in")))
 
 
-def unanswered_note() -> str:
-    """For an error line: the Hub hosts that did not answer in this process and what to do ("" if none)."""
+class HubUnreachable(OfflineModeIsEnabled):
+    """The Hub's host could not be reached in this process. An OfflineModeIsEnabled, so that huggingface_hub
+    neither retries it nor hides it: downloads fall back to the local cache as they do offline."""
+
+
+def unreachable() -> str | None:
+    """One sentence for an error line when a Hub host failed in this process: which, why, and how to work offline."""
     breaker = _breaker
     if breaker is None or not breaker.failed:
-        return ""
+        return None
     hosts = ", ".join(f"{host} ({why})" for host, why in sorted(breaker.failed.items()))
-    return (f" (The Hub did not answer: {hosts}. Check the connection or HF_ENDPOINT; {TIMEOUT_ENV}=SECONDS waits "
-            "longer, HF_HUB_OFFLINE=1 uses what is already downloaded.)")
+    return (f"the Hub at {hosts} cannot be reached. Check the network (or HF_ENDPOINT); to work offline, "
+            "HF_HUB_OFFLINE=1 uses what is already downloaded, a local run or model folder needs no network, and "
+            f"--data-dir trains on local IDX files ({TIMEOUT_ENV}=SECONDS waits longer for a slow Hub).")
+
+
+def unanswered_note() -> str:
+    """For an error line that does not say it already: " (the Hub at ... cannot be reached ...)", or ""."""
+    said = unreachable()
+    return f" ({said})" if said else ""
+
+
+def describe(error: BaseException) -> str:
+    """An error from a Hub request, in words: `unreachable()` when the network failed, else the error's own text."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, HubUnreachable):
+            return unreachable() or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return str(error)
+
+
+def hub_unreachable() -> bool:
+    """Whether the Hub is out of reach: offline mode, a host that failed before in this process, or one connection
+    attempt to it that fails now (no retries). For libraries that would retry for long (`datasets`)."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return True
+    use_hub_timeouts()
+    url = urlparse(constants.ENDPOINT)
+    host = f"{url.scheme}://{url.netloc}"
+    if _breaker is None:
+        return False
+    if host in _breaker.failed:
+        return True
+    import socket
+
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=min(hub_timeout(), 5.0)).close()
+    except (OSError, UnicodeError) as e:
+        with _breaker.lock:
+            _breaker.failed[host] = type(e).__name__
+        return True
+    return False
 
 
 class _Breaker:
@@ -113,10 +168,14 @@ class _BreakerTransport:
         with self.breaker.lock:
             failed = self.breaker.failed.get(host)
         if failed:
-            raise httpx.ConnectError(f"{host} did not answer before ({failed}); not asking again", request=request)
+            raise HubUnreachable(f"{host} did not answer before ({failed}); not asking again")
         try:
             return self.inner.handle_request(request)
-        except (httpx.TimeoutException, httpx.ConnectError) as e:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # no network: trying again will not help
+            with self.breaker.lock:
+                self.breaker.failed[host] = type(e).__name__
+            raise HubUnreachable(f"{host} cannot be reached ({type(e).__name__}: {e})") from e
+        except httpx.TimeoutException as e:  # connected, no answer in time: asked once more, then never again
             with self.breaker.lock:
                 self.breaker.failed[host] = type(e).__name__
             raise

@@ -197,8 +197,8 @@ def explain_composition_error(error: BaseException, overrides: list[str], schema
         hint = f" (did you mean {' or '.join(f'{group}={c}' for c in close)}?)" if close else ""
         also = (" model.name=NAME trains any architecture of `tinyhub list-models` with the default recipe."
                 if group == "model" else "")
-        return ConfigError(f"{group}={given.get(group, option)}: there is no such recipe{hint}; the {group} recipes are "
-                           f"{', '.join(options)}.{also}")
+        return ConfigError(f"{group}={given.get(group, option)}: there is no such recipe{hint}; the {group} recipes "
+                           f"are {', '.join(options)}.{also}")
     if isinstance(error, OverrideParseException):
         bad = _unreadable_override(overrides)
         what = f"the override {bad!r}" if bad else "the overrides"

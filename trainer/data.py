@@ -17,8 +17,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import struct
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from tinyhub.errors import TinyhubError
 from tinyhub.files import atomic_path, disk_full_message, is_disk_full
-from tinyhub.hub_http import use_hub_timeouts
+from tinyhub.hub_http import hub_unreachable, unreachable
 
 from .schema import DataConfig
 from .seeding import validation_permutation
@@ -54,6 +56,33 @@ IDX_STEMS = {
 MNIST_FINGERPRINT = "abc9f508efcbbfa3f122540eaae72c178b63b68dee72ede3511c471690bd7b14"
 MNIST_HUB_ID = "ylecun/mnist"
 MNIST_NAME = "MNIST"
+
+#: The datasets tinyhub certifies by content, by the skeleton of their name (see `certified_name`). A name or Hub
+#: id with one of these skeletons is only ever recorded, carded or published for data whose fingerprint matches.
+CERTIFIED_NAMES = {"mnist": MNIST_NAME}
+#: Letters of other scripts, and digits, that read as the Latin letters of a certified name.
+_LOOK_ALIKES = str.maketrans({
+    "М": "m", "м": "m", "Μ": "m", "ｍ": "m", "Ν": "n", "Н": "n", "п": "n", "И": "n", "Ι": "i", "І": "i",
+    "і": "i", "ι": "i", "ı": "i", "Ӏ": "i", "1": "i", "!": "i", "|": "i", "l": "i", "Ѕ": "s", "ѕ": "s",
+    "5": "s", "$": "s", "Т": "t", "т": "t", "Τ": "t", "τ": "t", "7": "t", "+": "t",
+})
+#: What is read past when names are compared: separators, punctuation, and invisible characters.
+_SEPARATORS = re.compile(r"[\W_]+|[\u200b-\u200f\u2060\ufeff]", re.UNICODE)
+
+
+def certified_name(text: str | None) -> str | None:
+    """The certified dataset (its display name, "MNIST") that `text` spells in any form, else None.
+
+    The comparison reads past what makes two spellings look alike to a person: Unicode compatibility forms
+    (NFKC), accents, letters of other scripts that look Latin, case, whitespace and separators (- _ . and
+    spaces), and a Hub namespace (`someone/MNIST`). "MNIST ", "ylecun/MNIST", "m-n-i-s-t" and "МNIST" (Cyrillic М)
+    all name MNIST; "fashion-mnist" does not."""
+    if not text or not isinstance(text, str):
+        return None
+    folded = unicodedata.normalize("NFKC", text).strip().rsplit("/", 1)[-1]
+    folded = "".join(c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c))
+    skeleton = _SEPARATORS.sub("", folded.translate(_LOOK_ALIKES).casefold()).translate(_LOOK_ALIKES)
+    return CERTIFIED_NAMES.get(skeleton)
 #: A file beside the IDX files naming the classes: UTF-8, one name per line, line i names class i.
 LABELS_FILE = "labels.txt"
 SUPPORTED_CHANNELS = (1, 3)
@@ -209,16 +238,16 @@ def _idx_identity(files: dict[tuple[str, str], Path], digests: dict[Path, str], 
     """MNIST only for the canonical files; any other IDX data by the name the user gives, or unidentified."""
     mismatched = [p for p in files.values() if MNIST_SHA256.get(p.name) != digests[p]]
     if not mismatched:
-        if name and name.lower() != "mnist":
+        if name and not certified_name(name):
             logger.warning("data.name=%s is not used: these are the canonical MNIST files (checksums verified)", name)
         return DatasetIdentity(MNIST_NAME, "idx", "the SHA-256 checksums of the four IDX files", fingerprint,
                                canonical="mnist")
     path = mismatched[0]
     found = f"{path} does not match the canonical MNIST checksum (sha256 {digests[path][:16]}...)"
-    if name and name.lower() == "mnist":
-        raise DataError(f"data.name=mnist, but {found}: the name MNIST is kept for the canonical files. If these "
-                        "are MNIST, they are truncated or corrupt: replace them with a fresh copy. If they are another "
-                        "dataset, give its own name: data.name=NAME.")
+    if certified_name(name):
+        raise DataError(f"data.name={name!r} names MNIST, but {found}: the name MNIST is kept for the canonical files "
+                        "(in any spelling). If these are MNIST, they are truncated or corrupt: replace them with a "
+                        "fresh copy. If they are another dataset, give its own name: data.name=NAME.")
     if name:
         return DatasetIdentity(name, "idx", "data.name", fingerprint)
     if verify:
@@ -277,23 +306,6 @@ def _load_idx(data_dir: Path, *, name: str | None, verify: bool, cache_root: Pat
 DEFAULT_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 
 
-def _hub_unreachable() -> bool:
-    """True when the Hub's host name does not even resolve (no network): one lookup, no retries."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return True
-    host = urlparse(constants.ENDPOINT).hostname
-    try:
-        socket.getaddrinfo(host, None)
-    except (socket.gaierror, UnicodeError):
-        return True
-    return False
-
-
 @contextlib.contextmanager
 def _datasets_offline(datasets):
     saved = datasets.config.HF_HUB_OFFLINE
@@ -313,15 +325,14 @@ def _open_hub(dataset_id: str, revision: str | None):
     try:
         if os.path.isdir(dataset_id):
             return datasets.load_from_disk(dataset_id)
-        use_hub_timeouts()
-        if _hub_unreachable():
+        if hub_unreachable():
             # No network: `datasets` would retry for half a minute; ask its cache alone, which answers at once.
             try:
                 with _datasets_offline(datasets):
                     return datasets.load_dataset(dataset_id, revision=revision)
             except Exception as e:
-                raise DataError(f"The Hub cannot be reached (no network, or offline mode) and {dataset_id!r} is not "
-                                f"in the datasets cache. {OFFLINE_HINT}") from e
+                why = unreachable() or "the Hub cannot be reached (offline mode)."
+                raise DataError(f"{dataset_id!r} is not in the datasets cache, and {why} {OFFLINE_HINT}") from e
         return datasets.load_dataset(dataset_id, revision=revision)
     except DataError:
         raise
@@ -424,10 +435,11 @@ def _hub_identity(dataset_id: str, revision: str | None, is_folder: bool, name: 
             else "its Hub id"
         return DatasetIdentity(MNIST_NAME, source, how, meta["fingerprint"], hub_id=hub_id, revision=revision,
                                canonical="mnist", **about)
-    if name and name.lower() == "mnist":
-        raise DataError(f"data.name=mnist, but {dataset_id!r} is not canonical MNIST (its images and labels differ "
-                        "from the 70,000 of MNIST): the name MNIST is kept for MNIST itself. Give its own name with "
-                        "data.name=NAME.")
+    for given, what in ((name, "data.name"), (hub_id, "data.dataset")):
+        if certified_name(given):
+            raise DataError(f"{what}={given!r} names MNIST, but {dataset_id!r} is not canonical MNIST (its images and "
+                            "labels differ from the 70,000 of MNIST): the name MNIST, in any spelling, is kept for "
+                            "MNIST itself. Give its own name with data.name=NAME.")
     if name:
         return DatasetIdentity(name, source, "data.name", meta["fingerprint"], hub_id=hub_id, revision=revision,
                                **about)
@@ -435,7 +447,7 @@ def _hub_identity(dataset_id: str, revision: str | None, is_folder: bool, name: 
         return DatasetIdentity(hub_id, source, "its Hub id", meta["fingerprint"], hub_id=hub_id, revision=revision,
                                **about)
     own = info.get("dataset_name") or info.get("builder_name")
-    if own and own.lower() != "mnist":
+    if own and not certified_name(own):
         return DatasetIdentity(own, source, "the folder's DatasetInfo", meta["fingerprint"], **about)
     why = ("the folder's DatasetInfo calls it 'mnist', but its content is not canonical MNIST" if own else
            "the folder's DatasetInfo has no name")

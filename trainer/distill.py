@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from tinyhub import modeling
 from tinyhub.errors import UsageError
+from tinyhub.files import missing_local_path
 from tinyhub.modeling._base import WEIGHTS_NAME
 
 from .record import RunRecordError, TeacherRecord, load_run
@@ -68,9 +69,10 @@ def _load_one(spec: str) -> Teacher:
             results = load_run(path)
             record.update(test_accuracy=results.final.test_accuracy, dataset=results.dataset.name)
     else:
-        if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
-            raise TeacherError(f"training.distill.teacher={spec!r} does not exist. Give a run directory, a model "
-                               "folder or a Hub repo id[@revision].")
+        missing = missing_local_path(spec)
+        if missing:
+            raise TeacherError(f"training.distill.teacher: {missing}. Give a run directory, a model folder or a Hub "
+                               "repo id[@revision].")
         from huggingface_hub import hf_hub_download, model_info
 
         from tinyhub.hub_http import use_hub_timeouts

@@ -35,8 +35,8 @@ from . import checkpoint as ckpt
 from . import host_memory, seeding
 from .augment import AugmentConfig, augment_batch
 from .config import RESUME_MAY_CHANGE, describe_value, differences, recipe_overrides
-from .schema import (ConfigError, OptimizerConfig, RecipeConfig, SchedulerConfig, TrainConfig, config_dict,
-                     typed_config)
+from .schema import (TRAIN_LIMITS, ConfigError, OptimizerConfig, RecipeConfig, SchedulerConfig, TrainConfig,
+                     check_limits, config_dict, typed_config)
 from .data import DataError, DatasetIdentity, load_from_config, shard_batches
 from .distill import distillation_loss, load_teachers, soft_targets, teacher_specs
 from .evaluation import predict
@@ -283,24 +283,6 @@ def _check_tracker(report_to: str) -> None:
                               "(or `pip install tinyhub[tracking]`), or choose report_to=tensorboard|none.")
 
 
-def _number(cfg: TrainConfig, dotted: str, *, integer: bool = False, low: float | None = None,
-            high: float | None = None, high_open: bool = False, meaning: str = "") -> None:
-    """One bounds check of the configuration (its types are the schema's), failing with the key, the value and
-    what it means."""
-    value = operator.attrgetter(dotted)(cfg)
-    kind = "a whole number" if integer else "a number"
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    ok = ok and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        bounds = (f" from {low}" if low is not None else "") + (
-            f" {'below' if high_open else 'up to'} {high}" if high is not None else "")
-        raise ConfigError(f"{dotted}={value!r}: must be {kind}{bounds}" + (f" ({meaning})" if meaning else "") + ".")
-
-
 def _choice(cfg: TrainConfig, dotted: str, choices: tuple[str, ...], meaning: str = "") -> None:
     value = operator.attrgetter(dotted)(cfg)
     if not (isinstance(value, str) and value.lower() in choices):
@@ -308,31 +290,31 @@ def _choice(cfg: TrainConfig, dotted: str, choices: tuple[str, ...], meaning: st
         raise ConfigError(f"{dotted}={value!r}: choose {listed}" + (f" ({meaning})" if meaning else "") + ".")
 
 
+def _check_model(model: dict) -> None:
+    """The architecture's own arguments (dropout, width, ...), checked by building it once at its default input:
+    a value it cannot take is a ConfigError here, not a traceback after the data have loaded."""
+    kwargs = {k: v for k, v in model.items() if k not in ("name", "param_budget")}
+    try:
+        modeling.check_model_arguments(model["name"], kwargs)
+    except modeling.ModelArgumentError as e:
+        raise ConfigError(f"model.{e}" if "=" in str(e).split(":")[0] else str(e)) from e
+    try:
+        built = modeling.get_model_class(model["name"])(**kwargs).eval()
+        with torch.no_grad():  # a layer of zero channels is only refused when it runs
+            built(torch.zeros(1, *built.expected_input_shape))
+    except (ValueError, TypeError, RuntimeError, ZeroDivisionError, OverflowError) as e:
+        shown = " ".join(f"model.{k}={v}" for k, v in kwargs.items())
+        raise ConfigError(f"{shown}: {model['name']} cannot be built with {'these' if len(kwargs) > 1 else 'this'} "
+                          f"({str(e).splitlines()[0]}).") from e
+
+
 def check_config(cfg: TrainConfig) -> None:
     """Refuse nonsense before anything runs or is written: every value the loop reads, with its meaning.
     (A run.dir that cannot be created is refused where it is created, with its lock.)"""
     tr = cfg.training
-    modeling.check_model_arguments(cfg.model["name"], [k for k in cfg.model if k not in ("name", "param_budget")])
-    _number(cfg, "training.epochs", integer=True, low=1)
-    _number(cfg, "data.batch_size", integer=True, low=1, meaning="images per process and step")
-    _number(cfg, "data.eval_batch_size", integer=True, low=1)
-    _number(cfg, "data.subset", integer=True, low=0, meaning="0 = every training image")
-    _number(cfg, "data.val_size", integer=True, low=0, meaning="0 = no validation split")
-    _number(cfg, "training.grad_clip", low=0, meaning="the largest gradient norm; 0 = off")
-    _number(cfg, "training.label_smoothing", low=0, high=1, high_open=True)
-    _number(cfg, "training.ema", low=0, high=1, high_open=True, meaning="the EMA decay; 0 = off")
-    if tr.distill.teacher:
-        _number(cfg, "training.distill.temperature", low=0.05, meaning="the softening temperature")
-        _number(cfg, "training.distill.weight", low=0, high=1, meaning="the soft-target share of the loss")
-    _number(cfg, "training.threads", integer=True, low=0, meaning="0 = torch's default")
-    _number(cfg, "training.checkpoint_every", integer=True, low=0, meaning="epochs; 0 = no checkpoints")
-    _number(cfg, "training.keep_checkpoints", integer=True, low=1)
-    _number(cfg, "training.optimizer.lr", low=0, meaning="a finite learning rate")
+    check_limits(cfg, TRAIN_LIMITS, TrainConfig)
+    _check_model(cfg.model)
     sched = tr.scheduler.name
-    if sched == "onecycle":
-        _number(cfg, "training.scheduler.max_lr", low=0, meaning="a finite peak learning rate")
-    if sched == "step":
-        _number(cfg, "training.scheduler.step_size", integer=True, low=1, meaning="epochs between decays")
     if cfg.seeds is not None:
         if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
             raise ConfigError(f"seeds={list(cfg.seeds)}: give distinct seeds, e.g. seeds=[0,1,2] (or seed=N for one "

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 
 from tinyhub import modeling
 from tinyhub.errors import TinyhubError
+from tinyhub.files import MODEL_ARGUMENT_HINT, missing_local_path
+from tinyhub.hub_http import describe
 
 from .record import RunRecord, RunRecordError, load_run
 
@@ -120,8 +122,9 @@ def resolve_model(spec: str) -> ModelSource:
             return ModelSource("folder", str(path), None, None, path / "eval")
         raise EvaluationError(f"{spec} is a folder but neither a tinyhub run (results.json + model/) nor a saved "
                               "model (config.json + model.safetensors).")
-    if spec.count("/") > 1 or spec.startswith((".", "~", "/")):  # a path, not NAMESPACE/NAME
-        raise EvaluationError(f"{spec} does not exist. Give a run directory, a model folder or a Hub repo id.")
+    missing = missing_local_path(spec)
+    if missing:  # a typo'd local folder: said at once, without asking the Hub for a repo of that name
+        raise EvaluationError(f"{missing}. {MODEL_ARGUMENT_HINT}")
     repo_id, _, revision = spec.partition("@")
     return ModelSource("hub", repo_id, revision or None, None,
                        Path("eval") / (repo_id.replace("/", "__") + (f"@{revision}" if revision else "")))
@@ -135,7 +138,7 @@ def load_model(source: ModelSource):
         return modeling.from_pretrained(source.model_ref, revision=source.revision)
     except (FileNotFoundError, SafetensorError, json.JSONDecodeError, ValueError, modeling.WeightsMismatchError,
             modeling.PickleRefusedError) as e:
-        raise EvaluationError(f"cannot load the model from {source.model_ref!r}: {e}") from e
+        raise EvaluationError(f"cannot load the model from {source.model_ref!r}: {describe(e)}") from e
     except HfHubHTTPError as e:
         raise EvaluationError(f"cannot load {source.model_ref!r}@{source.revision or 'main'} from the Hub: {e}") from e
 

@@ -2,8 +2,8 @@
 of train.yaml and sweep.yaml. Recipes stay YAML; composing one checks it against these types, so a misspelt key
 or a value of the wrong type fails before anything runs, naming the key:
 
-    tinyhub train training.epochs=ten     -> error: training.epochs=ten: must be a whole number (e.g. training.epochs=15).
-    tinyhub train training.epochz=3       -> error: training.epochz is not a setting (did you mean training.epochs?); ...
+    tinyhub train training.epochs=ten  -> error: training.epochs=ten: must be a whole number (e.g. training.epochs=15).
+    tinyhub train training.epochz=3    -> error: training.epochz is not a setting (did you mean training.epochs?); ...
 
 The meaning of each setting is documented beside it in train.yaml and sweep.yaml, which users read. `model` is
 the one open section: its keys beyond `name` and `param_budget` are the architecture's own arguments (dropout,
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -216,6 +217,134 @@ def checked(schema: type, values: dict, prefix: str = "", error: type = None):
             raise (error or ConfigError)(unknown_setting_message(key, schema, prefix)) from e
         value = _dotted_get(values, str(getattr(e, "full_key", "")))
         raise (error or ConfigError)(wrong_value_message(key, value, schema, prefix)) from e
+
+
+# ---- what each number may be: every numeric setting has a limit here (a test checks that none is missing) ----
+@dataclass(frozen=True)
+class Limit:
+    """The values a numeric setting may take. A list setting (translate, betas, ...) holds two numbers, each within
+    the limit; `ordered` ones are (low, high) ranges with low <= high."""
+
+    key: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the low end itself is not allowed
+    high_open: bool = False
+    meaning: str = ""
+    ordered: bool = False
+
+    @property
+    def range_text(self) -> str:
+        """" from 0 below 1": the bounds in words, as the error line and the configuration reference say them."""
+        low = "" if self.low is None else f" {'above' if self.low_open else 'from'} {self.low:g}"
+        high = "" if self.high is None else f" {'below' if self.high_open else 'up to'} {self.high:g}"
+        return low + high
+
+
+_SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
+
+#: Every numeric setting of TrainConfig. Values outside are refused before anything runs, with this meaning.
+TRAIN_LIMITS = (
+    Limit("seed", 0, _SEED_MAX, meaning="seeds every random stream"),
+    Limit("seeds", 0, _SEED_MAX, meaning="one seed per model of the stack"),
+    Limit("recipe.target_accuracy", 0, 100, meaning="% of the test split"),
+    Limit("data.val_size", 0, meaning="0 = no validation split"),
+    Limit("data.subset", 0, meaning="0 = every training image"),
+    Limit("data.batch_size", 1, meaning="images per process and step"),
+    Limit("data.eval_batch_size", 1),
+    Limit("augment.rotation", 0, 180, meaning="degrees either way"),
+    Limit("augment.translate", 0, 1, high_open=True, meaning="fractions of the width and of the height"),
+    Limit("augment.scale", 0, 10, low_open=True, meaning="the zoom range [low,high]", ordered=True),
+    Limit("augment.shear", 0, 90, high_open=True, meaning="degrees either way"),
+    Limit("augment.center_crop_size", 0, meaning="pixels; 0 = off"),
+    Limit("augment.center_crop_p", 0, 1, meaning="a probability"),
+    Limit("augment.erase_p", 0, 1, meaning="a probability"),
+    Limit("augment.erase_area", 0, 1, low_open=True, meaning="fractions of the image area [low,high]",
+          ordered=True),
+    Limit("augment.erase_ratio", 0, 100, low_open=True, meaning="aspect ratios [low,high]", ordered=True),
+    Limit("training.epochs", 1),
+    Limit("training.optimizer.lr", 0, meaning="the learning rate"),
+    Limit("training.optimizer.momentum", 0, 1, high_open=True),
+    Limit("training.optimizer.weight_decay", 0),
+    Limit("training.optimizer.betas", 0, 1, high_open=True, meaning="Adam's two decay rates"),
+    Limit("training.scheduler.step_size", 1, meaning="epochs between decays"),
+    Limit("training.scheduler.gamma", 0, 1, low_open=True, high_open=True, meaning="the decay factor"),
+    Limit("training.scheduler.max_lr", 0, meaning="the peak learning rate"),
+    Limit("training.scheduler.pct_start", 0, 1, low_open=True, high_open=True,
+          meaning="the share of the steps that warm up"),
+    Limit("training.scheduler.patience", 0, meaning="epochs without improvement"),
+    Limit("training.scheduler.min_lr", 0, meaning="the floor of the learning rate"),
+    Limit("training.label_smoothing", 0, 1, high_open=True),
+    Limit("training.distill.temperature", 0.05, meaning="the softening temperature"),
+    Limit("training.distill.weight", 0, 1, meaning="the soft-target share of the loss"),
+    Limit("training.grad_clip", 0, meaning="the largest gradient norm; 0 = off"),
+    Limit("training.ema", 0, 1, high_open=True, meaning="the EMA decay; 0 = off"),
+    Limit("training.threads", 0, meaning="0 = torch's default"),
+    Limit("training.checkpoint_every", 0, meaning="epochs; 0 = no checkpoints"),
+    Limit("training.keep_checkpoints", 1),
+)
+
+#: The numeric settings a sweep adds (hpo.*).
+SWEEP_LIMITS = (
+    Limit("hpo.num_samples", 1),
+    Limit("hpo.val_size", 0, meaning="training images held out for validation when data.val_size is 0"),
+    Limit("hpo.seed", 0, _SEED_MAX),
+    Limit("hpo.scheduler.grace_period", 1, meaning="epochs"),
+    Limit("hpo.scheduler.reduction_factor", 1, low_open=True),
+    Limit("hpo.max_concurrent", 1),
+    Limit("hpo.num_cpus", 1, meaning="CPUs of a new local Ray instance"),
+    Limit("hpo.resources.cpu", 0, low_open=True),
+    Limit("hpo.resources.gpu", 0),
+)
+
+
+def check_limits(cfg, limits: tuple[Limit, ...], schema: type, error: type | None = None) -> None:
+    """Raise ConfigError (or `error`) naming the first setting of `cfg` (a typed config) outside its limit: the
+    key, the value and what is allowed. A setting that is None (optional, unset) passes."""
+    for limit in limits:
+        value = cfg
+        for part in limit.key.split("."):
+            value = getattr(value, part)
+        if value is None:
+            continue
+        kind = _setting(schema, limit.key)[0]
+        problem = _outside(limit, value, _element_type(kind))
+        if problem:
+            raise (error or ConfigError)(f"{limit.key}={_as_override(value)}: {problem}"
+                                         + (f" ({limit.meaning})" if limit.meaning else "") + ".")
+
+
+def _element_type(kind):
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) is typing.Union:
+        return _element_type(args[0])
+    if typing.get_origin(kind) in (list, List):
+        return list, args[0]
+    return None, kind
+
+
+def _outside(limit: Limit, value, kind) -> str | None:
+    container, element = kind
+    if container is list:
+        if not isinstance(value, (list, tuple)) or (limit.key != "seeds" and len(value) != 2):
+            return "must be two numbers in brackets, [a,b]" if limit.key != "seeds" else "must be a list of seeds"
+        for v in value:
+            problem = _outside(limit, v, (None, element))
+            if problem:
+                return problem.replace("must be", "each must be", 1)
+        if limit.ordered and value[0] > value[1]:
+            return "must be [low,high] with low <= high"
+        return None
+    integer = element is int
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    ok = ok and not isinstance(value, bool) and math.isfinite(value)
+    if ok and limit.low is not None:
+        ok = value > limit.low if limit.low_open else value >= limit.low
+    if ok and limit.high is not None:
+        ok = value < limit.high if limit.high_open else value <= limit.high
+    if ok:
+        return None
+    return f"must be {'a whole number' if integer else 'a number'}{limit.range_text}"
 
 
 # ---- what the user reads when a setting is unknown or its value has the wrong type ----

@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -42,7 +43,7 @@ from tinyhub.files import OUTPUT_MARKER, mark_output_folder, write_text_atomic
 
 from .config import compose_baseline, describe_value, differences, model_group, plain_value, trial_config
 from .record import load_run
-from .schema import HpoConfig, checked
+from .schema import SWEEP_LIMITS, HpoConfig, SweepConfig, check_limits, checked, typed_config
 from .sweep_report import console_text, write_outputs
 from .sweep_space import Param, SweepConfigError, parse_space, tune_space
 
@@ -123,7 +124,9 @@ def prepare_sweep(cfg: DictConfig | dict) -> SweepPlan:
     base.pop("hydra", None)
     _require(isinstance(base.get("hpo"), dict), "the configuration has no hpo section: compose it with "
              "config_name='sweep' (tinyhub sweep ...), or give your recipe `defaults: [sweep, _self_]`.")
-    hpo = dataclasses.asdict(checked(HpoConfig, base.pop("hpo"), "hpo.", SweepConfigError))
+    typed_hpo = checked(HpoConfig, base.pop("hpo"), "hpo.", SweepConfigError)
+    check_limits(SimpleNamespace(hpo=typed_hpo), SWEEP_LIMITS, SweepConfig, SweepConfigError)
+    hpo = dataclasses.asdict(typed_hpo)
     metric, mode, epochs = hpo["metric"], hpo["mode"], base["training"]["epochs"]
     _require(metric in VALIDATION_METRICS, f"hpo.metric={metric!r}: a sweep selects on the validation split only "
              "(val_accuracy or val_loss); the test split is never used to choose.")
@@ -175,6 +178,9 @@ def prepare_sweep(cfg: DictConfig | dict) -> SweepPlan:
         data["dataset"] = _absolute(data["dataset"])
     base["run"]["root"] = _absolute(base["run"]["root"])
 
+    from .engine import check_config
+
+    check_config(typed_config(base))  # what every trial would refuse, refused once before Ray starts
     params = parse_space(hpo["space"], base)
     grid = [p.key for p in params if p.type == "grid"]
     _require(search != "optuna" or not grid, f"hpo.space: grid parameters ({', '.join(grid)}) need "

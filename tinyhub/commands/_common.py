@@ -8,7 +8,7 @@ import sys
 
 from tinyhub.errors import TinyhubError, UsageError
 from tinyhub.files import is_disk_full
-from tinyhub.hub_http import unanswered_note
+from tinyhub.hub_http import unanswered_note, unreachable
 
 #: The one spelling of each shared concept on every command. Hydra commands translate them to their config keys.
 SHARED_OPTIONS = {"--data-dir": "data.dir", "--batch-size": "data.batch_size"}
@@ -29,7 +29,8 @@ def fail(error: BaseException) -> int:
     """Print an expected failure as one line and return its exit status (1 run time, 2 usage). In a process
     group, an error that the main process reports for everyone is printed once, by it."""
     if not getattr(error, "reported_by_main", False):
-        print(f"error: {error}{unanswered_note()}", file=sys.stderr)
+        text = str(error)
+        print(f"error: {text}{'' if (unreachable() or '') in text else unanswered_note()}", file=sys.stderr)
     return getattr(error, "exit_code", 1)
 
 
@@ -64,8 +65,8 @@ def hub_failure(error: BaseException) -> int | None:
         print(f"error: the Hub answered {status}: {error.server_message or error}.{hint}", file=sys.stderr)
         return 1
     if isinstance(error, NETWORK_ERRORS):
-        note = unanswered_note()
-        print(f"error: could not reach the Hub.{note}" if note else
+        said = unreachable()
+        print(f"error: {said}" if said else
               f"error: could not reach the Hub ({error.__class__.__name__}: {error}). Check the connection (or "
               "HF_ENDPOINT) and run the command again.", file=sys.stderr)
         return 1

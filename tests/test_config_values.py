@@ -1,0 +1,132 @@
+"""Every number of the configuration is checked before anything runs: a value that is not finite or is out of its
+range is one ConfigError (exit 2 on the command line) naming the key and what is allowed, never a traceback from
+torch after the data have loaded."""
+
+import copy
+import math
+import typing
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import FAST
+from tinyhub import trainer
+from tinyhub.trainer import schema
+from tinyhub.trainer.config import set_dotted
+
+
+def _numeric_keys(cls, prefix=""):
+    """The dotted keys of `cls` whose values are numbers, or lists of numbers."""
+    found = {}
+    for key in schema.setting_keys(cls):
+        kind = schema._setting(cls, key)[0]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if typing.get_origin(kind) is typing.Union:
+            kind, args = args[0], list(typing.get_args(args[0]))
+        element = args[0] if typing.get_origin(kind) in (list, typing.List) else kind
+        if element in (int, float) and kind is not bool:
+            found[key] = (typing.get_origin(kind) in (list, typing.List), element)
+    return found
+
+
+def test_every_numeric_setting_has_a_limit():
+    train = _numeric_keys(schema.TrainConfig)
+    assert set(train) == {limit.key for limit in schema.TRAIN_LIMITS}
+    hpo = {k: v for k, v in _numeric_keys(schema.SweepConfig).items() if k.startswith("hpo.")}
+    assert set(hpo) == {limit.key for limit in schema.SWEEP_LIMITS}
+
+
+def _bad_numbers(limit, element):
+    values = [math.nan, math.inf, -math.inf] + ([2.5] if element is int else [])
+    if limit.low is not None:
+        values.append(limit.low if limit.low_open else limit.low - 1)
+    if limit.high is not None:
+        values.append(limit.high if limit.high_open else limit.high + 1)
+    return values
+
+
+def _cases():
+    numeric = _numeric_keys(schema.TrainConfig)
+    for limit in schema.TRAIN_LIMITS:
+        is_list, element = numeric[limit.key]
+        for bad in _bad_numbers(limit, element):
+            if not is_list:
+                yield limit.key, bad
+            elif limit.key == "seeds":
+                yield limit.key, [0, bad]
+            else:
+                yield limit.key, [bad, 0.5 if limit.high in (None, 1) or limit.high > 0.5 else limit.high]
+                yield limit.key, [0.5, bad]
+        if is_list and limit.key != "seeds":
+            yield limit.key, [0.5]  # not two numbers
+        if limit.ordered:
+            yield limit.key, [0.6, 0.4]  # high below low
+
+
+CASES = list(_cases())
+
+
+@pytest.fixture(scope="module")
+def base(mnist_dir, tmp_path_factory):
+    cfg = OmegaConf.to_container(trainer.load_config([*FAST, "model=model4", "training.epochs=1", "data.subset=64",
+                                                      f"data.dir={mnist_dir}"]))
+    return cfg, tmp_path_factory.mktemp("bad-values")
+
+
+def test_the_generator_covers_every_limit():
+    assert {key for key, _ in CASES} == {limit.key for limit in schema.TRAIN_LIMITS} and len(CASES) > 150
+
+
+@pytest.mark.parametrize("key, value", CASES, ids=[f"{k}={v}" for k, v in CASES])
+def test_a_bad_number_is_refused_before_anything_runs(base, key, value):
+    cfg, root = copy.deepcopy(base[0]), base[1]
+    set_dotted(cfg, key, value)
+    run_dir = root / f"run-{abs(hash((key, str(value))))}"
+    set_dotted(cfg, "run.dir", str(run_dir))
+    with pytest.raises(trainer.ConfigError, match=rf"^{key}"):
+        trainer.train(cfg)
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("model, argument, value", [
+    ("model4", "dropout", math.nan), ("model4", "dropout", 1.5), ("model4", "dropout", -0.1),
+    ("minimobilenet", "width", math.nan), ("minimobilenet", "width", -1.0),
+    ("gap8k", "stem", 0), ("gap8k", "width", -4),
+])
+def test_an_architecture_argument_it_cannot_take_is_refused_before_anything_runs(base, model, argument, value):
+    cfg, root = copy.deepcopy(base[0]), base[1]
+    cfg["model"] = {"name": model, "param_budget": None, argument: value}
+    set_dotted(cfg, "run.dir", str(root / f"model-{model}-{argument}-{value}"))
+    with pytest.raises(trainer.ConfigError, match=rf"model.{argument}="):
+        trainer.train(cfg)
+    assert not (root / f"model-{model}-{argument}-{value}").exists()
+
+
+@pytest.mark.parametrize("limit", schema.SWEEP_LIMITS, ids=[limit.key for limit in schema.SWEEP_LIMITS])
+def test_a_bad_sweep_number_is_refused_before_ray_starts(limit, monkeypatch, tmp_path):
+    import sys
+
+    from tinyhub.trainer import sweep
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # nothing may start a trial
+    element = float if limit.key in ("hpo.scheduler.reduction_factor", "hpo.resources.cpu", "hpo.resources.gpu") \
+        else int
+    from tinyhub.trainer.config import check_composes
+
+    for bad in _bad_numbers(limit, element):
+        overrides = [f"{limit.key}={bad}", f"hpo.dir={tmp_path / 's'}"]
+        with pytest.raises(trainer.ConfigError) as refused:  # as `tinyhub sweep` composes and checks it
+            check_composes(overrides, config_name="sweep", schema=schema.SweepConfig)
+            sweep.prepare_sweep(trainer.load_config(overrides, config_name="sweep"))
+        assert refused.value.exit_code == 2 and limit.key in str(refused.value), str(refused.value)
+
+
+def test_a_sweep_refuses_a_bad_training_number_before_ray_starts(monkeypatch, tmp_path):
+    import sys
+
+    from tinyhub.trainer import sweep
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(trainer.ConfigError, match=r"training.optimizer.momentum=1.5"):
+        sweep.prepare_sweep(trainer.load_config(["training.optimizer.momentum=1.5", f"hpo.dir={tmp_path / 's'}"],
+                                                config_name="sweep"))
