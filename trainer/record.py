@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shlex
 import statistics
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -278,7 +279,7 @@ class RunRecord:
 
     @property
     def training_time_text(self) -> str:
-        """"5.1 min (306 s training at 2,950 images/s on <hardware>, 337 s wall)": a time means little without
+        """"<m> min (<s> s training at <rate> images/s on <hardware>, <s> s wall)": a time means little without
         the speed and the machine it ran at (a busy machine is slower)."""
         train_s, rate = self.train_seconds or 0, self.images_per_second
         speed = f" at {rate:,.0f} images/s" if rate else ""
@@ -298,7 +299,7 @@ class RunRecord:
             key = arg.partition("=")[0]
             args.append(f"{key}={replace[key]}" if replace and key in replace else arg)
         if data_dir:
-            args.append(f"--data-dir {data_dir}")
+            args.append(f"--data-dir {shlex.quote(data_dir)}")
         launcher = "tinyhub train"
         if self.world_size > 1 and self.device == "cpu":
             launcher = f"torchrun --nproc_per_node {self.world_size} -m tinyhub train"
