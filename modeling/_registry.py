@@ -18,7 +18,12 @@ class UnknownModelError(UsageError, KeyError):
 
 
 class ModelArgumentError(UsageError, TypeError):
-    """A model was given an argument its architecture does not take."""
+    """A model was given an argument its architecture does not take, or a value out of the argument's range
+    (then `argument` names it and the message starts "<argument>=<value>:")."""
+
+    def __init__(self, message: str, argument: str | None = None):
+        super().__init__(message)
+        self.argument = argument
 
 
 class ParameterBudgetError(UsageError, ValueError):
@@ -101,7 +106,7 @@ def check_model_arguments(name: str, kwargs: dict) -> None:
                 bounds = f"from {low:g}" if key != "width" else "above 0"
                 bounds += f" {'below' if high_open else 'up to'} {high:g}" if high is not None else ""
                 raise ModelArgumentError(f"{key}={value!r}: {name} needs {'a whole number' if whole else 'a number'}"
-                                         f" {bounds}.")
+                                         f" {bounds}.", argument=key)
 
 
 def _entry(name: str) -> _Entry:

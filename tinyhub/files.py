@@ -135,7 +135,7 @@ def _finite(obj):
 
 
 #: What a model argument may be, for the error line of one that is none of them.
-MODEL_ARGUMENT_HINT = "Give a run directory, a model folder or a Hub repo id (NAMESPACE/NAME)."
+MODEL_ARGUMENT_HINT = "Give a run directory, a model folder or a Hub repo id (NAMESPACE/NAME[@revision])."
 
 #: Endings of a file's name: a model argument ending so names a file here, never a Hub repo.
 _FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".yaml", ".yml", ".onnx", ".txt", ".gz")

@@ -104,12 +104,6 @@ def unreachable() -> str | None:
             f"--data-dir trains on local IDX files ({TIMEOUT_ENV}=SECONDS waits longer for a slow Hub).")
 
 
-def unanswered_note() -> str:
-    """For an error line that does not say it already: " (the Hub at ... cannot be reached ...)", or ""."""
-    said = unreachable()
-    return f" ({said})" if said else ""
-
-
 def describe(error: BaseException) -> str:
     """An error from a Hub request, in words: `unreachable()` when the network failed, else the error's own text."""
     seen = error

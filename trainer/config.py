@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from . import schema as schema_module  # registers the configuration schema with Hydra's ConfigStore
-from .schema import ConfigError
+from .schema import ConfigError, override_text
 
 
 def load_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train",
@@ -73,7 +73,7 @@ def recipe_overrides(cfg: dict) -> list[str]:
         if ours is _ABSENT:
             out.append(f"~{key}")
         else:
-            out.append(f"{'+' if base is _ABSENT else ''}{key}={_hydra_value(ours)}")
+            out.append(f"{'+' if base is _ABSENT else ''}{key}={override_text(ours)}")
     return out
 
 
@@ -140,23 +140,7 @@ def overridden(cfg: dict, baseline: dict, *, ignore: tuple[str, ...] = ()) -> di
 
 
 def describe_value(value) -> str:
-    return "(absent)" if value is _ABSENT else _hydra_value(value)
-
-
-def _hydra_value(value) -> str:
-    import json
-
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, str) and not value.replace("_", "").replace("-", "").replace(".", "").isalnum():
-        return json.dumps(value)
-    return str(value)
+    return "(absent)" if value is _ABSENT else override_text(value)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from tinyhub import modeling
 from tinyhub.errors import UsageError
-from tinyhub.files import missing_local_path
+from tinyhub.files import MODEL_ARGUMENT_HINT, missing_local_path
 from tinyhub.modeling._base import WEIGHTS_NAME
 
 from .record import RunRecordError, TeacherRecord, load_run
@@ -71,8 +71,7 @@ def _load_one(spec: str) -> Teacher:
     else:
         missing = missing_local_path(spec)
         if missing:
-            raise TeacherError(f"training.distill.teacher: {missing}. Give a run directory, a model folder or a Hub "
-                               "repo id[@revision].")
+            raise TeacherError(f"training.distill.teacher: {missing}. {MODEL_ARGUMENT_HINT}")
         from huggingface_hub import hf_hub_download, model_info
 
         from tinyhub.hub_http import use_hub_timeouts

@@ -297,7 +297,7 @@ def _check_model(model: dict) -> None:
     try:
         modeling.check_model_arguments(model["name"], kwargs)
     except modeling.ModelArgumentError as e:
-        raise ConfigError(f"model.{e}" if "=" in str(e).split(":")[0] else str(e)) from e
+        raise ConfigError(f"model.{e}" if e.argument else str(e)) from e
     try:
         built = modeling.get_model_class(model["name"])(**kwargs).eval()
         with torch.no_grad():  # a layer of zero channels is only refused when it runs

@@ -122,7 +122,7 @@ def render_html(results: RunRecord, curves_png: bytes, confusion_png: bytes) -> 
         epochs=results.epochs, has_val=results.has_validation,
         train_seconds=results.train_seconds, device=results.device,
         hardware=results.hardware_text, summary=results.summary, world_size=results.world_size,
-        mixed_precision=results.mixed_precision, wall_seconds=results.wall_seconds,
+        mixed_precision=results.mixed_precision,
         git=results.git, versions=results.versions,
         command=results.train_command(data_dir=results.data.details.get("dir")
                                       if results.dataset.source == "idx" else None),

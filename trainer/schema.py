@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import typing
 from dataclasses import dataclass, field
@@ -310,16 +311,21 @@ def check_limits(cfg, limits: tuple[Limit, ...], schema: type, error: type | Non
         kind = _setting(schema, limit.key)[0]
         problem = _outside(limit, value, _element_type(kind))
         if problem:
-            raise (error or ConfigError)(f"{limit.key}={_as_override(value)}: {problem}"
+            raise (error or ConfigError)(f"{limit.key}={override_text(value)}: {problem}"
                                          + (f" ({limit.meaning})" if limit.meaning else "") + ".")
 
 
-def _element_type(kind):
-    args = [a for a in typing.get_args(kind) if a is not type(None)]
+def _unwrapped(kind):
+    """X of Optional[X]; any other type as it is."""
     if typing.get_origin(kind) is typing.Union:
-        return _element_type(args[0])
+        return next(a for a in typing.get_args(kind) if a is not type(None))
+    return kind
+
+
+def _element_type(kind):
+    kind = _unwrapped(kind)
     if typing.get_origin(kind) in (list, List):
-        return list, args[0]
+        return list, typing.get_args(kind)[0]
     return None, kind
 
 
@@ -381,9 +387,8 @@ def open_section(schema: type, dotted: str) -> str | None:
         found = _setting(schema, ".".join(parts[:i]))
         if found is None:
             return None
-        kinds = [k for k in typing.get_args(found[0]) if k is not type(None)] \
-            if typing.get_origin(found[0]) is typing.Union else [found[0]]
-        if any(k is Any or typing.get_origin(k) is dict for k in kinds):
+        kind = _unwrapped(found[0])
+        if kind is Any or typing.get_origin(kind) is dict:
             return ".".join(parts[:i])
     return None
 
@@ -418,22 +423,21 @@ def unknown_setting_message(key: str, schema: type, prefix: str = "") -> str:
 def wrong_value_message(key: str, value, schema: type, prefix: str = "") -> str:
     """`key=value` has the wrong type: what the key takes, with the recipe's default as an example."""
     found = _setting(schema, key[len(prefix):] if prefix and key.startswith(prefix) else key)
-    shown = value if isinstance(value, str) else _as_override(value)
+    shown = value if isinstance(value, str) else override_text(value)
     if found is None:
         return f"{key}={shown}: not a value this setting takes."
     kind, default = found
     if dataclasses.is_dataclass(kind):
         return (f"{key} is a section, not a value: set its keys one by one, e.g. "
                 f"{key}.{dataclasses.fields(kind)[0].name}=...")
-    example = f" (e.g. {key}={_as_override(default)})" if default not in (None, [], {}) else ""
+    example = f" (e.g. {key}={override_text(default)})" if default not in (None, [], {}) else ""
     return f"{key}={shown}: must be {_describe_type(kind)}{example}."
 
 
 def _describe_type(kind) -> str:
-    args = [a for a in typing.get_args(kind) if a is not type(None)]
-    optional = typing.get_origin(kind) is typing.Union and type(None) in typing.get_args(kind)
-    if optional:
-        return f"{_describe_type(args[0])}, or null"
+    if _unwrapped(kind) is not kind:
+        return f"{_describe_type(_unwrapped(kind))}, or null"
+    args = typing.get_args(kind)
     origin = typing.get_origin(kind)
     if origin in (list, List):
         return f"a list of {_describe_type(args[0]).replace('a ', '', 1)}s in brackets" if args else "a list"
@@ -442,15 +446,18 @@ def _describe_type(kind) -> str:
     return {int: "a whole number", float: "a number", bool: "true or false", str: "text"}.get(kind, "a value")
 
 
-def _as_override(value) -> str:
+def override_text(value) -> str:
+    """A value as it is written in a Hydra override (null, true, [a,b], {k:v}, a string quoted when it must be)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_as_override(v) for v in value) + "]"
+        return "[" + ",".join(override_text(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{_as_override(v)}" for k, v in value.items()) + "}"
+        return "{" + ",".join(f"{k}:{override_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, str) and not value.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        return json.dumps(value)
     return str(value)
 
 

@@ -8,7 +8,7 @@ import sys
 
 from tinyhub.errors import TinyhubError, UsageError
 from tinyhub.files import is_disk_full
-from tinyhub.hub_http import unanswered_note, unreachable
+from tinyhub.hub_http import unreachable
 
 #: The one spelling of each shared concept on every command. Hydra commands translate them to their config keys.
 SHARED_OPTIONS = {"--data-dir": "data.dir", "--batch-size": "data.batch_size"}
@@ -29,8 +29,9 @@ def fail(error: BaseException) -> int:
     """Print an expected failure as one line and return its exit status (1 run time, 2 usage). In a process
     group, an error that the main process reports for everyone is printed once, by it."""
     if not getattr(error, "reported_by_main", False):
-        text = str(error)
-        print(f"error: {text}{'' if (unreachable() or '') in text else unanswered_note()}", file=sys.stderr)
+        text, said = str(error), unreachable()
+        note = f" ({said})" if said and said not in text else ""  # the network's part, unless the error said it
+        print(f"error: {text}{note}", file=sys.stderr)
     return getattr(error, "exit_code", 1)
 
 
