@@ -1,4 +1,5 @@
-# Two entry points: `make train` (set up + train the default recipe) and `make test` (set up + full suite);
+# Two entry points: `make train` (set up + train the default recipe) and `make test` (set up + full suite;
+# `make test-fast` runs the unit and small-integration tests alone);
 # `make docs` builds the documentation site into site/.
 PYTHON ?= python3
 VENV ?= .venv
@@ -27,8 +28,12 @@ train: $(STAMP)
 test: $(STAMP)
 	TINYHUB_TEST_DATA=$(if $(DATA_DIR),$(abspath $(DATA_DIR))) $(VENV)/bin/python -m pytest -q $(ARGS)
 
+# The unit and small-integration tests only (no processes, Ray, wheels, Hub server or killed runs): a few minutes.
+test-fast: $(STAMP)
+	TINYHUB_TEST_DATA=$(if $(DATA_DIR),$(abspath $(DATA_DIR))) $(VENV)/bin/python -m pytest -q -m "not e2e" $(ARGS)
+
 # NO_MKDOCS_2_WARNING: Material prints a notice about MkDocs 2.0 on every build; the site builds with MkDocs 1.6.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
-.PHONY: setup train test docs
+.PHONY: setup train test test-fast docs

@@ -15,9 +15,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from tinyhub.errors import TinyhubError
-from tinyhub.trainer.data import MNIST_HUB_ID, DatasetIdentity, certified_name
-from tinyhub.trainer.record import (RESULTS_FILE, RunRecord, RunRecordError, SeedStats, TeacherRecord,
-                                    finite_metrics, load_run)
+from tinyhub.trainer.data import MNIST_HUB_ID, certified_name
+from tinyhub.trainer.record import (RESULTS_FILE, DatasetIdentity, EvaluationRecord, RunRecord, RunRecordError,
+                                    SeedStats, TeacherRecord, finite_metrics, load_run)
+from tinyhub.trainer.schema import optimizer_text, schedule_text
 from tinyhub.trainer.run_info import EXAMPLES_FILE
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
@@ -143,26 +144,19 @@ def _architecture_table(summary: dict) -> str:
 
 
 def _hyperparameters(results: RunRecord) -> list[tuple[str, str]]:
-    tr = results.recipe["training"]
-    opt, sch = tr["optimizer"], tr.get("scheduler") or {}
-    opt_text = f"{opt['name']} (lr {opt['lr']}, weight decay {opt.get('weight_decay', 0)}"
-    if opt["name"] == "sgd":
-        opt_text += f", momentum {opt.get('momentum')}, nesterov {opt.get('nesterov')}"
-    opt_text += ")"
-    sched_keys = {"step": ("step_size", "gamma"), "onecycle": ("max_lr", "pct_start"), "cosine": ("min_lr",),
-                  "plateau": ("gamma", "patience", "min_lr")}.get(sch.get("name"), ())
-    sched_text = sch.get("name", "none") + "".join(f", {k} {sch[k]}" for k in sched_keys if k in sch)
+    """The recipe as the card states it: only the settings that acted (never a learning rate a schedule overrode)."""
+    tr = results.recipe.training
     model_kwargs = {k: v for k, v in results.model_kwargs.items() if k != "param_budget"}
     return [
         ("model arguments", ", ".join(f"{k}={v}" for k, v in model_kwargs.items()) or "defaults"),
         ("epochs", str(len(results.epochs))),
-        ("optimizer", opt_text),
-        ("scheduler", sched_text),
+        ("optimizer", optimizer_text(results.recipe)),
+        ("scheduler", schedule_text(results.recipe)),
         ("batch size", f"{results.global_batch_size} ({results.batch_size_per_process} × "
                        f"{results.world_size} process{'es' if results.world_size > 1 else ''})"),
-        ("label smoothing", str(tr.get("label_smoothing", 0.0))),
-        ("gradient clipping", str(tr.get("grad_clip") or "off")),
-        ("EMA of weights", str(tr.get("ema") or "off")),
+        ("label smoothing", str(tr.label_smoothing)),
+        ("gradient clipping", str(tr.grad_clip or "off")),
+        ("EMA of weights", str(tr.ema or "off")),
         ("mixed precision", results.mixed_precision),
         ("training images", f"{results.data.train_size:,}"
                             + (f" (+{results.data.val_size:,} for validation)" if results.data.val_size else "")),
@@ -291,8 +285,8 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         hyperparameters=_hyperparameters(results),
         augmentation=_augmentation_rows(results),
         command=_reproduce_command(results, ds),
-        git_commit=results.git.get("commit") or "unknown",
-        git_dirty=bool(results.git.get("dirty")),
+        git_commit=results.git.commit or "unknown",
+        git_dirty=bool(results.git.dirty),
         versions=versions,
         dataset_credit=ds.credit,
         per_class=_per_class(Path(run_dir), results),
@@ -306,11 +300,14 @@ def _per_class(run_dir: Path, results: RunRecord) -> list[dict] | None:
     path = Path(run_dir) / "eval" / "eval_test.json"
     if not path.is_file():
         return None
-    ev = json.loads(path.read_text())
-    if ev.get("tta") or ev.get("correct") != results.final.test_correct:
+    try:
+        ev = EvaluationRecord.load(path)
+    except RunRecordError:
+        return None  # not an evaluation this tinyhub wrote: its numbers are not stated
+    if ev.tta or ev.correct != results.final.test_correct:
         return None  # stale or made differently: never mix numbers from different evaluations
     return [{"label": label, "correct": c, "total": t, "accuracy": 100 * c / t if t else None}
-            for label, c, t in zip(ev["labels"], ev["per_class_correct"], ev["per_class_total"])]
+            for label, c, t in zip(ev.labels, ev.per_class_correct, ev.per_class_total)]
 
 
 def _reproduce_command(results: RunRecord, dataset: CardDataset) -> str:

@@ -26,7 +26,8 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from tinyhub.errors import TinyhubError, UsageError
-from tinyhub.files import OUTPUT_MARKER, check_output_folder, claim_output_folder, output_folder, output_kind_above
+from tinyhub.files import (OUTPUT_MARKER, check_output_folder, claim_output_folder, output_folder, output_kind_above,
+                           sha256_file)
 from tinyhub.hub_http import use_hub_timeouts
 from tinyhub.tables import markdown_table
 from tinyhub.trainer.record import SeedStats
@@ -85,11 +86,6 @@ class PushResult:
     tag: str | None
     weights_sha256: str
     pr_url: str | None = None
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _git_blob_sha1(path: Path) -> str:
@@ -226,7 +222,7 @@ def _remote_matches(api: HfApi, repo_id: str, commit: str, folder: Path) -> bool
         if r is None:
             return False
         if r.lfs is not None:
-            if r.lfs.sha256 != _sha256(p):
+            if r.lfs.sha256 != sha256_file(p):
                 return False
         elif r.blob_id != _git_blob_sha1(p):
             return False
@@ -292,7 +288,7 @@ def _push_to(api: HfApi, run_dir: Path, results, repo_id: str, *, private, branc
                               seed_runs=seed_runs, existing_readme=_existing_readme(repo_id, head),
                               project_url=project_url, include_logs=include_logs,
                               dataset_name=dataset_name, dataset_id=dataset_id)
-        weights_sha = _sha256(folder / "model.safetensors")
+        weights_sha = sha256_file(folder / "model.safetensors")
         changed = not (head is not None and _remote_matches(api, repo_id, head, folder))
         commit, pr_url = head, None
         if changed:
@@ -360,7 +356,7 @@ def _verify(repo_id: str, commit: str, weights_sha: str) -> None:
 
     with tempfile.TemporaryDirectory(prefix="tinyhub-verify-") as cache:
         weights = Path(hf_hub_download(repo_id, "model.safetensors", revision=commit, cache_dir=cache))
-        if _sha256(weights) != weights_sha:
+        if sha256_file(weights) != weights_sha:
             raise PushError(f"verification failed: the weights served at {commit} differ from the run's.")
         modeling.from_pretrained(repo_id, revision=commit, cache_dir=cache)
 

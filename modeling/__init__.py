@@ -6,62 +6,52 @@
     >>> model = modeling.create_model("model4")
     >>> model.save_pretrained("model4-mnist")           # config.json + model.safetensors
     >>> same = modeling.from_pretrained("model4-mnist")  # or a Hub repo id, revision="v1"
+
+`import tinyhub.modeling` (and its torch-free table, tinyhub.modeling.catalog) does not import torch: the zoo is
+imported when one of its names is first used.
 """
 
 from __future__ import annotations
 
-from . import efficient, gap, minimobilenet, model4, net24k, opt6k  # noqa: F401  (registers the families)
-from ._base import (
-    InputShapeError,
-    ModelConfigError,
-    PickleRefusedError,
-    PushRefusedError,
-    TinyClassifier,
-    WeightsMismatchError,
-    clean_state_dict,
-    read_config,
-    unwrap_model,
-)
-from ._registry import (
-    ModelArgumentError,
-    ParameterBudgetError,
-    UnknownModelError,
-    check_model_arguments,
-    create_model,
-    get_model_class,
-    list_models,
-    model_arguments,
-    model_info,
-    register_model,
-)
-from .summary import summary
+from typing import TYPE_CHECKING
 
 __all__ = [
-    "InputShapeError", "ModelArgumentError", "ModelConfigError", "ParameterBudgetError", "PickleRefusedError",
-    "PushRefusedError", "TinyClassifier",
-    "UnknownModelError", "WeightsMismatchError",
-    "check_model_arguments", "clean_state_dict", "create_model", "from_pretrained", "get_model_class", "list_models",
-    "model_arguments", "model_info", "register_model", "summary", "unwrap_model",
+    "InputShapeError",
+    "ModelArgumentError",
+    "ModelConfigError",
+    "ParameterBudgetError",
+    "PickleRefusedError",
+    "PushRefusedError",
+    "TinyClassifier",
+    "UnknownModelError",
+    "WeightsMismatchError",
+    "check_model_arguments",
+    "clean_state_dict",
+    "create_model",
+    "from_pretrained",
+    "get_model_class",
+    "list_models",
+    "model_arguments",
+    "model_info",
+    "read_config",
+    "register_model",
+    "summary",
+    "unwrap_model",
 ]
 
+if TYPE_CHECKING:  # for type checkers and the API reference
+    from ._base import (InputShapeError, ModelConfigError, PickleRefusedError, PushRefusedError,  # noqa: F401
+                        TinyClassifier, WeightsMismatchError, clean_state_dict, read_config, unwrap_model)
+    from ._registry import (ModelArgumentError, ParameterBudgetError, UnknownModelError,  # noqa: F401
+                            check_model_arguments, create_model, get_model_class, list_models, model_arguments,
+                            model_info, register_model)
+    from ._summary import summary  # noqa: F401
+    from ._zoo import from_pretrained  # noqa: F401
 
-def from_pretrained(path_or_repo_id, *, revision: str | None = None, cache_dir=None, force_download: bool = False,
-                    local_files_only: bool = False, token=None, **model_kwargs) -> TinyClassifier:
-    """Load any tinyhub model from a folder or Hub repo; the class is chosen by config.json's `architecture`.
 
-    What a stranger's files may do is limited: see TinyClassifier.from_pretrained."""
-    model_id = str(path_or_repo_id)
-    download = {"revision": revision, "cache_dir": cache_dir, "force_download": force_download,
-                "local_files_only": local_files_only, "token": token}
-    config = read_config(model_id, **download)
-    if not isinstance(config, dict):
-        raise ModelConfigError(f"config.json of {model_id!r} must be a JSON object, not {type(config).__name__}.")
-    name = config.get("architecture")
-    if not name:
-        raise ModelConfigError(
-            f"config.json of {model_id!r} has no 'architecture' field, so it was not saved by tinyhub; "
-            "load it with its model class instead (e.g. Model4.from_pretrained)."
-        )
-    if not isinstance(name, str):
-        raise ModelConfigError(f"config.json of {model_id!r}: 'architecture' must be a string, not {name!r}.")
-    return get_model_class(name)._from_config(model_id, config, download, model_kwargs)
+def __getattr__(name: str):
+    if name in __all__:
+        from . import _zoo
+
+        return getattr(_zoo, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,6 +18,8 @@ from tinyhub.errors import TinyhubError, UsageError
 from tinyhub.files import atomic_path, write_json_atomic
 from tinyhub.hub_http import use_hub_timeouts
 
+from ._registry import model_info
+
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
@@ -296,8 +298,6 @@ LOAD_BUDGET_FACTOR = 4
 
 
 def _check_budget(architecture: str, n_params: int, where: str) -> None:
-    from ._registry import model_info
-
     budget = model_info(architecture)["param_budget"]
     if budget is not None and n_params > LOAD_BUDGET_FACTOR * budget:
         raise ModelConfigError(f"{where} describes a {architecture} with {n_params:,} parameters, over "
@@ -309,8 +309,6 @@ def _check_sizes(architecture: str, arguments: dict, where: str) -> None:
     the family's budget can hold: each class, channel or unit costs at least one parameter, so no value above
     LOAD_BUDGET_FACTOR x the budget describes a model that would pass the budget check. Checked on the numbers,
     before a label table or a layer proportional to them exists."""
-    from ._registry import model_info
-
     budget = model_info(architecture)["param_budget"]
     if budget is None:
         return

@@ -6,10 +6,14 @@ import difflib
 import inspect
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tinyhub.errors import UsageError
 
-from ._base import TinyClassifier
+from .catalog import CATALOG
+
+if TYPE_CHECKING:  # only a type here: the base class imports this module, never the other way round
+    from ._base import TinyClassifier
 
 
 class UnknownModelError(UsageError, KeyError):
@@ -41,7 +45,12 @@ _REGISTRY: dict[str, _Entry] = {}
 
 
 def register_model(name: str, *, param_budget: int | None = None, design: str = ""):
-    """Class decorator: make `cls` available as `create_model(name)`."""
+    """Class decorator: make `cls` available as `create_model(name)`. A packaged architecture's budget and design
+    come from modeling/catalog.py; a model of your own gives them here."""
+    if name in CATALOG:
+        if param_budget is not None or design:
+            raise ValueError(f"model {name!r} is packaged: its budget and design are in modeling/catalog.py")
+        param_budget, design = CATALOG[name].param_budget, CATALOG[name].design
 
     def wrap(cls: type[TinyClassifier]) -> type[TinyClassifier]:
         if name in _REGISTRY:

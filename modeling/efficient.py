@@ -9,7 +9,7 @@ from ._blocks import MaxPool2d, conv_bn_relu
 from ._registry import register_model
 
 
-@register_model("efficient", param_budget=20_000, design="seed 001: Efficient MNIST Neural Network (19,578 params)")
+@register_model("efficient")
 class EfficientNet(TinyClassifier):
     """Two conv blocks, global average pooling and a small MLP head — exactly 19,578 parameters.
 

@@ -28,6 +28,7 @@ from torch import nn
 from ._base import TinyClassifier
 from ._blocks import MaxPool2d, conv_bn_relu
 from ._registry import register_model
+from .catalog import CATALOG
 
 
 class _GapNet(TinyClassifier):
@@ -54,7 +55,7 @@ class _GapNet(TinyClassifier):
         return self.classifier(self.pool(self.features(x))).flatten(1)
 
 
-def _variant(name: str, stem: int, width: int, params: int, budget: int, design: str) -> type[_GapNet]:
+def _variant(name: str, stem: int, width: int) -> type[_GapNet]:
     """One registered member of the family: the shared layout with its own default widths."""
 
     def __init__(self, stem: int = stem, width: int = width, dropout: float = 0.0, **common):
@@ -62,11 +63,11 @@ def _variant(name: str, stem: int, width: int, params: int, budget: int, design:
 
     cls = type(name.capitalize(), (_GapNet,), {
         "__init__": __init__, "__module__": __name__,
-        "__doc__": f"`gap` layout with {stem} / {width} channels: {params:,} parameters."})
-    return register_model(name, param_budget=budget, design=design)(cls)
+        "__doc__": f"`gap` layout with {stem} / {width} channels: {CATALOG[name].parameters:,} parameters."})
+    return register_model(name)(cls)
 
 
-Gap8k = _variant("gap8k", 8, 16, 7_432, 8_000, "tinyhub variant for the <8k budget of model4 / opt6k")
-Gap20k = _variant("gap20k", 12, 26, 18_720, 20_000, "tinyhub variant for the <20k budget of efficient")
-Gap5k = _variant("gap5k", 6, 13, 4_836, 5_000, "tinyhub variant for the <=5k frontier")
-Gap2k = _variant("gap2k", 4, 8, 1_956, 2_000, "tinyhub variant for the <=2k frontier")
+Gap8k = _variant("gap8k", 8, 16)
+Gap20k = _variant("gap20k", 12, 26)
+Gap5k = _variant("gap5k", 6, 13)
+Gap2k = _variant("gap2k", 4, 8)

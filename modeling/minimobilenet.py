@@ -17,7 +17,7 @@ def _separable(cin: int, cout: int, stride: int) -> nn.Sequential:
     )
 
 
-@register_model("minimobilenet", param_budget=10_000, design="seed 000: MNIST MiniMobileNet (Ray Tune, W&B, Hydra)")
+@register_model("minimobilenet")
 class MiniMobileNet(TinyClassifier):
     """Initial conv 1->12 (3x3, BN, ReLU); separable blocks 12->24, 24->32 (stride 2), 32->24 (stride 2);
     global average pooling, Dropout(0.3), Linear(24->10); Kaiming initialisation.

@@ -9,7 +9,7 @@ from ._blocks import MaxPool2d, conv_bn_relu
 from ._registry import register_model
 
 
-@register_model("model4", param_budget=8_000, design="seed 003: MNIST Classification with PyTorch, Model_4")
+@register_model("model4")
 class Model4(TinyClassifier):
     """Channels 1->6->12 (max-pool) ->24->12 (max-pool) ->10; bias-free 3x3 convs each followed by BN, ReLU and
     Dropout(0.05); global average pooling; a bias-free 1x1 conv 10->10 gives the logits.

@@ -10,7 +10,7 @@ from ._blocks import MaxPool2d
 from ._registry import register_model
 
 
-@register_model("net24k", param_budget=25_000, design="seed 002: MNIST CNN Training Project (24,552 params)")
+@register_model("net24k")
 class Net24k(TinyClassifier):
     """Conv(1->8), Conv(8->16), Conv(16->22), Conv(22->56), all 3x3 with bias and ReLU; max-pool after the
     1st, 2nd and 4th; flatten 56x4x4 = 896; Linear(896->10); log-softmax output.

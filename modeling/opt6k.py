@@ -9,7 +9,7 @@ from ._blocks import MaxPool2d, conv_bn_relu
 from ._registry import register_model
 
 
-@register_model("opt6k", param_budget=8_000, design="seed 004: MNIST Training Experiments, Opt-2 (6,132 params)")
+@register_model("opt6k")
 class Opt6k(TinyClassifier):
     """Bias-free 3x3 convs with BN+ReLU (+Dropout after every block but the first, as in the seed's Opt-2):
     1->10, 10->10, 10->10, max-pool, 10->8, 8->8, max-pool, 8->8, 8->8; flatten 8x3x3 = 72;

@@ -145,3 +145,30 @@ def hub_client(hub, tmp_path, *args, token="hf_test_token", offline=False, code=
     env["TINYHUB_CACHE"] = os.environ.get("TINYHUB_CACHE", "")
     cmd = [sys.executable, "-c", code] if code is not None else [TINYHUB, *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# ---- the test pyramid: `make test` runs everything; `make test-fast` leaves out the end-to-end tests ----
+#: Modules that are end to end throughout: Ray sweeps, wheel builds and fresh installs, the local Hub server, the
+#: installed CLI driven as a user drives it.
+E2E_MODULES = {"test_sweep", "test_package", "test_push", "test_hubserver", "test_real_hub", "test_first_use",
+               "test_protected_names", "test_docs"}
+#: What an end-to-end test does in its body: start processes (the CLI, torchrun, a killed run) or talk to the Hub.
+E2E_SIGNS = ("run_cli", "run_script", "subprocess", "Popen", "hub_client", "os.kill", "torchrun")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: end to end (processes, Ray, wheels, the Hub server, killed runs); "
+                                       "`make test-fast` leaves these out, `make test` runs them")
+
+
+def pytest_collection_modifyitems(config, items):
+    import inspect
+
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        try:
+            body = inspect.getsource(item.function)
+        except (OSError, TypeError):
+            body = ""
+        if module in E2E_MODULES or any(sign in body for sign in E2E_SIGNS):
+            item.add_marker(pytest.mark.e2e)

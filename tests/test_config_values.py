@@ -130,3 +130,29 @@ def test_a_sweep_refuses_a_bad_training_number_before_ray_starts(monkeypatch, tm
     with pytest.raises(trainer.ConfigError, match=r"training.optimizer.momentum=1.5"):
         sweep.prepare_sweep(trainer.load_config(["training.optimizer.momentum=1.5", f"hpo.dir={tmp_path / 's'}"],
                                                 config_name="sweep"))
+
+
+def test_settings_the_schedule_ignores_are_never_recorded_or_carded(tiny_runs):
+    """Under onecycle the optimizer's lr does nothing: it is refused when set, left out of config.yaml, checkpoints
+    and results.json, and the card states the schedule's peak instead; other ignored settings are noted and left
+    out the same way."""
+    import dataclasses
+
+    from tinyhub.cards.card import _hyperparameters
+    from tinyhub.trainer.record import load_run
+
+    cfg = schema.typed_config(trainer.load_config(["model=model4"]))
+    assert "training.optimizer.lr" in schema.inert_settings(cfg)
+    recorded = schema.config_dict(cfg)
+    assert "lr" not in recorded["training"]["optimizer"] and recorded["training"]["scheduler"]["max_lr"] == 0.24
+    assert "step_size" not in recorded["training"]["scheduler"]  # onecycle does not read it either
+    record = dataclasses.replace(load_run(tiny_runs[0]), recipe=cfg)
+    rows = dict(_hyperparameters(record))
+    assert "lr" not in rows["optimizer"].replace("max_lr", "") and "max_lr 0.24" in rows["scheduler"], rows
+    with pytest.raises(schema.ConfigError, match="training.optimizer.lr=0.3 has no effect"):
+        schema.typed_config(trainer.load_config(["model=model4", "training.optimizer.lr=0.3"]))
+    adam = schema.typed_config(trainer.load_config(["model=model4", "training.optimizer.name=adam",
+                                                    "training.scheduler.name=none"]))
+    assert "training.optimizer.nesterov" in schema.ignored_settings(adam)  # the recipe's, noted by the run
+    assert "nesterov" not in schema.config_dict(adam)["training"]["optimizer"]
+    assert "lr 0.01" in schema.optimizer_text(adam) and "nesterov" not in schema.optimizer_text(adam)

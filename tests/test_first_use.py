@@ -20,6 +20,8 @@ MISTAKES = [
     (["train", "model=Model4"], 2, "did you mean model=model4?"),
     (["train", "model=mobilenet"], 2, "model=minimobilenet"),
     (["train", "training.epohcs=3"], 2, "did you mean training.epochs?"),
+    (["train", "training.epochs=-3"], 2, "training.epochs=-3: must be a whole number from 1"),
+    (["train", "model=model4", "training.optimizer.lr=0.3"], 2, "the schedule sets the learning rate"),
     (["train", "+training.epohcs=3"], 2, "did you mean training.epochs?"),
     (["train", "epochs=3"], 2, "did you mean training.epochs?"),
     (["train", "data.batchsize=64"], 2, "did you mean data.batch_size"),

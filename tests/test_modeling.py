@@ -265,3 +265,16 @@ def test_models_train_exactly_as_with_torch_pooling(name):
     assert torch.equal(losses[0], losses[1])
     for (n, p), q in zip(ours.named_parameters(), theirs.parameters()):
         assert torch.equal(p.grad, q.grad), n
+
+
+def test_the_torch_free_catalogue_says_what_the_models_are():
+    """`tinyhub list-models` prints modeling/catalog.py without importing torch: every entry must be the model
+    create_model builds, and every packaged model must be in it."""
+    from tinyhub.modeling.catalog import CATALOG
+
+    assert sorted(CATALOG) == modeling.list_models()
+    for name, entry in CATALOG.items():
+        model = modeling.create_model(name)
+        assert model.num_parameters() == entry.parameters, name
+        assert modeling.model_info(name)["param_budget"] == entry.param_budget
+        assert type(model).__module__ == f"tinyhub.modeling.{entry.module}"

@@ -278,3 +278,93 @@ def test_save_pretrained_writes_no_generic_card_and_push_to_hub_points_at_tinyhu
 
 def test_entry_point_is_the_installed_console_script():
     assert Path(TINYHUB).is_file(), "the tinyhub console script is not installed in this environment"
+
+
+def test_the_package_and_its_configuration_import_without_torch():
+    """`tinyhub --help`, `list-models`, a configuration mistake and the record types answer without torch."""
+    code = ("import sys, tinyhub, tinyhub.errors, tinyhub.modeling, tinyhub.modeling.catalog, tinyhub.trainer, "
+            "tinyhub.trainer.schema, tinyhub.trainer.config, tinyhub.trainer.record, tinyhub.cli\n"
+            "print(sorted(k for k in sys.modules if k.split('.')[0] == 'torch')[:3])\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=SAFETY_TIMEOUT)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr[-2000:]
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(REPO).with_suffix("")
+    parts = list(rel.parts)
+    if parts[0] != "tinyhub":
+        parts.insert(0, "tinyhub")
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _import_time_edges(path: Path, name: str, known: set[str]) -> set[str]:
+    """The tinyhub modules `path` imports when it is imported: top-level statements, TYPE_CHECKING blocks left out."""
+    import ast
+
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        for inner in ast.walk(node) if isinstance(node, (ast.If, ast.Try)) else [node]:
+            targets = []
+            if isinstance(inner, ast.Import):
+                targets = [a.name for a in inner.names]
+            elif isinstance(inner, ast.ImportFrom):
+                base = inner.module or ""
+                if inner.level:
+                    up = package.split(".")[: len(package.split(".")) - (inner.level - 1)]
+                    base = ".".join([*up, base] if base else up)
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in inner.names]
+            found |= {t for t in targets if t in known and t != name}
+    return found
+
+
+def test_no_module_of_tinyhub_imports_one_that_imports_it_back():
+    """No circle of import-time imports anywhere in the package (modeling's base class and registry included)."""
+    files = [p for folder in ("tinyhub", "modeling", "trainer", "cards") for p in (REPO / folder).rglob("*.py")]
+    names = {_module_name(p): p for p in files}
+    graph = {name: _import_time_edges(path, name, set(names)) for name, path in names.items()}
+    circles, state = [], {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                circle = trail[trail.index(nxt):] + [node, nxt] if nxt in trail else [node, nxt]
+                circles.append(" -> ".join(circle))
+            elif nxt not in state:
+                visit(nxt, trail + [node])
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+    assert graph["tinyhub.modeling._base"] and graph["tinyhub.trainer.engine"]  # the walk sees real imports
+    assert not circles, circles
+
+
+def test_the_engine_reads_top_to_bottom_in_short_functions():
+    """No function in trainer/ over 100 lines, and the training function, which names the stages of a run, under 80."""
+    import ast
+
+    lengths = {}
+    for path in (REPO / "trainer").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lengths[f"{path.name}:{node.name}"] = node.end_lineno - node.lineno + 1
+    assert lengths["engine.py:_train"] <= 80 and lengths["engine.py:_set_up"] <= 80
+    assert max(lengths.values()) <= 100, sorted(lengths.items(), key=lambda kv: kv[1])[-3:]
+
+
+def test_no_configuration_is_read_by_dotted_string():
+    """The typed configuration is read by attribute in the engine, the cards and the commands, never as
+    cfg["training"]["epochs"] or recipe.get("data")."""
+    sections = "training|data|model|augment|run|recipe|seeds"
+    pattern = re.compile(rf"""(recipe|cfg|config|base)(\.get\(|\[)["']({sections})["']""")
+    offenders = [f"{p.relative_to(REPO)}:{i}: {line.strip()}"
+                 for folder in ("trainer", "cards", "tinyhub/commands") for p in (REPO / folder).glob("*.py")
+                 for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not offenders, offenders

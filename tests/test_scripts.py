@@ -157,23 +157,31 @@ def test_a_labelled_variant_gets_its_own_row_and_a_place_on_the_frontier(tmp_pat
     assert "| 4,862 | 99.07% | 50 | published:" in r.stdout  # the public figures sit beside tinyhub's
 
 
-def test_the_engine_and_the_bench_profile_run_the_same_step_function(mnist_dir, tmp_path, monkeypatch):
+def test_the_engine_and_the_bench_profile_run_the_same_step_and_input_path(mnist_dir, tmp_path, monkeypatch):
+    """The bench times what trains: one assembly of the step (trainer/step.py) and one input path
+    (trainer/inputs.py) for both."""
     from conftest import FAST
     from tinyhub import trainer
     from tinyhub.commands.bench import _profile
-    from tinyhub.trainer.engine import TrainStep
+    from tinyhub.trainer import inputs, step
 
-    calls, original = [], TrainStep.__call__
+    calls, original = [], step.TrainStep.__call__
+    assembled, inputs_made = [], []
+    build_optimizer, scaled = step.build_optimizer, inputs.scaled
 
     def counted(self, x, y, x01):
         calls.append(len(y))
         return original(self, x, y, x01)
 
-    monkeypatch.setattr(TrainStep, "__call__", counted)
+    monkeypatch.setattr(step.TrainStep, "__call__", counted)
+    monkeypatch.setattr(step, "build_optimizer", lambda *a, **k: assembled.append(1) or build_optimizer(*a, **k))
+    monkeypatch.setattr(inputs, "scaled", lambda images: inputs_made.append(len(images)) or scaled(images))
     cfg = trainer.load_config([*FAST, "model=gap2k", f"data.dir={mnist_dir}", "data.subset=128",
                                "training.epochs=1", "training.ema=0.9", f"run.dir={tmp_path / 'run'}"])
     trainer.train(cfg)
-    assert calls == [64, 64]
-    calls.clear()
+    assert calls == [64, 64] and assembled == [1]
+    assert inputs_made[:2] == [64, 64]  # the training batches, then evaluation's through the same path
+    calls.clear(), assembled.clear(), inputs_made.clear()
     profile = _profile(cfg, threads=1, batches=3)
     assert calls == [64] * 4 and profile["step"] > 0 and profile["augment"] > 0  # a warm-up, then three timed
+    assert assembled == [1] and inputs_made == [64] * 4

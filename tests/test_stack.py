@@ -165,7 +165,7 @@ def test_a_stack_trains_each_seed_as_its_own_run_would(mnist_dir, tmp_path):
     assert _relative_difference(_weights(member), _weights(alone)) < 1e-4
     assert _relative_difference(_weights(group / "seed_3"), _weights(alone)) > 0.1  # another seed, another model
     record = trainer.load_run(member)
-    assert record.seed == 7 and record.recipe["seed"] == 7 and record.recipe["seeds"] == [3, 7]
+    assert record.seed == 7 and record.recipe.seed == 7 and record.recipe.seeds == [3, 7]
     assert record.final.test_total == 10000 and len(record.epochs) == 1
     loaded = modeling.from_pretrained(member / "model")
     splits = trainer.load_dataset_splits(dir=str(mnist_dir))

@@ -49,7 +49,7 @@ def asha_sweep(mnist_dir, tmp_path_factory):
         env_extra={**RAY_ENV, "RAY_TMPDIR": ray_tmp, "HF_TOKEN": SECRET, "WANDB_API_KEY": SECRET})
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     RAY_TMP["dir"] = ray_tmp
-    summary = json.loads((out / "results.json").read_text())
+    summary = json.loads((out / "sweep.json").read_text())
     by_lr = {t["config"]["training.optimizer.lr"]: t for t in summary["trials"]}
     yield out, r, summary, by_lr
     shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -165,13 +165,17 @@ def test_a_sweep_without_a_winner_says_so_and_writes_no_recipe(tmp_path):
                "best": None, "best_epoch": None, "last": None, "epochs_run": 0, "stopped_early": False,
                "error": "FileNotFoundError: no MNIST | here", "run_dir": str(plan.dir / f"t{i}"), "history": [],
                "rank": None} for i in range(2)]
+    from tinyhub.trainer.record import SweepSummary
+
     summary = {"name": plan.name, "sweep_dir": str(plan.dir), "model": "opt6k", "metric": plan.metric,
+               "mode": plan.mode,
                "selection": "best val_accuracy on the validation split", "val_size": plan.val_size,
                "epochs": plan.epochs, "num_samples": 2, "search": plan.search, "seed": 4, "scheduler": plan.scheduler,
                "resources": dict(plan.hpo["resources"]), "ray": {"version": "x", "address": "local"},
                "space": {p.alias or p.key: {**p.as_dict(), "key": p.key} for p in plan.params},
                "started": "2026-12-01T10:00:00", "resumed": False, "wall_seconds": 3.0, "trials": trials,
                "best": None}
+    summary = SweepSummary.from_dict(summary)
     sweep_report.write_outputs(summary, plan.base, plan.baseline, plan.model_group)
     report = (plan.dir / "report.md").read_text()
     assert "trials: 2 (0 stopped early, 2 failed)" in report and "seed 4" in report
@@ -180,7 +184,7 @@ def test_a_sweep_without_a_winner_says_so_and_writes_no_recipe(tmp_path):
     assert "| `lr` | `training.scheduler.max_lr` | loguniform [0.0001, 0.01] |" in report
     assert r"ERROR: FileNotFoundError: no MNIST \| here" in (plan.dir / "results.md").read_text()
     assert not (plan.dir / "best_recipe.yaml").exists()
-    assert json.loads((plan.dir / "results.json").read_text())["best"] is None
+    assert json.loads((plan.dir / "sweep.json").read_text())["best"] is None
     assert f"see {plan.dir / 'results.md'}" in sweep_report.console_text(summary)
 
 
@@ -210,12 +214,17 @@ def test_importing_trainer_never_needs_ray():
 @needs_ray
 def test_sweep_writes_the_table_and_the_best_recipe(asha_sweep):
     out, r, summary, by_lr = asha_sweep
-    for name in ("results.md", "results.csv", "results.json", "best_recipe.yaml", "report.md", "sweep_config.yaml"):
+    for name in ("results.md", "results.csv", "sweep.json", "best_recipe.yaml", "report.md", "sweep_config.yaml"):
         assert (out / name).is_file(), name
     assert len(summary["trials"]) == 3 and summary["epochs"] == 2
     assert summary["metric"] == "val_accuracy" and summary["mode"] == "max"
     best = summary["best"]
     assert best["trial"] == by_lr[GOOD_LR]["trial"] and best["config"]["training.optimizer.lr"] == GOOD_LR
+    from tinyhub.trainer.record import SweepSummary
+
+    typed = SweepSummary.load(out)  # the file reads back as its record type, every field known
+    assert typed.best.trial == best["trial"]
+    assert [t.trial for t in typed.trials] == [t["trial"] for t in summary["trials"]]
     assert best["config"]["data.batch_size"] in (32, 64) and 0 <= best["config"]["augment.rotation"] <= 5
     # The table: printed, and as Markdown and CSV.
     assert "| rank | trial | data.batch_size | training.optimizer.lr | augment.rotation |" in r.stdout
@@ -290,7 +299,7 @@ def test_wandb_offline_optuna_sweep_writes_a_run(mnist_dir, tmp_path):
                    "hpo.scheduler.name=none", f"hpo.dir={out}",
                    env_extra={**RAY_ENV, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}, timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    summary = json.loads((out / "results.json").read_text())
+    summary = json.loads((out / "sweep.json").read_text())
     assert summary["search"] == "optuna" and summary["best"] is not None
     (trial,) = summary["trials"]
     assert 1e-4 <= trial["config"]["training.optimizer.lr"] <= 1e-2
@@ -357,7 +366,7 @@ def test_a_killed_sweep_resumes_and_finishes_only_the_missing_trials(mnist_dir, 
     r = run_cli("sweep", *args, "hpo.resume=true", env_extra={**RAY_ENV, "RAY_TMPDIR": env["RAY_TMPDIR"]},
                 timeout=SAFETY_TIMEOUT)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    summary = json.loads((out / "results.json").read_text())
+    summary = json.loads((out / "sweep.json").read_text())
     assert summary["resumed"] is True and len(summary["trials"]) == 3
     assert {t["status"] for t in summary["trials"]} == {"TERMINATED"}
     assert sorted(t["config"]["training.optimizer.lr"] for t in summary["trials"]) == [0.001, 0.003, 0.01]

@@ -64,7 +64,7 @@ MACHINE_KEYS = ("run", "progress", "data.dir", "data.cache_dir", "training.threa
 def recipe_overrides(cfg: dict) -> list[str]:
     """The Hydra overrides that turn the packaged recipe of `cfg`'s model into `cfg`, machine paths left out:
     `tinyhub train model=<name> <these>` trains the same recipe anywhere."""
-    name = cfg["model"]["name"]
+    name = schema_module.typed_config(cfg, validate=False).model_name
     group = model_group(name)
     out = [f"model={group}" if group else f"model.name={name}", f"seed={cfg['seed']}"]  # always said
     # `seeds` (trained beside other seeds, trainer/stack.py) is left out: seed=N alone trains the same model.
@@ -149,9 +149,10 @@ def describe_value(value) -> str:
 def check_composes(overrides: list[str], *, config_name: str = "train", config_dir: str | None = None,
                    schema: type | None = None) -> None:
     """Compose the configuration as the command will, and raise ConfigError (one line, with the fix) when Hydra
-    cannot: an unknown recipe, key or section, a value of the wrong type, an override it cannot read."""
+    cannot (an unknown recipe, key or section, a value of the wrong type, an override it cannot read) or when a
+    value is out of range, a choice unknown, or a setting would be ignored (schema.check_values)."""
     try:
-        load_config(overrides, config_name=config_name, config_dir=config_dir)
+        composed = load_config(overrides, config_name=config_name, config_dir=config_dir)
     except Exception as e:  # noqa: BLE001 - every composition failure is the user's configuration
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
@@ -163,6 +164,14 @@ def check_composes(overrides: list[str], *, config_name: str = "train", config_d
         if key and not any(_split_override(o)[0] == key for o in overrides):  # it is in a recipe file, not typed
             error = ConfigError(f"the recipe {config_name!r}{f' in {config_dir}' if config_dir else ''}: {error}")
         raise error from e
+    if "hpo" in composed:  # a sweep: its own numbers first (the training part may take its values from them)
+        from types import SimpleNamespace
+
+        from omegaconf import OmegaConf
+
+        hpo = schema_module.checked(schema_module.HpoConfig, OmegaConf.to_container(composed.hpo, resolve=True), "hpo.")
+        schema_module.check_limits(SimpleNamespace(hpo=hpo), schema_module.SWEEP_LIMITS, schema_module.SweepConfig)
+    schema_module.typed_config(composed)  # every value and relation, checked as the configuration is composed
 
 
 def explain_composition_error(error: BaseException, overrides: list[str], schema: type) -> ConfigError:

@@ -28,9 +28,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tinyhub.errors import TinyhubError
-from tinyhub.files import atomic_path, disk_full_message, is_disk_full
+from tinyhub.files import atomic_path, disk_full_message, is_disk_full, sha256_file
 from tinyhub.hub_http import hub_unreachable, unreachable
 
+from .record import DatasetIdentity
 from .schema import DataConfig
 from .seeding import validation_permutation
 
@@ -83,6 +84,8 @@ def certified_name(text: str | None) -> str | None:
     folded = "".join(c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c))
     skeleton = _SEPARATORS.sub("", folded.translate(_LOOK_ALIKES).casefold()).translate(_LOOK_ALIKES)
     return CERTIFIED_NAMES.get(skeleton)
+
+
 #: A file beside the IDX files naming the classes: UTF-8, one name per line, line i names class i.
 LABELS_FILE = "labels.txt"
 SUPPORTED_CHANNELS = (1, 3)
@@ -96,41 +99,6 @@ OFFLINE_HINT = (
 
 class DataError(TinyhubError, RuntimeError):
     """A dataset could not be found, read or verified. The message names the file and the fix."""
-
-
-@dataclass(frozen=True)
-class DatasetIdentity:
-    """What a run was trained on, as results.json records it and the card states it.
-
-    `name` is None when nothing identifies the data (IDX files with data.verify=false and no data.name, a saved
-    folder without metadata): the card then asks for a name at push time instead of guessing.
-    """
-
-    name: str | None  # the dataset's name as people know it
-    source: str  # "idx" (local IDX files) | "hub" (a Hub dataset id) | "folder" (DatasetDict.save_to_disk)
-    identified_by: str  # how `name` was decided, in words
-    fingerprint: str  # content_fingerprint of the train and test splits
-    hub_id: str | None = None  # a Hub dataset id, when the data is one
-    revision: str | None = None
-    canonical: str | None = None  # "mnist" when the content is canonical MNIST
-    description: str | None = None  # from the dataset's own DatasetInfo, when it has one
-    citation: str | None = None
-    license: str | None = None
-    homepage: str | None = None
-
-    @property
-    def key(self) -> str | None:
-        """The name recipes use for this dataset (`recipe.target_dataset`): "mnist" for MNIST, else the Hub id or
-        the name."""
-        return self.canonical or self.hub_id or self.name
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "DatasetIdentity":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass
@@ -173,11 +141,6 @@ def _find_idx_file(data_dir: Path, stem: str) -> Path:
         f"{data_dir} has no {stem}(.gz) (looked in {data_dir}, {data_dir}/MNIST/raw and {data_dir}/raw). "
         "It needs the four standard IDX files: " + ", ".join(s + "(.gz)" for s in IDX_STEMS.values()) + "."
     )
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _read_idx(path: Path, expect_ndim: int) -> torch.Tensor:
@@ -274,7 +237,7 @@ def _decode_local(files: dict[tuple[str, str], Path]) -> dict[str, torch.Tensor]
 
 def _load_idx(data_dir: Path, *, name: str | None, verify: bool, cache_root: Path):
     files = _local_files(data_dir)
-    digests = {p: _sha256(p) for p in files.values()}
+    digests = {p: sha256_file(p) for p in files.values()}
     key = hashlib.sha256("".join(digests[files[k]] for k in IDX_STEMS).encode()).hexdigest()[:20]
     cache_path = cache_root / f"idx-{key}.safetensors"
     cached = _read_cache(cache_path)
@@ -695,10 +658,11 @@ def load_dataset_splits(
     return split
 
 
-def load_from_config(data: dict, **changes) -> DatasetSplits:
-    """load_dataset_splits with a recipe's `data` section, or part of one (and `changes` on top), over the
-    schema's defaults: the one place that maps it."""
-    d = {**dataclasses.asdict(DataConfig()), **data, **changes}
+def load_from_config(data: DataConfig | dict, **changes) -> DatasetSplits:
+    """load_dataset_splits with a recipe's `data` section (typed, or part of one as a dict; `changes` on top), over
+    the schema's defaults: the one place that maps it."""
+    given = dataclasses.asdict(data) if dataclasses.is_dataclass(data) else data
+    d = {**dataclasses.asdict(DataConfig()), **given, **changes}
     return load_dataset_splits(
         source=d["source"], dir=d["dir"], dataset=d["dataset"], revision=d["revision"], name=d["name"],
         verify=d["verify"], label_names=list(d["label_names"]) if d["label_names"] else None, splits=d["splits"],

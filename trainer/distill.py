@@ -8,7 +8,6 @@ precisely (repo id and commit, or path and weights sha256, and their own accurac
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,10 @@ import torch.nn.functional as F
 
 from tinyhub import modeling
 from tinyhub.errors import UsageError
-from tinyhub.files import MODEL_ARGUMENT_HINT, missing_local_path
+from tinyhub.files import MODEL_ARGUMENT_HINT, missing_local_path, sha256_file
 from tinyhub.modeling._base import WEIGHTS_NAME
 
+from .inputs import normalised
 from .record import RunRecordError, TeacherRecord, load_run
 
 
@@ -49,11 +49,6 @@ def teacher_specs(value) -> list[str]:
     return specs
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _load_one(spec: str) -> Teacher:
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -64,7 +59,7 @@ def _load_one(spec: str) -> Teacher:
                                "(results.json + model/) nor a saved model (config.json + model.safetensors).")
         model = modeling.from_pretrained(folder)
         record = {"kind": "run" if run else "folder", "path": str(folder.resolve()),
-                  "weights_sha256": _sha256(folder / WEIGHTS_NAME)}
+                  "weights_sha256": sha256_file(folder / WEIGHTS_NAME)}
         if run:
             results = load_run(path)
             record.update(test_accuracy=results.final.test_accuracy, dataset=results.dataset.name)
@@ -82,7 +77,7 @@ def _load_one(spec: str) -> Teacher:
         model = modeling.from_pretrained(repo_id, revision=commit)
         weights = hf_hub_download(repo_id, WEIGHTS_NAME, revision=commit)
         record = {"kind": "hub", "repo_id": repo_id, "revision": revision or "main", "commit": commit,
-                  "weights_sha256": _sha256(Path(weights)), "test_accuracy": _published_accuracy(repo_id, commit)}
+                  "weights_sha256": sha256_file(Path(weights)), "test_accuracy": _published_accuracy(repo_id, commit)}
     return Teacher(model, TeacherRecord(**record, spec=spec, architecture=model.architecture,
                                         parameters=model.num_parameters()))
 
@@ -135,7 +130,7 @@ def soft_targets(teachers: list[Teacher], images01: torch.Tensor, temperature: f
     with torch.inference_mode():
         total = None
         for t in teachers:
-            probs = F.softmax(t.model(t.model.normalize01(images01)).float() / temperature, dim=1)
+            probs = F.softmax(t.model(normalised(images01, t.model.normalize01)).float() / temperature, dim=1)
             total = probs if total is None else total + probs
         averaged = total / len(teachers)
     return averaged.clone()  # an ordinary tensor again, usable by autograd as a constant

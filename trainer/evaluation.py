@@ -7,6 +7,7 @@ finds them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from tinyhub.errors import TinyhubError
 from tinyhub.files import MODEL_ARGUMENT_HINT, missing_local_path
 from tinyhub.hub_http import describe
 
+from .inputs import model_input
 from .record import RunRecord, RunRecordError, load_run
 
 METRICS_DIR = Path(__file__).parent / "metrics"
@@ -29,17 +31,6 @@ TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 class EvaluationError(TinyhubError, RuntimeError):
     """The model or data to evaluate could not be found or read. The message says which and how to fix it."""
-
-
-def shift_images(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """Shift a batch by whole pixels, filling with the background (zeros in uint8/[0,1] space)."""
-    if dy == 0 and dx == 0:
-        return x
-    out = torch.zeros_like(x)
-    h, w = x.shape[-2:]
-    out[..., max(dy, 0): h + min(dy, 0), max(dx, 0): w + min(dx, 0)] = \
-        x[..., max(-dy, 0): h + min(-dy, 0), max(-dx, 0): w + min(-dx, 0)]
-    return out
 
 
 def _full_precision_forward(model):
@@ -60,19 +51,16 @@ def predict(model, images: torch.Tensor, accelerator, batch_size: int, *, channe
     """
     model.eval()
     forward = _full_precision_forward(model)
-    normalize = modeling.unwrap_model(model).normalize01
+    normalize01 = modeling.unwrap_model(model).normalize01
     n, world, rank = len(images), accelerator.num_processes, accelerator.process_index
     per_rank = math.ceil(n / world)
     idx = torch.arange(rank * per_rank, (rank + 1) * per_rank, device=images.device).clamp_(max=n - 1)
     shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
     outputs = []
     for chunk in idx.split(batch_size):
-        raw = images[chunk].float() / 255.0
         probs = None
-        for dy, dx in shifts:
-            x = normalize(shift_images(raw, dy, dx))
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+        for shift in shifts:
+            x = model_input([images[chunk]], normalize01, shift=shift, channels_last=channels_last).x
             # Full precision even when training uses bf16/fp16 autocast: the recorded accuracy is then exactly
             # what anyone gets from the saved fp32 weights (evaluation is a tiny share of the time).
             logp = F.log_softmax(forward(x).float(), dim=-1)  # (N, C); a stack gives (N, K, C)
@@ -146,7 +134,7 @@ def load_model(source: ModelSource):
 def data_settings(source: ModelSource, data_dir: str | None) -> dict:
     """The `data` section to evaluate on: a run's own (its dataset, names and splits), with --data-dir pointing at
     another copy of IDX files; for a bare model, the defaults."""
-    run_data = source.run_results.recipe.get("data") or {} if source.run_results else {}
+    run_data = dataclasses.asdict(source.run_results.recipe.data) if source.run_results else {}
     settings = {k: run_data.get(k) for k in ("source", "dir", "dataset", "revision", "name", "verify",
                                              "label_names", "splits", "cache_dir")}
     if data_dir:

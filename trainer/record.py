@@ -23,7 +23,7 @@ from typing import Any
 from tinyhub.errors import TinyhubError
 from tinyhub.files import write_json_atomic
 
-from .data import DatasetIdentity
+from .schema import ConfigError, TrainConfig, config_dict, typed_config
 
 #: What every results.json tinyhub writes says it is, so that a file from another tool is never mistaken for one.
 RECORD_KIND = "tinyhub-run"
@@ -32,6 +32,41 @@ RECORD_KIND = "tinyhub-run"
 #: 3: `kind`, typed throughout (teachers, data); 2: data.identity and target_dataset; 1: before datasets had names.
 RESULTS_SCHEMA_VERSION = 3
 RESULTS_FILE = "results.json"
+
+
+@dataclass(frozen=True)
+class DatasetIdentity:
+    """What a run was trained on, as results.json records it and the card states it.
+
+    `name` is None when nothing identifies the data (IDX files with data.verify=false and no data.name, a saved
+    folder without metadata): the card then asks for a name at push time instead of guessing.
+    """
+
+    name: str | None  # the dataset's name as people know it
+    source: str  # "idx" (local IDX files) | "hub" (a Hub dataset id) | "folder" (DatasetDict.save_to_disk)
+    identified_by: str  # how `name` was decided, in words
+    fingerprint: str  # content_fingerprint of the train and test splits
+    hub_id: str | None = None  # a Hub dataset id, when the data is one
+    revision: str | None = None
+    canonical: str | None = None  # "mnist" when the content is canonical MNIST
+    description: str | None = None  # from the dataset's own DatasetInfo, when it has one
+    citation: str | None = None
+    license: str | None = None
+    homepage: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        """The name recipes use for this dataset (`recipe.target_dataset`): "mnist" for MNIST, else the Hub id or
+        the name."""
+        return self.canonical or self.hub_id or self.name
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DatasetIdentity":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 class RunRecordError(TinyhubError, ValueError):
@@ -181,6 +216,59 @@ class DataRecord:
 
 
 @dataclass
+class Hardware:
+    """The machine a run trained on."""
+
+    cpu: str | None = None
+    cpu_count: int | None = None
+    torch_threads: int | None = None
+    gpu: str | None = None  # the GPU's name; null on the CPU
+    platform: str | None = None
+    details: dict = field(default_factory=dict)  # anything else an older or newer record says
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Hardware:
+        return cls(**_fields(cls, d, "hardware", extra="details"))
+
+    def as_dict(self) -> dict:
+        return {**self.details, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                                   if f.name != "details"}}
+
+    @property
+    def text(self) -> str:
+        """"CPU <name>, N threads", or the GPU's name."""
+        threads = self.torch_threads
+        return self.gpu or f"CPU {self.cpu or 'unknown'}, {threads} thread{'' if threads == 1 else 's'}"
+
+
+@dataclass
+class GitState:
+    """The tinyhub checkout a run was trained from; all None outside one."""
+
+    commit: str | None = None
+    dirty: bool | None = None  # a change that could alter a run (not the generated results files)
+    changed_files: list[str] | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GitState:
+        return cls(**_fields(cls, d, "git"))
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def typed_recipe(recipe: dict | TrainConfig, where: str = RESULTS_FILE) -> TrainConfig:
+    """A recorded recipe as the TrainConfig it ran with. Read as it was: what ran, ran (no value checks); a key
+    this tinyhub does not know makes it unreadable, said as such."""
+    if isinstance(recipe, TrainConfig):
+        return recipe
+    try:
+        return typed_config(recipe, validate=False)
+    except ConfigError as e:
+        raise RunRecordError(f"{where}: its recipe cannot be read by this tinyhub ({e})") from e
+
+
+@dataclass
 class RunRecord:
     """results.json of a finished run, typed. `recipe` is the resolved training configuration it ran with."""
 
@@ -195,7 +283,7 @@ class RunRecord:
     target_dataset: str | None  # the dataset the target is for
     final: FinalMetrics  # the final epoch's evaluation: the run's result
     epochs: list[EpochRecord]  # every epoch, in order
-    recipe: dict  # the resolved configuration (every key of the configuration reference)
+    recipe: TrainConfig  # the resolved configuration it ran with (settings its optimizer and schedule ignore left out)
     overrides: list[str]  # `tinyhub train <these>` trains this recipe on any machine
     augmentation: dict  # the exact augmentation parameters
     distillation: Distillation | None  # the teachers, temperature and weight; null without distillation
@@ -213,10 +301,10 @@ class RunRecord:
     wall_seconds: float  # the whole process, from start to saved model
     train_seconds: float  # the training epochs alone
     device: str  # cpu | cuda | ...
-    hardware: dict  # CPU name and torch threads, GPU name
+    hardware: Hardware  # CPU name and torch threads, GPU name
     versions: dict  # python, torch, accelerate, huggingface_hub, tinyhub, ...
     command: str  # the command line that ran it
-    git: dict  # commit, dirty flag and changed files of the tinyhub checkout, when there was one
+    git: GitState  # commit, dirty flag and changed files of the tinyhub checkout, when there was one
     schema_version: int = RESULTS_SCHEMA_VERSION
     kind: str = RECORD_KIND  # "tinyhub-run": never mistaken for another tool's file
 
@@ -230,6 +318,9 @@ class RunRecord:
             kwargs["data"] = DataRecord.from_dict(kwargs["data"])
             if kwargs["distillation"] is not None:
                 kwargs["distillation"] = Distillation.from_dict(kwargs["distillation"])
+            kwargs["hardware"] = Hardware.from_dict(kwargs["hardware"] or {})
+            kwargs["git"] = GitState.from_dict(kwargs["git"] or {})
+            kwargs["recipe"] = typed_recipe(kwargs["recipe"], where)
         except TypeError as e:
             raise RunRecordError(f"{where} is malformed ({e})") from e
         return cls(**kwargs)
@@ -240,6 +331,8 @@ class RunRecord:
             value = getattr(self, f.name)
             if f.name == "epochs":
                 value = [e.as_dict() for e in value]
+            elif f.name == "recipe":
+                value = config_dict(value)
             elif hasattr(value, "as_dict"):
                 value = value.as_dict()
             out[f.name] = value
@@ -262,14 +355,11 @@ class RunRecord:
     @property
     def hardware_text(self) -> str:
         """"CPU <name>, N threads" or the GPU's name, with the process count when there were several."""
-        hw = self.hardware
-        threads = hw.get("torch_threads")
-        device = hw.get("gpu") or f"CPU {hw.get('cpu', 'unknown')}, {threads} thread{'' if threads == 1 else 's'}"
-        return device + (f" × {self.world_size} processes" if self.world_size > 1 else "")
+        return self.hardware.text + (f" × {self.world_size} processes" if self.world_size > 1 else "")
 
     @property
     def design(self) -> str:
-        return (self.recipe.get("recipe") or {}).get("design") or self.model
+        return self.recipe.recipe.design or self.model
 
     @property
     def images_per_second(self) -> float | None:
@@ -362,6 +452,157 @@ def load_run(path: str | Path) -> RunRecord:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# What `tinyhub evaluate` writes: eval/eval_<split>[_tta].json
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class EvaluationRecord:
+    """One evaluation of a saved model on a whole split, in evaluate.save's layout (its `_` fields included), so
+    that tools reading evaluate's files read these too."""
+
+    model: str  # what was evaluated: a run directory, a model folder or a Hub repo id[@revision]
+    architecture: str
+    split: str  # train | validation | test
+    tta: bool  # test-time augmentation (the image and its one-pixel shifts)
+    num_processes: int
+    labels: list[str]  # class names in label order
+    loss: float
+    accuracy: float  # a fraction, as evaluate's accuracy module gives it
+    correct: int
+    total: int
+    per_class_accuracy: list[float | None]
+    per_class_correct: list[int]
+    per_class_total: list[int]
+    confusion_matrix: list[list[int]]  # rows: true class, columns: predicted
+    timestamp: str | None = None
+    evaluate_version: str | None = None
+    python_version: str | None = None
+
+    _UNDERSCORED = ("timestamp", "evaluate_version", "python_version")  # evaluate.save writes these with a `_`
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "evaluation") -> EvaluationRecord:
+        plain = {k.removeprefix("_") if k.removeprefix("_") in cls._UNDERSCORED else k: v for k, v in d.items()}
+        return cls(**_fields(cls, plain, where))
+
+    def as_dict(self) -> dict:
+        return {f"_{k}" if k in self._UNDERSCORED else k: v for k, v in dataclasses.asdict(self).items()}
+
+    def save(self, path: str | Path) -> Path:
+        write_json_atomic(path, self.as_dict())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvaluationRecord:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(), parse_constant=_refuse_constant), str(path))
+        except (OSError, ValueError, TypeError) as e:
+            raise RunRecordError(f"{path} cannot be read as a tinyhub evaluation ({e}).") from e
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What `tinyhub sweep` writes: <sweep dir>/sweep.json
+# ---------------------------------------------------------------------------------------------------------
+SWEEP_SUMMARY_FILE = "sweep.json"
+SWEEP_SCHEMA_VERSION = 1
+
+
+@dataclass
+class SweepTrial:
+    """One trial of a sweep: its sampled values and what it reached on the validation split."""
+
+    trial: str
+    status: str  # TERMINATED | INTERRUPTED | ERROR | NOT RUN
+    config: dict  # the sampled values, by dotted key
+    best: float | None  # its best value of the metric over the epochs it ran
+    best_epoch: int | None
+    last: float | None
+    epochs_run: int
+    stopped_early: bool  # stopped by ASHA before the sweep's epochs
+    error: str | None
+    run_dir: str
+    history: list[dict]  # [{"epoch": e, <metric>: value}, ...]
+    rank: int | None = None  # 1 = the winner; None for a trial that reported nothing
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SweepBest:
+    trial: str
+    value: float
+    epoch: int
+    epochs_run: int
+    config: dict
+    run_dir: str
+    recipe: str  # best_recipe.yaml: the winner as a recipe to train
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SweepSummary:
+    """A finished (or interrupted) sweep: how it searched, every trial, and the winner chosen on validation."""
+
+    name: str
+    sweep_dir: str
+    model: str
+    metric: str  # val_accuracy | val_loss
+    mode: str  # max | min
+    selection: str  # how the winner was chosen, in words
+    val_size: int
+    epochs: int
+    num_samples: int
+    search: str
+    seed: int | None
+    scheduler: dict
+    resources: dict
+    space: dict
+    ray: dict
+    started: str
+    resumed: bool
+    wall_seconds: float
+    trials: list[SweepTrial]
+    best: SweepBest | None
+    schema_version: int = SWEEP_SCHEMA_VERSION
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = SWEEP_SUMMARY_FILE) -> SweepSummary:
+        kwargs = _fields(cls, d, where)
+        try:
+            kwargs["trials"] = [SweepTrial(**_fields(SweepTrial, t, f"{where}: trial")) for t in kwargs["trials"]]
+            if kwargs["best"] is not None:
+                kwargs["best"] = SweepBest(**_fields(SweepBest, kwargs["best"], f"{where}: best"))
+        except TypeError as e:
+            raise RunRecordError(f"{where} is malformed ({e})") from e
+        return cls(**kwargs)
+
+    def as_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["trials"] = [t.as_dict() for t in self.trials]
+        d["best"] = self.best.as_dict() if self.best else None
+        return d
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / SWEEP_SUMMARY_FILE
+        write_json_atomic(path, self.as_dict())
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SweepSummary:
+        """A sweep folder's summary: sweep.json, or results.json in folders written before it had its own name."""
+        folder = Path(folder)
+        path = folder / SWEEP_SUMMARY_FILE
+        if not path.is_file() and (folder / RESULTS_FILE).is_file():
+            path = folder / RESULTS_FILE
+        try:
+            return cls.from_dict(json.loads(path.read_text(), parse_constant=_refuse_constant), str(path))
+        except (OSError, ValueError) as e:
+            raise RunRecordError(f"{path} cannot be read as a sweep summary ({e}).") from e
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The committed seed record: results/<label>/seed_<k>.json, written by `tinyhub reproduce`
 # ---------------------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)  # keyword-only, so that fields stand in groups whether or not older records have them
@@ -374,7 +615,7 @@ class SeedRecord:
     label: str | None = None  # the results/ folder it is kept in; its model's name in older records
     seed: int
     parameters: int
-    recipe: dict | None = None
+    recipe: TrainConfig | None = None
     distilled_from: str | None = None
     # what it scored: the final epoch, and every epoch before it
     target_accuracy: float | None
@@ -390,7 +631,7 @@ class SeedRecord:
     wall_seconds: float | None = None
     world_size: int | None = None
     mixed_precision: str | None = None
-    git: dict | None = None
+    git: GitState | None = None
     run_dir: str | None = None
 
     @classmethod
@@ -415,11 +656,17 @@ class SeedRecord:
         kwargs = _fields(cls, d, str(path))
         if kwargs.get("history") is not None:
             kwargs["history"] = [EpochRecord.from_dict(e) for e in kwargs["history"]]
+        if kwargs.get("recipe") is not None:
+            kwargs["recipe"] = typed_recipe(kwargs["recipe"], str(path))
+        if kwargs.get("git") is not None:
+            kwargs["git"] = GitState.from_dict(kwargs["git"])
         return cls(**_labelled(kwargs))
 
     def save(self, path: str | Path) -> None:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["history"] = [e.as_dict() for e in self.history] if self.history is not None else None
+        d["recipe"] = config_dict(self.recipe) if self.recipe is not None else None
+        d["git"] = self.git.as_dict() if self.git is not None else None
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, d)
 

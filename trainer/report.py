@@ -21,6 +21,7 @@ from tinyhub.tables import markdown_table  # noqa: E402
 
 from .augment import augmentation_text  # noqa: E402
 from .record import RunRecord, load_run  # noqa: E402
+from .schema import config_dict, learning_rate_text  # noqa: E402
 
 # No timestamps in the files: the same results always give the same bytes, so an unchanged run re-pushes nothing.
 _PNG_META = {"Software": None}
@@ -127,7 +128,7 @@ def render_html(results: RunRecord, curves_png: bytes, confusion_png: bytes) -> 
         command=results.train_command(data_dir=results.data.details.get("dir")
                                       if results.dataset.source == "idx" else None),
         target=results.target_accuracy, training_time=results.training_time_text,
-        config_yaml=yaml.safe_dump(results.recipe, sort_keys=False),
+        config_yaml=yaml.safe_dump(config_dict(results.recipe), sort_keys=False),
         curves_png=base64.b64encode(curves_png).decode(), confusion_png=base64.b64encode(confusion_png).decode(),
     )
 
@@ -169,13 +170,11 @@ COMPARE_COLUMNS = ("run", "model", "parameters", "epochs", "batch size", "learni
 def comparison_rows(runs: list[tuple[str, RunRecord]]) -> list[dict]:
     rows = []
     for name, r in runs:
-        tr = r.recipe["training"]
-        opt, sch = tr["optimizer"], tr.get("scheduler") or {}
-        lr = f"{opt['lr']:g}" + (f" (max {sch['max_lr']:g})" if sch.get("name") == "onecycle" else "")
         train_acc, test_acc = r.final.train_accuracy, r.final.test_accuracy
         rows.append({
             "run": name, "model": r.model, "parameters": f"{r.parameters:,}", "epochs": len(r.epochs),
-            "batch size": r.global_batch_size, "learning rate": f"{opt['name']} {lr}",
+            "batch size": r.global_batch_size,
+            "learning rate": f"{r.recipe.training.optimizer.name} {learning_rate_text(r.recipe)}",
             "dropout": r.model_kwargs.get("dropout", "—"),
             "augmentation": augmentation_text(r.augmentation),
             "train acc %": f"{train_acc:.2f}", "test acc %": f"{test_acc:.2f}", "gap": f"{train_acc - test_acc:+.2f}",

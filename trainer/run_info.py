@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .record import GitState, Hardware
+
 # results.json schema. Bump on any incompatible change; the docs' results.json reference is generated from
 # trainer/record.py.
 RESULTS_SCHEMA_VERSION = 2  # 2: data.identity (what the run was trained on), target_dataset
@@ -47,7 +49,7 @@ def _is_generated(path: str) -> bool:
     return any(path == g or (g.endswith("/") and path.startswith(g)) for g in GENERATED_PATHS)
 
 
-def git_state() -> dict:
+def git_state() -> GitState:
     """Commit of the checkout this code runs from, the tracked files changed since it (`changed_files`), and
     `dirty`: whether any of those could change a run (anything but the generated results files and tables).
     All None outside a git checkout."""
@@ -64,17 +66,17 @@ def git_state() -> dict:
                                 capture_output=True, text=True, timeout=10, check=True).stdout
         changed = [line[3:].split(" -> ")[-1].strip('"') for line in status.splitlines() if line.strip()]
         dirty = any(not _is_generated(path) for path in changed)
-        return {"commit": commit, "dirty": dirty, "changed_files": changed}
+        return GitState(commit, dirty, changed)
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None, "changed_files": None}
+        return GitState()
 
 
 def environment_info(device: torch.device) -> dict:
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {
         "device": str(device),
-        "hardware": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                     "gpu": gpu, "platform": platform.platform()},
+        "hardware": Hardware(cpu=_cpu_name(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                             gpu=gpu, platform=platform.platform()),
         "versions": library_versions(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }

@@ -153,6 +153,15 @@ class TrainConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
+    @property
+    def model_name(self) -> str:
+        return self.model["name"]
+
+    @property
+    def model_arguments(self) -> dict:
+        """The architecture's own arguments: the model section without name and param_budget."""
+        return {k: v for k, v in self.model.items() if k not in ("name", "param_budget")}
+
 
 # ---- the sweep: everything above, and what to search ----
 @dataclass
@@ -461,17 +470,159 @@ def override_text(value) -> str:
     return str(value)
 
 
-def typed_config(cfg: DictConfig | dict) -> TrainConfig:
-    """A composed configuration, or a plain dict (a sweep trial, a notebook), checked against the schema: the
-    TrainConfig the engine reads by attribute. A wrong type or an unknown key raises ConfigError naming the key."""
+def typed_config(cfg: DictConfig | dict, *, validate: bool = True) -> TrainConfig:
+    """A composed configuration, or a plain dict (a sweep trial, a notebook), as the TrainConfig everything reads by
+    attribute, checked once: types and unknown keys against the schema, then (`validate`) every value and relation
+    (`check_values`). A problem raises ConfigError naming the key and the fix. Records of finished runs are read
+    with validate=False: what ran, ran."""
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
-    return checked(TrainConfig, {k: v for k, v in cfg.items() if k not in NOT_TRAINING})
+    typed = checked(TrainConfig, {k: v for k, v in cfg.items() if k not in NOT_TRAINING})
+    if validate:
+        check_values(typed)
+    return typed
 
 
 def config_dict(cfg: TrainConfig) -> dict:
-    """The plain dict of a TrainConfig: what config.yaml, checkpoints and results.json record as the recipe."""
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    """The plain dict of a TrainConfig as config.yaml, checkpoints and results.json record it: every setting that
+    acts, and none that the chosen optimizer or schedule ignores (`inert_settings`), so nothing is recorded or
+    carded as if it had acted."""
+    out = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    for key in inert_settings(cfg):
+        *sections, leaf = key.split(".")
+        node = out
+        for part in sections:
+            node = node[part]
+        node.pop(leaf, None)
+    return out
+
+
+# ---- values and relations: checked once, when a configuration becomes a TrainConfig ----
+#: Names each choice setting takes.
+CHOICES = {
+    "training.device": ("auto", "cpu"),
+    "data.source": ("auto", "local", "hub"),
+    "training.optimizer.name": ("sgd", "adam", "adamw"),
+    "training.scheduler.name": ("none", "step", "onecycle", "cosine", "plateau"),
+    "training.mixed_precision": ("no", "bf16", "fp16"),
+    "report_to": ("none", "tensorboard", "wandb", "trackio"),
+}
+_CHOICE_MEANING = {"training.device": "auto: a GPU when there is one; several with accelerate launch"}
+
+#: What each optimizer and schedule reads; every other setting of its section is inert under it.
+_ACTS = {
+    "training.optimizer": {"sgd": ("lr", "momentum", "nesterov", "weight_decay"),
+                           "adam": ("lr", "weight_decay", "betas"), "adamw": ("lr", "weight_decay", "betas")},
+    "training.scheduler": {"none": (), "step": ("step_size", "gamma"), "onecycle": ("max_lr", "pct_start"),
+                           "cosine": ("min_lr",), "plateau": ("gamma", "patience", "min_lr")},
+}
+_WHY_INERT = {"training.optimizer.lr": "the schedule sets the learning rate: its peak is training.scheduler.max_lr"}
+
+
+def inert_settings(cfg: TrainConfig) -> list[str]:
+    """The settings the chosen optimizer and schedule ignore: under onecycle, training.optimizer.lr (max_lr sets
+    the rate); under adam, momentum; under cosine, gamma; ..."""
+    tr = cfg.training
+    inert = []
+    for section, chosen in (("training.optimizer", tr.optimizer), ("training.scheduler", tr.scheduler)):
+        acts = _ACTS[section].get(str(chosen.name).lower())
+        if acts is None:  # an unknown name is refused by check_values
+            continue
+        inert += [f"{section}.{f.name}" for f in dataclasses.fields(chosen) if f.name not in (*acts, "name")]
+    if str(tr.scheduler.name).lower() == "onecycle":
+        inert.append("training.optimizer.lr")
+    return inert
+
+
+def optimizer_text(cfg: TrainConfig) -> str:
+    """"sgd (weight decay 0.0001, momentum 0.9, nesterov true)": the optimizer with the settings that act."""
+    opt, inert = cfg.training.optimizer, set(inert_settings(cfg))
+    acts = _ACTS["training.optimizer"].get(str(opt.name).lower(), ())
+    shown = [f"{k.replace('_', ' ')} {override_text(getattr(opt, k))}" for k in acts
+             if f"training.optimizer.{k}" not in inert]
+    return f"{opt.name} ({', '.join(shown)})" if shown else str(opt.name)
+
+
+def schedule_text(cfg: TrainConfig) -> str:
+    """"onecycle (max_lr 0.24, pct_start 0.2)": the schedule with the settings that act."""
+    sch = cfg.training.scheduler
+    acts = _ACTS["training.scheduler"].get(str(sch.name).lower(), ())
+    shown = [f"{k} {override_text(getattr(sch, k))}" for k in acts]
+    return f"{sch.name} ({', '.join(shown)})" if shown else str(sch.name)
+
+
+def learning_rate_text(cfg: TrainConfig) -> str:
+    """The learning rate that acted: the optimizer's, or the schedule's peak under onecycle."""
+    tr = cfg.training
+    if str(tr.scheduler.name).lower() == "onecycle":
+        return f"max {tr.scheduler.max_lr:g}"
+    return f"{tr.optimizer.lr:g}"
+
+
+def ignored_settings(cfg: TrainConfig) -> dict[str, str]:
+    """The inert settings given a value other than the schema's default, each with a line saying so. The run
+    leaves them out of its record and says that line (a learning rate under onecycle is refused instead)."""
+    defaults, notes = TrainConfig(), {}
+    for key in inert_settings(cfg):
+        value = _get(cfg, key)
+        if value != _get(defaults, key):
+            section = key.rpartition(".")[0]
+            chosen = "training.scheduler" if key in _WHY_INERT else section
+            why = _WHY_INERT.get(key, f"it does not read {key.rpartition('.')[2]}")
+            notes[key] = (f"{key}={override_text(value)} has no effect with {chosen}.name={_get(cfg, chosen).name} "
+                          f"({why})")
+    return notes
+
+
+def _get(cfg, dotted: str):
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def check_values(cfg: TrainConfig) -> None:
+    """Every value the run reads, with its meaning: limits (TRAIN_LIMITS), choices, relations between settings,
+    and no setting that would be silently ignored. ConfigError names the first problem and its fix."""
+    check_limits(cfg, TRAIN_LIMITS, TrainConfig)
+    for key, choices in CHOICES.items():
+        value = _get(cfg, key)
+        if not (isinstance(value, str) and value.lower() in choices):
+            listed = ", ".join(choices[:-1]) + f" or {choices[-1]}"
+            meaning = _CHOICE_MEANING.get(key)
+            raise ConfigError(f"{key}={value!r}: choose {listed}" + (f" ({meaning})" if meaning else "") + ".")
+    if not (isinstance(cfg.progress, bool) or str(cfg.progress).lower() == "auto"):
+        raise ConfigError(f"progress={cfg.progress!r}: choose auto, true or false.")
+    if cfg.seeds is not None:
+        if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+            raise ConfigError(f"seeds={list(cfg.seeds)}: give distinct seeds, e.g. seeds=[0,1,2] (or seed=N for one "
+                              "run).")
+        if cfg.training.scheduler.name == "plateau":
+            raise ConfigError("training.scheduler.name=plateau lowers the learning rate when one run's accuracy "
+                              "stalls, and the seeds of a stack share one schedule; train them one at a time "
+                              "(seed=N), or choose step, onecycle or cosine.")
+    for key, note in ignored_settings(cfg).items():
+        if key in _WHY_INERT:  # a learning rate that looks set but is not: refused, not just noted
+            raise ConfigError(f"{note}; remove it, or set the learning rate the schedule uses.")
+    if cfg.training.mixed_precision == "fp16" and (cfg.training.device == "cpu" or not _cuda_available()):
+        raise ConfigError("training.mixed_precision=fp16 needs a CUDA GPU (fp16 autocast with loss scaling); on "
+                          "the CPU use training.mixed_precision=bf16, or no.")
+    _check_tracker(cfg.report_to)
+
+
+def _cuda_available() -> bool:
+    import torch  # only asked for fp16, which needs it anyway
+
+    return torch.cuda.is_available()
+
+
+def _check_tracker(report_to: str) -> None:
+    """Accelerate only warns when a tracker is missing; a user who asked for one should know it is not logging."""
+    import importlib.util
+
+    module = None if report_to == "none" else report_to
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise ConfigError(f"report_to={report_to} needs the {module} package: pip install {module} "
+                          "(or `pip install tinyhub[tracking]`), or choose report_to=tensorboard|none.")
 
 
 def register() -> None:

@@ -41,13 +41,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from tinyhub.files import OUTPUT_MARKER, mark_output_folder, write_text_atomic
 
-from .config import compose_baseline, describe_value, differences, model_group, plain_value, trial_config
-from .record import load_run
+from .config import (compose_baseline, describe_value, differences, model_group, plain_value, set_dotted,
+                     trial_config)
+from .record import SweepBest, SweepSummary, SweepTrial, load_run
 from .schema import SWEEP_LIMITS, HpoConfig, SweepConfig, check_limits, checked, typed_config
 from .sweep_report import console_text, write_outputs
 from .sweep_space import Param, SweepConfigError, parse_space, tune_space
 
-SWEEP_SCHEMA_VERSION = 1
 logger = logging.getLogger(__name__)
 
 #: What a sweep may select on: the engine's per-epoch metrics on the validation split.
@@ -83,7 +83,7 @@ class SweepPlan:
 
     metric = property(lambda self: self.hpo["metric"])
     mode = property(lambda self: self.hpo["mode"])
-    epochs = property(lambda self: self.base["training"]["epochs"])
+    epochs = property(lambda self: typed_config(self.base, validate=False).training.epochs)
     num_samples = property(lambda self: self.hpo["num_samples"])
     search = property(lambda self: self.hpo["search"])
     resume = property(lambda self: self.hpo["resume"])
@@ -127,21 +127,21 @@ def prepare_sweep(cfg: DictConfig | dict) -> SweepPlan:
     typed_hpo = checked(HpoConfig, base.pop("hpo"), "hpo.", SweepConfigError)
     check_limits(SimpleNamespace(hpo=typed_hpo), SWEEP_LIMITS, SweepConfig, SweepConfigError)
     hpo = dataclasses.asdict(typed_hpo)
-    metric, mode, epochs = hpo["metric"], hpo["mode"], base["training"]["epochs"]
+    recipe = typed_config(base, validate=False)  # read by attribute; values are checked once below
+    metric, mode, epochs = hpo["metric"], hpo["mode"], recipe.training.epochs
     _require(metric in VALIDATION_METRICS, f"hpo.metric={metric!r}: a sweep selects on the validation split only "
              "(val_accuracy or val_loss); the test split is never used to choose.")
     _require(mode in ("max", "min"), f"hpo.mode={mode!r}: choose max or min.")
     _require(mode == {"val_accuracy": "max", "val_loss": "min"}[metric],
              f"hpo.metric={metric} with hpo.mode={mode} would select the worst trial.")
-    data = base["data"]
-    val_size = data["val_size"] or hpo["val_size"]
-    _require(val_size > 0, f"hpo.val_size={hpo['val_size']!r} (data.val_size={data['val_size']!r}): a sweep needs "
+    val_size = recipe.data.val_size or hpo["val_size"]
+    _require(val_size > 0, f"hpo.val_size={hpo['val_size']!r} (data.val_size={recipe.data.val_size!r}): a sweep needs "
              "a validation split carved from the training images to compare trials, and never chooses on the test "
              "split. Set hpo.val_size to a positive number of images, e.g. hpo.val_size=5000.")
-    data["val_size"] = val_size
+    set_dotted(base, "data.val_size", val_size)
     _require(hpo["num_samples"] >= 1, f"hpo.num_samples={hpo['num_samples']!r}: need a positive integer.")
     _require(epochs >= 1, f"training.epochs={epochs!r}: need a positive integer.")
-    _require(not base["training"]["resume"], "training.resume must be null for a sweep: every trial starts fresh "
+    _require(not recipe.training.resume, "training.resume must be null for a sweep: every trial starts fresh "
              "(an interrupted sweep continues with hpo.resume=true).")
     hpo["search"] = search = hpo["search"].lower()
     _require(search in ("random", "optuna"), f"hpo.search={search!r}: choose random or optuna.")
@@ -173,22 +173,24 @@ def prepare_sweep(cfg: DictConfig | dict) -> SweepPlan:
              "hpo.wandb=true needs the wandb package: pip install wandb.")
 
     # Every path a trial reads or writes is absolute: Ray runs trials in their own working directories.
-    data["dir"], data["cache_dir"] = _absolute(data["dir"]), _absolute(data["cache_dir"])
-    if os.path.isdir(str(data["dataset"])):
-        data["dataset"] = _absolute(data["dataset"])
-    base["run"]["root"] = _absolute(base["run"]["root"])
+    set_dotted(base, "data.dir", _absolute(recipe.data.dir))
+    set_dotted(base, "data.cache_dir", _absolute(recipe.data.cache_dir))
+    if os.path.isdir(str(recipe.data.dataset)):
+        set_dotted(base, "data.dataset", _absolute(recipe.data.dataset))
+    set_dotted(base, "run.root", _absolute(recipe.run.root))
 
-    from .engine import check_config
+    from .engine import check_model
 
-    check_config(typed_config(base))  # what every trial would refuse, refused once before Ray starts
+    typed = typed_config(base)  # what every trial would refuse, refused once before Ray starts
+    check_model(typed)
     params = parse_space(hpo["space"], base)
     grid = [p.key for p in params if p.type == "grid"]
     _require(search != "optuna" or not grid, f"hpo.space: grid parameters ({', '.join(grid)}) need "
              "hpo.search=random; with optuna use choice.")
     from tinyhub import modeling
 
-    model_name = base["model"]["name"]
-    modeling.create_model(model_name, **{k: v for k, v in base["model"].items() if k != "name"})  # before Ray
+    model_name = typed.model_name
+    modeling.create_model(model_name, **typed.model_arguments, param_budget=typed.model["param_budget"])  # before Ray
 
     # Not under run.root by default: `tinyhub push --all runs/` publishes every finished run it finds there,
     # and trial runs (trained without their validation images, for few epochs) are not zoo models.
@@ -240,12 +242,12 @@ def _trainable(config: dict, *, base: dict, env: dict, report_to: str, trials_di
         for epoch in load_run(run_dir).epochs:
             tune.report({k: v for k, v in epoch.as_dict().items() if k in REPORTED})
         return
-    cfg = trial_config(base, config)
-    cfg.update(report_to=report_to, tracker_project=project, progress=False)
-    cfg["run"].update(dir=str(run_dir), name=None)
-    cfg["training"]["checkpoint_every"] = 0  # Tune restarts an interrupted trial; the best recipe trains afresh
-    cfg["training"]["threads"] = cfg["training"]["threads"] or threads
-    epochs, final = cfg["training"]["epochs"], []
+    recipe = typed_config(base, validate=False)
+    # Tune restarts an interrupted trial (no checkpoints); the best recipe trains afresh.
+    cfg = trial_config(base, {**config, "report_to": report_to, "tracker_project": project, "progress": False,
+                              "run.dir": str(run_dir), "run.name": None, "training.checkpoint_every": 0,
+                              "training.threads": recipe.training.threads or threads})
+    epochs, final = recipe.training.epochs, []
 
     def on_epoch_end(record) -> None:
         report = {k: v for k, v in record.as_dict().items() if k in REPORTED}
@@ -320,9 +322,9 @@ def _tuner(plan: SweepPlan):
                                   failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)))
 
 
-def run_sweep(cfg_or_plan: DictConfig | dict | SweepPlan, *, echo: bool = True) -> dict:
+def run_sweep(cfg_or_plan: DictConfig | dict | SweepPlan, *, echo: bool = True) -> SweepSummary:
     """Run (or, with hpo.resume, continue) the sweep and write its folder; returns the summary written to
-    results.json (`best` is None when no trial finished an epoch). Invalid configurations raise SweepConfigError
+    sweep.json (`best` is None when no trial finished an epoch). Invalid configurations raise SweepConfigError
     before Ray starts."""
     plan = cfg_or_plan if isinstance(cfg_or_plan, SweepPlan) else prepare_sweep(cfg_or_plan)
     if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.tune") is None:
@@ -331,7 +333,7 @@ def run_sweep(cfg_or_plan: DictConfig | dict | SweepPlan, *, echo: bool = True) 
     if plan.local:  # a wrong data.dir fails before any trial, and the tensor cache is warm when they start
         from .data import load_from_config
 
-        load_from_config(plan.base["data"])
+        load_from_config(typed_config(plan.base, validate=False).data)
     import ray
 
     started_ray = _connect(plan)
@@ -361,8 +363,8 @@ def _error_line(error) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def summarize(plan: SweepPlan, grid, started_at: str, wall: float, ray_version: str) -> dict:
-    """The summary (results.json) from the ResultGrid: each trial's best validation value and its epoch from
+def summarize(plan: SweepPlan, grid, started_at: str, wall: float, ray_version: str) -> SweepSummary:
+    """The summary (sweep.json) from the ResultGrid: each trial's best validation value and its epoch from
     `get_dataframe(filter_metric=...)`, its last epoch from `get_dataframe()`, the winner from
     `get_best_result(scope="all")` (the best of every epoch each trial reported)."""
     metric = plan.metric
@@ -378,38 +380,36 @@ def summarize(plan: SweepPlan, grid, started_at: str, wall: float, ray_version: 
         history = result.metrics_dataframe
         status = ("ERROR" if result.error is not None else "NOT RUN" if epochs_run == 0 else  # interrupted first
                   "INTERRUPTED" if plan.scheduler["name"] == "none" and epochs_run < plan.epochs else "TERMINATED")
-        trials.append({
-            "trial": trial_id, "status": status,
-            "config": {k: plain_value(v) for k, v in (result.config or {}).items()},
-            "best": float(top[metric]) if top.get(metric) == top.get(metric) and metric in top else None,
-            "best_epoch": int(top["epoch"]) if metric in top else None,
-            "last": float(row[metric]) if metric in row else None,
-            "epochs_run": epochs_run,
-            "stopped_early": status == "TERMINATED" and epochs_run < plan.epochs,
-            "error": None if result.error is None else _error_line(result.error),
-            "run_dir": str(plan.dir / "trials" / trial_id),
-            "history": [] if history is None or metric not in history else
-                       [{"epoch": int(e), metric: float(v)} for e, v in zip(history["epoch"], history[metric])],
-        })
+        trials.append(SweepTrial(
+            trial=trial_id, status=status,
+            config={k: plain_value(v) for k, v in (result.config or {}).items()},
+            best=float(top[metric]) if top.get(metric) == top.get(metric) and metric in top else None,
+            best_epoch=int(top["epoch"]) if metric in top else None,
+            last=float(row[metric]) if metric in row else None,
+            epochs_run=epochs_run,
+            stopped_early=status == "TERMINATED" and epochs_run < plan.epochs,
+            error=None if result.error is None else _error_line(result.error),
+            run_dir=str(plan.dir / "trials" / trial_id),
+            history=[] if history is None or metric not in history else
+                    [{"epoch": int(e), metric: float(v)} for e, v in zip(history["epoch"], history[metric])],
+        ))
     winner = None
-    if any(t["best"] is not None for t in trials):
+    if any(t.best is not None for t in trials):
         winner = Path(str(grid.get_best_result(metric=metric, mode=plan.mode, scope="all").path)).name
     sign = -1.0 if plan.mode == "max" else 1.0
-    trials.sort(key=lambda t: (t["best"] is None, t["trial"] != winner, sign * (t["best"] or 0), -t["epochs_run"],
-                               t["trial"]))
+    trials.sort(key=lambda t: (t.best is None, t.trial != winner, sign * (t.best or 0), -t.epochs_run, t.trial))
     for i, t in enumerate(trials, 1):
-        t["rank"] = i if t["best"] is not None else None
+        t.rank = i if t.best is not None else None
     w = trials[0] if winner else None
-    return {
-        "schema_version": SWEEP_SCHEMA_VERSION, "name": plan.name, "sweep_dir": str(plan.dir),
-        "model": plan.base["model"]["name"], "metric": metric, "mode": plan.mode,
-        "selection": f"best {metric} on the validation split ({plan.val_size} training images held out); "
-                     "the test split is not used",
-        "val_size": plan.val_size, "epochs": plan.epochs, "num_samples": plan.num_samples, "search": plan.search,
-        "seed": plan.hpo["seed"], "scheduler": plan.scheduler, "resources": dict(plan.hpo["resources"]),
-        "space": {p.alias or p.key: {**p.as_dict(), "key": p.key} for p in plan.params},
-        "ray": {"version": ray_version, "address": plan.address or "local"}, "started": started_at,
-        "resumed": plan.resume, "wall_seconds": round(wall, 1), "trials": trials,
-        "best": w and {"trial": w["trial"], "value": w["best"], "epoch": w["best_epoch"], "epochs_run": w["epochs_run"],
-                       "config": w["config"], "run_dir": w["run_dir"], "recipe": str(plan.dir / "best_recipe.yaml")},
-    }
+    return SweepSummary(
+        name=plan.name, sweep_dir=str(plan.dir), model=typed_config(plan.base, validate=False).model_name,
+        metric=metric, mode=plan.mode,
+        selection=f"best {metric} on the validation split ({plan.val_size} training images held out); "
+                  "the test split is not used",
+        val_size=plan.val_size, epochs=plan.epochs, num_samples=plan.num_samples, search=plan.search,
+        seed=plan.hpo["seed"], scheduler=plan.scheduler, resources=dict(plan.hpo["resources"]),
+        space={p.alias or p.key: {**p.as_dict(), "key": p.key} for p in plan.params},
+        ray={"version": ray_version, "address": plan.address or "local"}, started=started_at,
+        resumed=plan.resume, wall_seconds=round(wall, 1), trials=trials,
+        best=w and SweepBest(trial=w.trial, value=w.best, epoch=w.best_epoch, epochs_run=w.epochs_run,
+                             config=w.config, run_dir=w.run_dir, recipe=str(plan.dir / "best_recipe.yaml")))

@@ -17,7 +17,7 @@ import difflib
 from dataclasses import dataclass
 
 from .config import plain_value
-from .schema import ConfigError
+from .schema import ConfigError, typed_config
 
 #: Parameter types of `hpo.space` and the fields each one takes.
 SPACE_TYPES = {"loguniform": ("low", "high"), "uniform": ("low", "high"), "randint": ("low", "high"),
@@ -115,7 +115,7 @@ def _parse_param(key: str, spec: dict) -> Param:
 
 def _resolve_alias(param: Param, base: dict) -> Param:
     """`lr` -> the learning rate that drives training; and refuse a learning rate that would have no effect."""
-    onecycle = base["training"]["scheduler"]["name"].lower() == "onecycle"
+    onecycle = typed_config(base, validate=False).training.scheduler.name.lower() == "onecycle"
     if param.key == LR_ALIAS:
         param.alias = LR_ALIAS
         param.key = "training.scheduler.max_lr" if onecycle else "training.optimizer.lr"
@@ -139,7 +139,8 @@ def _check_key(param: Param, base: dict) -> None:
         close = difflib.get_close_matches(key, _leaf_keys(base), n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(close)}?" if close else ""
         raise SweepConfigError(
-            f"{where}: {key!r} is not a key of the training configuration (model={base['model']['name']}).{hint} "
+            f"{where}: {key!r} is not a key of the training configuration "
+            f"(model={typed_config(base, validate=False).model_name}).{hint} "
             f"Keys the recipe lacks can be added first, e.g. +{key}=VALUE.")
     if isinstance(value, dict):
         raise SweepConfigError(f"{where}: {key!r} is a config section, not a value; search one of its keys "

@@ -51,44 +51,37 @@ def _peak_memory_mb(device_type: str) -> float:
 
 def _profile(cfg, threads: int, batches: int = 40) -> dict:
     """Where an epoch's time goes: the engine's own pieces timed alone on the recipe's batches, in seconds per
-    training image: augmentation + normalisation (augment_batch, normalize01) and the engine's TrainStep itself
-    (the recipe's optimizer, per-batch schedule, EMA, clipping, precision and teachers)."""
+    training image: the input path (trainer/inputs.py: scale, augment, normalise, layout) and the step the engine
+    assembles (trainer/step.py: the recipe's optimizer, per-batch schedule, EMA, clipping, precision, teachers)."""
+    import dataclasses
+
     import torch
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
     from tinyhub import modeling
     from tinyhub.trainer import seeding
-    from tinyhub.trainer.augment import AugmentConfig, augment_batch
+    from tinyhub.trainer.augment import AugmentConfig
     from tinyhub.trainer.data import load_from_config
     from tinyhub.trainer.distill import load_teachers, teacher_specs
-    from tinyhub.trainer.engine import TrainStep, build_optimizer, build_scheduler
+    from tinyhub.trainer.inputs import model_input
     from tinyhub.trainer.schema import typed_config
+    from tinyhub.trainer.step import assemble_step
 
-    c, tr = typed_config(cfg), typed_config(cfg).training
-    splits = load_from_config(dict(cfg.data))
-    kwargs = {k: v for k, v in c.model.items() if k != "name"}
-    model = modeling.create_model(c.model["name"], **kwargs, mean=splits.mean, std=splits.std)
+    c = typed_config(cfg)
+    tr = c.training
+    splits = load_from_config(c.data)
+    model = modeling.create_model(c.model_name, **c.model_arguments, mean=splits.mean, std=splits.std)
     if tr.channels_last:
         model = model.to(memory_format=torch.channels_last)
     AcceleratorState._reset_state(reset_partial_state=True)  # the engine's run before this left its own state
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=tr.mixed_precision)
-    optimizer = build_optimizer(model.parameters(), tr.optimizer)
-    scheduler, when = build_scheduler(optimizer, tr.scheduler, tr.epochs, 10**6)
-    ema = None
-    if tr.ema:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tr.ema), use_buffers=True)
-    train_model, optimizer = accelerator.prepare(model, optimizer)
     teachers = load_teachers(teacher_specs(tr.distill.teacher), label_names=splits.label_names,
                              image_shape=splits.image_shape, device=accelerator.device)
-    step_fn = TrainStep(model, train_model, optimizer, accelerator,
-                        torch.nn.CrossEntropyLoss(label_smoothing=tr.label_smoothing), grad_clip=tr.grad_clip,
-                        scheduler=scheduler if when == "step" else None, ema=ema, teachers=teachers,
-                        temperature=tr.distill.temperature, distill_weight=tr.distill.weight)
+    trainer = assemble_step(model, tr, accelerator, epochs=tr.epochs, steps_per_epoch=10**6, teachers=teachers)
     images, labels = splits.train_images.to(accelerator.device), splits.train_labels.to(accelerator.device)
-    aug, gen, bs = AugmentConfig(**cfg.augment), seeding.generator("augment", 0, 1, 0), c.data.batch_size
+    aug, bs = AugmentConfig(**dataclasses.asdict(c.augment)), c.data.batch_size
+    gen = seeding.generator("augment", 0, 1, 0)
     batch_idx = [torch.randint(0, len(labels), (bs,), device=accelerator.device) for _ in range(batches)]
     model.train()
 
@@ -101,17 +94,15 @@ def _profile(cfg, threads: int, batches: int = 40) -> dict:
 
     inputs = {}
 
-    def augment(idx):
-        x01 = augment_batch(images[idx].float() / 255.0, aug, gen)
-        inputs[id(idx)] = (model.normalize01(x01), x01)
+    def prepare(idx):
+        inputs[id(idx)] = model_input([images[idx]], model.normalize01, augment=aug, generators=[gen],
+                                      channels_last=tr.channels_last)
 
     def step(idx):
-        x, x01 = inputs[id(idx)]
-        if tr.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        step_fn(x, labels[idx].unsqueeze(1), x01)
+        batch = inputs[id(idx)]
+        trainer.step(batch.x, labels[idx].unsqueeze(1), batch.x01)
 
-    return {"augment": timed(augment), "step": timed(step)}
+    return {"augment": timed(prepare), "step": timed(step)}
 
 
 def _engine_row(overrides: list[str], run_dir: str, threads: int, profile: bool = False) -> dict:
@@ -155,7 +146,7 @@ def _seeds_row(overrides: list[str], data_dir: str, epochs: int, subset: int, wo
     from torchvision import datasets, transforms
 
     from tinyhub import modeling, trainer
-    from tinyhub.trainer.engine import build_optimizer, build_scheduler
+    from tinyhub.trainer.step import build_optimizer, build_scheduler
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -229,7 +220,7 @@ def _print_profile(row: dict, seeds_row: dict) -> None:
     around the step (the same step in both) could beat."""
     n, prof = row["images"], row["profile"]
     per_image = row["train_seconds"] / n
-    parts = {"augmentation (augment_batch + normalize01)": prof["augment"],
+    parts = {"input path (scale, augment, normalise, layout)": prof["augment"],
              "forward + backward + optimizer step": prof["step"],
              "the rest of the loop (indexing, schedule, metrics, Python)": max(0.0, per_image - sum(prof.values()))}
     epoch = epoch_of(row)

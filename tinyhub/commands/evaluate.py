@@ -77,8 +77,9 @@ def _report(args, source, model, images, labels, log_probs, num_processes: int) 
 
     import evaluate
 
-    from tinyhub.files import claim_output_folder, write_json_atomic
+    from tinyhub.files import claim_output_folder
     from tinyhub.trainer.evaluation import compute_metrics
+    from tinyhub.trainer.record import EvaluationRecord
     from tinyhub.trainer.report import misclassified_grid
 
     metrics = compute_metrics(log_probs, labels, model.num_classes)
@@ -89,13 +90,13 @@ def _report(args, source, model, images, labels, log_probs, num_processes: int) 
     losses = -log_probs.gather(1, labels.view(-1, 1)).flatten()
     grid = misclassified_grid(images.cpu(), labels.cpu(), log_probs.argmax(1).cpu(), losses.cpu(), names,
                               out_dir / f"misclassified_{suffix}.png")
-    record = {"model": args.model, "architecture": model.architecture, "split": args.split, "tta": args.tta,
-              "num_processes": num_processes, "labels": names, **metrics}
-    saved = out_dir / f"eval_{suffix}.json"
+    record = EvaluationRecord(model=args.model, architecture=model.architecture, split=args.split, tta=args.tta,
+                              num_processes=num_processes, labels=names, **metrics,
+                              timestamp=datetime.datetime.now().isoformat(), evaluate_version=evaluate.__version__,
+                              python_version=sys.version)
     # evaluate.save's fields, written whole; not evaluate.save itself, which asks git about the working folder
     # (printing `fatal: not a git repository` outside one) and leaves a half-written file when interrupted.
-    write_json_atomic(saved, {**record, "_timestamp": datetime.datetime.now().isoformat(),
-                              "_evaluate_version": evaluate.__version__, "_python_version": sys.version})
+    saved = record.save(out_dir / f"eval_{suffix}.json")
     print(f"{args.model} on the {args.split} split ({metrics['total']:,} images{', TTA' if args.tta else ''}):")
     print(f"  accuracy {100 * metrics['accuracy']:.2f}% ({metrics['correct']}/{metrics['total']}), "
           f"loss {metrics['loss']:.4f}")

@@ -20,17 +20,16 @@ def parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str = "tinyhub list-models") -> int:
     args = parser(prog).parse_args(argv)
-    from tinyhub import modeling
+    from tinyhub.modeling.catalog import CATALOG  # the packaged models' table: answers without importing torch
 
-    names = modeling.list_models()
     if args.names:
-        print("\n".join(names))
+        print("\n".join(sorted(CATALOG)))
         return 0
     rows = [("model", "parameters", "budget", "design")]
-    for name in names:
-        info = modeling.model_info(name)
-        budget = f"<{info['param_budget']:,}" if info["param_budget"] else "-"
-        rows.append((name, f"{modeling.create_model(name).num_parameters():,}", budget, info["design"]))
+    for name in sorted(CATALOG):
+        entry = CATALOG[name]
+        budget = f"<{entry.param_budget:,}" if entry.param_budget else "-"
+        rows.append((name, f"{entry.parameters:,}", budget, entry.design))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")

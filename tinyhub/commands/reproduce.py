@@ -113,8 +113,8 @@ def rerun(model: str, seed: int, runs_root: Path, out_root: Path, data_dir: str 
              "rerun_accuracy": again.final.test_accuracy,
              "difference": round(again.final.test_accuracy - recorded.test_accuracy, 4),
              "recorded_hardware": recorded.hardware, "rerun_hardware": again.hardware_text,
-             "recorded_commit": (recorded.git or {}).get("commit"),
-             "rerun_commit": again.git.get("commit"), "run_dir": str(run_dir),
+             "recorded_commit": recorded.git.commit if recorded.git else None,
+             "rerun_commit": again.git.commit, "run_dir": str(run_dir),
              "date": time.strftime("%Y-%m-%d")}
     log_file = out_root / "reruns.json"
     log = json.loads(log_file.read_text()) if log_file.is_file() else []
@@ -159,10 +159,10 @@ def table(out_root: Path) -> str:
         target = first.target_accuracy
         met = {None: "—", True: "yes", False: "no"}[stats.meets(target)]
         secs = statistics.fmean(r.train_seconds or 0 for r in rs)
-        together = {len((r.recipe or {}).get("seeds") or []) for r in rs} - {0, 1}  # seeds trained in one stack
+        together = {len(r.recipe.seeds or []) for r in rs if r.recipe} - {0, 1}  # seeds trained in one stack
         time_txt = f"{secs:.0f} s" + (f" for {max(together)} together" if together else "")
         hardware = ", ".join(sorted({r.hardware for r in rs}))
-        budget = ((first.recipe or {}).get("model") or {}).get("param_budget")
+        budget = first.recipe.model.get("param_budget") if first.recipe else None
         budget_txt = f"<{budget:,}" if budget else "—"
         name = label if label == first.model else f"{label} ({first.model})"
         rows.append([name, f"{first.parameters:,}", budget_txt, "—" if target is None else f"{target}%",

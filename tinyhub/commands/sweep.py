@@ -28,8 +28,8 @@ def _run_sweep(cfg) -> int:
     from tinyhub.trainer.sweep import run_sweep
 
     summary = run_sweep(cfg)
-    if summary["best"] is None:
-        print(f"error: no trial reported {summary['metric']}; see {summary['sweep_dir']}/results.md",
+    if summary.best is None:
+        print(f"error: no trial reported {summary.metric}; see {summary.sweep_dir}/results.md",
               file=sys.stderr)
         return 1
     return 0

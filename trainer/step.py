@@ -1,0 +1,136 @@
+"""The training step and what it is made of: optimizer, schedule, EMA, loss, and their assembly from the recipe.
+The engine and `tinyhub bench` build the step with the one `assemble_step`, so the bench times exactly what trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from accelerate import Accelerator
+
+from .distill import distillation_loss, soft_targets
+from .schema import ConfigError, OptimizerConfig, SchedulerConfig, TrainingConfig
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "step", "onecycle", "cosine", "plateau")
+
+
+def build_optimizer(params, opt: OptimizerConfig) -> torch.optim.Optimizer:
+    name = opt.name.lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
+                               weight_decay=opt.weight_decay)
+    if name in ("adam", "adamw"):
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return cls(params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
+    raise ConfigError(f"training.optimizer.name={name!r}: choose sgd, adam or adamw.")
+
+
+def build_scheduler(optimizer, sch: SchedulerConfig, epochs: int, steps_per_epoch: int):
+    """Returns (scheduler or None, when it steps: 'step' | 'epoch' | 'plateau' | None)."""
+    name = sch.name.lower()
+    if name == "none":
+        return None, None
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, sch.step_size, sch.gamma), "epoch"
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=sch.max_lr, total_steps=epochs * steps_per_epoch, pct_start=sch.pct_start), "step"
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=epochs * steps_per_epoch, eta_min=sch.min_lr), "step"
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=sch.gamma, patience=sch.patience, min_lr=sch.min_lr), "plateau"
+    raise ConfigError(f"training.scheduler.name={name!r}: choose none, step, onecycle, cosine or plateau.")
+
+
+@dataclasses.dataclass
+class TrainStep:
+    """One optimisation step of the recipe, for one model or a stack of K: the forward, each model's loss
+    (cross-entropy, blended with the teachers' soft targets when distilling), backward, gradient clipping (each
+    model by its own norm), the optimizer, a per-batch schedule and the EMA of weights. The training loop runs it;
+    `tinyhub bench --profile` times this very function."""
+
+    model: torch.nn.Module  # the bare model or ModelStack: clipping and the EMA read it
+    train_model: torch.nn.Module  # what runs the forward: the model as Accelerate prepared (and maybe compiled) it
+    optimizer: torch.optim.Optimizer
+    accelerator: Accelerator
+    criterion: torch.nn.Module
+    n_models: int = 1
+    grad_clip: float = 0.0
+    scheduler: object = None  # stepped after every batch (None when it steps per epoch, or there is none)
+    ema: object = None
+    teachers: list = dataclasses.field(default_factory=list)
+    temperature: float = 4.0
+    distill_weight: float = 0.0
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: the models' normalised input (model k's images in channels k*C..); y: (N, K) labels; x01: the same
+        augmented images in [0, 1], for the teachers. Returns (each model's loss (K,), logits (N, K, classes))."""
+        n, k_models = len(y), self.n_models
+        logits = self.train_model(x).view(n, k_models, -1)
+        losses = torch.stack([self.criterion(logits[:, k].float(), y[:, k]) for k in range(k_models)])
+        if self.teachers:  # the same augmented images, each teacher with its own normalisation, in the run's precision
+            with self.accelerator.autocast():  # every model's images as one batch: (K*N, C, H, W)
+                images = x01.unflatten(1, (k_models, -1)).transpose(0, 1).flatten(0, 1)
+                targets = soft_targets(self.teachers, images, self.temperature).view(k_models, n, -1)
+            soft = torch.stack([distillation_loss(logits[:, k], targets[k], self.temperature)
+                                for k in range(k_models)])
+            losses = (1 - self.distill_weight) * losses + self.distill_weight * soft
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(losses.sum())  # model k's weights get exactly the gradient of its own loss
+        if self.grad_clip:
+            if k_models == 1:
+                self.accelerator.clip_grad_norm_(self.train_model.parameters(), self.grad_clip)
+            else:
+                self.accelerator.unscale_gradients()
+                self.model.clip_grad_norm_(self.grad_clip)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return losses.detach(), logits
+
+
+@dataclasses.dataclass
+class AssembledStep:
+    """The step of a recipe with the pieces the loop, the checkpoints and the bench also read."""
+
+    step: TrainStep
+    train_model: torch.nn.Module  # as Accelerate prepared (and maybe compiled) it
+    optimizer: torch.optim.Optimizer
+    scheduler: object  # or None
+    scheduler_steps: str | None  # 'step' | 'epoch' | 'plateau' | None: when the loop steps it
+    ema: object  # torch.optim.swa_utils.AveragedModel, or None
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What is evaluated and saved: the EMA weights when the recipe keeps them."""
+        return self.ema.module if self.ema is not None else self.train_model
+
+
+def assemble_step(model: torch.nn.Module, training: TrainingConfig, accelerator: Accelerator, *, epochs: int,
+                  steps_per_epoch: int, n_models: int = 1, teachers: list | None = None) -> AssembledStep:
+    """The recipe's training step for `model` (one model or a ModelStack of `n_models`): optimizer, schedule, EMA,
+    torch.compile, Accelerate's prepare, the loss with label smoothing and the teachers' soft targets."""
+    optimizer = build_optimizer(model.parameters(), training.optimizer)
+    scheduler, when = build_scheduler(optimizer, training.scheduler, epochs, steps_per_epoch)
+    ema = None
+    if training.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(training.ema), use_buffers=True)
+        ema.to(accelerator.device)
+    train_model = torch.compile(model) if training.compile else model
+    train_model, optimizer = accelerator.prepare(train_model, optimizer)
+    # The scheduler and the EMA weights are checkpointed by tinyhub itself (JSON and safetensors), not through
+    # Accelerate's custom-object pickles, which load with full unpickling: a checkpoint must never run code.
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=training.label_smoothing)
+    step = TrainStep(model, train_model, optimizer, accelerator, criterion, n_models=n_models,
+                     grad_clip=training.grad_clip, scheduler=scheduler if when == "step" else None, ema=ema,
+                     teachers=list(teachers or []), temperature=training.distill.temperature,
+                     distill_weight=training.distill.weight)
+    return AssembledStep(step, train_model, optimizer, scheduler, when, ema)
