@@ -166,14 +166,14 @@ def _hyperparameters(results: RunRecord) -> list[tuple[str, str]]:
 
 def _augmentation_rows(results: RunRecord) -> list[tuple[str, str]]:
     aug = results.augmentation
-    if not aug.get("enabled"):
+    if not aug.enabled:
         return [("augmentation", "none")]
-    rows = [("rotation (degrees, ±)", aug["rotation"]), ("translate (fraction, ±x, ±y)", aug["translate"]),
-            ("scale", aug["scale"]), ("shear (degrees, ±)", aug["shear"])]
-    if aug.get("center_crop_size") and aug.get("center_crop_p"):
-        rows.append(("centre crop then resize", f"{aug['center_crop_size']} px with p={aug['center_crop_p']}"))
-    if aug.get("erase_p"):
-        rows.append(("random erasing", f"p={aug['erase_p']}, area {aug['erase_area']}, ratio {aug['erase_ratio']}"))
+    rows = [("rotation (degrees, ±)", aug.rotation), ("translate (fraction, ±x, ±y)", aug.translate),
+            ("scale", aug.scale), ("shear (degrees, ±)", aug.shear)]
+    if aug.center_crop_size and aug.center_crop_p:
+        rows.append(("centre crop then resize", f"{aug.center_crop_size} px with p={aug.center_crop_p}"))
+    if aug.erase_p:
+        rows.append(("random erasing", f"p={aug.erase_p}, area {aug.erase_area}, ratio {aug.erase_ratio}"))
     return [(k, str(tuple(v) if isinstance(v, list) else v)) for k, v in rows]
 
 

@@ -64,5 +64,6 @@ def test_invalid_configuration_is_explained():
 
 
 def test_resolved_parameters_are_described():
-    d = CFG.describe()
-    assert d["per_sample"] is True and d["rotation"] == 15 and d["translate"] == (0.1, 0.1)
+    d = CFG.describe()  # the record's type, as results.json and the card state it
+    assert d.per_sample is True and d.rotation == 15 and d.translate == [0.1, 0.1]
+    assert d.text.startswith("rot ±15°, shift ±0.1/0.1") and d.as_dict()["translate"] == [0.1, 0.1]

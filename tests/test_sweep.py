@@ -136,7 +136,7 @@ def test_space_aliases_and_trial_config(tmp_path):
     assert [p.key for p in plain.params][:2] == ["training.optimizer.lr", "data.batch_size"]
     cfg = sweep.trial_config(plain.base, {"training.optimizer.lr": 0.003, "augment.rotation": 7.5, "seed": 2})
     assert cfg["training"]["optimizer"]["lr"] == 0.003 and cfg["augment"]["rotation"] == 7.5 and cfg["seed"] == 2
-    assert plain.base["training"]["optimizer"]["lr"] == 0.05  # the plan itself is untouched
+    assert plain.base["training"]["optimizer"]["lr"] == 0.01  # the plan itself is untouched
     # Paths a trial uses are absolute (Ray runs trials in their own working directories).
     assert plain.base["run"]["root"].startswith("/") and plain.dir.is_absolute()
 

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 
 from tinyhub.errors import UsageError
 
+from .record import Augmentation
+
 
 class AugmentConfigError(UsageError, ValueError):
     """The augment section asks for impossible parameters."""
@@ -59,30 +61,10 @@ class AugmentConfig:
     def enabled(self) -> bool:
         return self.uses_affine or self.erase_p > 0
 
-    def describe(self) -> dict:
-        """The exact resolved parameters, for results.json and the model card."""
-        return {"enabled": self.enabled, "per_sample": True, **asdict(self)}
-
-
-def augmentation_text(described: dict) -> str:
-    """One line from `AugmentConfig.describe()` (as results.json records it): "rot ±10°, shift ±0.08/0.08, ..."."""
-    aug = described
-    if not aug.get("enabled"):
-        return "none"
-    parts = []
-    if aug.get("rotation"):
-        parts.append(f"rot ±{aug['rotation']:g}°")
-    if any(aug.get("translate") or ()):
-        parts.append("shift ±" + "/".join(f"{t:g}" for t in aug["translate"]))
-    if tuple(aug.get("scale") or (1, 1)) != (1.0, 1.0):
-        parts.append("scale " + "-".join(f"{v:g}" for v in aug["scale"]))
-    if aug.get("shear"):
-        parts.append(f"shear ±{aug['shear']:g}°")
-    if aug.get("center_crop_size") and aug.get("center_crop_p"):
-        parts.append(f"crop {aug['center_crop_size']} p={aug['center_crop_p']:g}")
-    if aug.get("erase_p"):
-        parts.append(f"erase p={aug['erase_p']:g}")
-    return ", ".join(parts)
+    def describe(self) -> Augmentation:
+        """The exact resolved parameters, as results.json and the model card record them."""
+        return Augmentation(enabled=self.enabled, per_sample=True,
+                            **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()})
 
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> torch.Tensor:
@@ -142,4 +124,4 @@ def augment_batch(images: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) 
     return images
 
 
-__all__ = ["AugmentConfig", "augment_batch", "affine_matrices", "erase_masks", "augmentation_text"]
+__all__ = ["AugmentConfig", "augment_batch", "affine_matrices", "erase_masks"]

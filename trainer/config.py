@@ -64,12 +64,14 @@ MACHINE_KEYS = ("run", "progress", "data.dir", "data.cache_dir", "training.threa
 def recipe_overrides(cfg: dict) -> list[str]:
     """The Hydra overrides that turn the packaged recipe of `cfg`'s model into `cfg`, machine paths left out:
     `tinyhub train model=<name> <these>` trains the same recipe anywhere."""
-    name = schema_module.typed_config(cfg, validate=False).model_name
-    group = model_group(name)
-    out = [f"model={group}" if group else f"model.name={name}", f"seed={cfg['seed']}"]  # always said
-    # `seeds` (trained beside other seeds, trainer/stack.py) is left out: seed=N alone trains the same model.
+    typed = schema_module.typed_config(cfg, validate=False)
+    group = model_group(typed.model_name)
+    out = [f"model={group}" if group else f"model.name={typed.model_name}", f"seed={typed.seed}"]  # always said
+    # `seeds` (trained beside other seeds, trainer/stack.py) is left out: seed=N alone trains the same model. The
+    # settings its optimizer and schedule ignore are not in the record, and need no override either way.
+    inert = tuple(schema_module.inert_settings(typed))
     for key, ours, base in differences(cfg, compose_baseline(group),
-                                       ignore=(*MACHINE_KEYS, "model.name", "seed", "seeds")):
+                                       ignore=(*MACHINE_KEYS, "model.name", "seed", "seeds", *inert)):
         if ours is _ABSENT:
             out.append(f"~{key}")
         else:

@@ -216,6 +216,50 @@ class DataRecord:
 
 
 @dataclass
+class Augmentation:
+    """The exact augmentation a run applied: per image, on the device, drawn from the run's seeded generators."""
+
+    enabled: bool
+    per_sample: bool
+    rotation: float  # degrees, uniform in [-rotation, rotation]
+    translate: list[float]  # largest shift, as fractions of the width and of the height
+    scale: list[float]  # the zoom range [low, high]
+    shear: float  # degrees
+    center_crop_size: int  # the seeds' RandomApply(CenterCrop(k), p) then resize back; 0 = off
+    center_crop_p: float
+    erase_p: float  # random erasing
+    erase_area: list[float]
+    erase_ratio: list[float]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Augmentation:
+        return cls(**_fields(cls, d, "augmentation"))
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @property
+    def text(self) -> str:
+        """One line: "rot ±10°, shift ±0.08/0.08, scale 0.92-1.08, shear ±5°", or "none"."""
+        if not self.enabled:
+            return "none"
+        parts = []
+        if self.rotation:
+            parts.append(f"rot ±{self.rotation:g}°")
+        if any(self.translate):
+            parts.append("shift ±" + "/".join(f"{t:g}" for t in self.translate))
+        if tuple(self.scale) != (1.0, 1.0):
+            parts.append("scale " + "-".join(f"{v:g}" for v in self.scale))
+        if self.shear:
+            parts.append(f"shear ±{self.shear:g}°")
+        if self.center_crop_size and self.center_crop_p:
+            parts.append(f"crop {self.center_crop_size} p={self.center_crop_p:g}")
+        if self.erase_p:
+            parts.append(f"erase p={self.erase_p:g}")
+        return ", ".join(parts)
+
+
+@dataclass
 class Hardware:
     """The machine a run trained on."""
 
@@ -257,11 +301,14 @@ class GitState:
         return dataclasses.asdict(self)
 
 
-def typed_recipe(recipe: dict | TrainConfig, where: str = RESULTS_FILE) -> TrainConfig:
+def typed_recipe(recipe: dict | TrainConfig, where: str = RESULTS_FILE, *, model: str | None = None) -> TrainConfig:
     """A recorded recipe as the TrainConfig it ran with. Read as it was: what ran, ran (no value checks); a key
-    this tinyhub does not know makes it unreadable, said as such."""
+    this tinyhub does not know makes it unreadable, said as such. `model` names the architecture where the
+    recorded recipe leaves it out (a hand-written seed record)."""
     if isinstance(recipe, TrainConfig):
         return recipe
+    if model is not None and "name" not in (recipe.get("model") or {}):
+        recipe = {**recipe, "model": {**(recipe.get("model") or {}), "name": model}}
     try:
         return typed_config(recipe, validate=False)
     except ConfigError as e:
@@ -285,7 +332,7 @@ class RunRecord:
     epochs: list[EpochRecord]  # every epoch, in order
     recipe: TrainConfig  # the resolved configuration it ran with (settings its optimizer and schedule ignore left out)
     overrides: list[str]  # `tinyhub train <these>` trains this recipe on any machine
-    augmentation: dict  # the exact augmentation parameters
+    augmentation: Augmentation  # the exact augmentation parameters
     distillation: Distillation | None  # the teachers, temperature and weight; null without distillation
     data: DataRecord  # what the run loaded
     seed: int
@@ -319,8 +366,9 @@ class RunRecord:
             if kwargs["distillation"] is not None:
                 kwargs["distillation"] = Distillation.from_dict(kwargs["distillation"])
             kwargs["hardware"] = Hardware.from_dict(kwargs["hardware"] or {})
+            kwargs["augmentation"] = Augmentation.from_dict(kwargs["augmentation"])
             kwargs["git"] = GitState.from_dict(kwargs["git"] or {})
-            kwargs["recipe"] = typed_recipe(kwargs["recipe"], where)
+            kwargs["recipe"] = typed_recipe(kwargs["recipe"], where, model=kwargs["model"])
         except TypeError as e:
             raise RunRecordError(f"{where} is malformed ({e})") from e
         return cls(**kwargs)
@@ -657,7 +705,7 @@ class SeedRecord:
         if kwargs.get("history") is not None:
             kwargs["history"] = [EpochRecord.from_dict(e) for e in kwargs["history"]]
         if kwargs.get("recipe") is not None:
-            kwargs["recipe"] = typed_recipe(kwargs["recipe"], str(path))
+            kwargs["recipe"] = typed_recipe(kwargs["recipe"], str(path), model=kwargs["model"])
         if kwargs.get("git") is not None:
             kwargs["git"] = GitState.from_dict(kwargs["git"])
         return cls(**_labelled(kwargs))

@@ -16,15 +16,20 @@ matplotlib.use("Agg")  # headless: no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from tinyhub.files import claim_output_folder, write_text_atomic  # noqa: E402
+from tinyhub.files import atomic_path, claim_output_folder, write_text_atomic  # noqa: E402
 from tinyhub.tables import markdown_table  # noqa: E402
 
-from .augment import augmentation_text  # noqa: E402
 from .record import RunRecord, load_run  # noqa: E402
 from .schema import config_dict, learning_rate_text  # noqa: E402
 
 # No timestamps in the files: the same results always give the same bytes, so an unchanged run re-pushes nothing.
 _PNG_META = {"Software": None}
+
+
+def _save_png(fig, path: Path) -> None:
+    """A figure written whole or not at all (a killed run never leaves half a PNG for the card)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, metadata=_PNG_META)
 
 
 def epoch_axis(ax, epochs: int) -> None:
@@ -54,7 +59,7 @@ def training_curves(results: RunRecord, path: Path) -> Path:
     fig.suptitle(f"{results.model} ({results.parameters:,} parameters)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata=_PNG_META)
+    _save_png(fig, path)
     plt.close(fig)
     return path
 
@@ -97,7 +102,7 @@ def confusion_matrix_plot(matrix: list[list[int]], labels: list[str], path: Path
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata=_PNG_META)
+    _save_png(fig, path)
     plt.close(fig)
     return path
 
@@ -155,7 +160,7 @@ def misclassified_grid(images, true, pred, losses, labels: list[str], path: Path
     fig.suptitle(f"Worst {len(order)} of {len(wrong)} misclassified (highest loss first)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata=_PNG_META)
+    _save_png(fig, path)
     plt.close(fig)
     return path
 
@@ -176,7 +181,7 @@ def comparison_rows(runs: list[tuple[str, RunRecord]]) -> list[dict]:
             "batch size": r.global_batch_size,
             "learning rate": f"{r.recipe.training.optimizer.name} {learning_rate_text(r.recipe)}",
             "dropout": r.model_kwargs.get("dropout", "—"),
-            "augmentation": augmentation_text(r.augmentation),
+            "augmentation": r.augmentation.text,
             "train acc %": f"{train_acc:.2f}", "test acc %": f"{test_acc:.2f}", "gap": f"{train_acc - test_acc:+.2f}",
             "time (s)": f"{r.train_seconds:.0f}",
         })
@@ -192,7 +197,7 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
         raise FileNotFoundError("no runs to compare")
     rows = comparison_rows(runs)
     claim_output_folder(out_dir, "comparison", own=("comparison.md", "comparison.html", "test_accuracy.png"))
-    (out_dir / "comparison.md").write_text(markdown_table(list(COMPARE_COLUMNS),
+    write_text_atomic(out_dir / "comparison.md", markdown_table(list(COMPARE_COLUMNS),
                                                           [[row[c] for c in COMPARE_COLUMNS] for row in rows]))
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -204,7 +209,7 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     png = out_dir / "test_accuracy.png"
-    fig.savefig(png, dpi=110, metadata=_PNG_META)
+    _save_png(fig, png)
     plt.close(fig)
 
     cells = "".join("<th>" + html_lib.escape(c) + "</th>" for c in COMPARE_COLUMNS)
@@ -216,5 +221,5 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
             f"<h1>Run comparison</h1><table id='comparison'><tr>{cells}</tr>{body}</table>"
             f"<h2>Test accuracy</h2><img id='curves' alt='test accuracy curves' "
             f"src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'></body></html>")
-    (out_dir / "comparison.html").write_text(page)
+    write_text_atomic(out_dir / "comparison.html", page)
     return {"markdown": out_dir / "comparison.md", "html": out_dir / "comparison.html", "plot": png}

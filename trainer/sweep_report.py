@@ -60,7 +60,7 @@ def best_recipe_yaml(summary: SweepSummary, base: dict, baseline: dict, model_gr
     for key, value in best.config.items():  # said even where the sampled value is the recipe's own
         set_dotted(body, key, value)
     defaults = ["train", *([{"override /model": model_group}] if model_group else []), "_self_"]
-    searched = ", ".join(f"{k}={_fmt(v)}" for k, v in best["config"].items())
+    searched = ", ".join(f"{k}={_fmt(v)}" for k, v in best.config.items())
     header = (
         f"# Best configuration of sweep {summary.name} ({where}).\n"
         f"# Trial {best.trial}: best {summary.metric} {best.value:.4g} at epoch {best.epoch} "

@@ -68,6 +68,7 @@ def _stop(signum, frame):
 
 def _push(args) -> int:
     from tinyhub.cards.publish import check_repo_id, push_all, push_run, stage_all, stage_folder, staged_files
+    from tinyhub.files import write_text_atomic
 
     if args.all_runs and args.dry_run is not None:  # a dry run never contacts the Hub, whatever else is asked
         out = Path(args.dry_run) if args.dry_run else Path(args.all_runs) / "hub_upload"
@@ -80,7 +81,7 @@ def _push(args) -> int:
         _, table = push_all(args.all_runs, args.namespace, private=args.private, tag=args.tag,
                             project_url=args.project_url)
         out = Path(args.zoo_out or Path(args.all_runs) / "ZOO.md")
-        out.write_text(table)
+        write_text_atomic(out, table)
         print(table)
         print(f"zoo table written to {out}")
         return 0

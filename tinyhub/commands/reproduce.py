@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from tinyhub.files import output_kind_above, write_json_atomic
+from tinyhub.files import output_kind_above, write_json_atomic, write_text_atomic
 from tinyhub.tables import markdown_table
 from tinyhub.trainer.record import SeedRecord, SeedStats, load_run
 from tinyhub.trainer.stack import stackable
@@ -217,11 +217,11 @@ def write_tables(out_root: Path, results_md: Path, readme: Path) -> str:
         body += ("\n## Reruns\n\nA recorded seed trained again from scratch (`tinyhub reproduce --rerun`) with the "
                  "same recipe; CPU kernels are not bit-deterministic across runs, so small differences are noise.\n\n"
                  + reruns)
-    results_md.write_text(body)
+    write_text_atomic(results_md, body)
     content = readme.read_text() if readme.is_file() else ""
     if README_BEGIN in content and README_END in content:
         start, end = content.index(README_BEGIN) + len(README_BEGIN), content.index(README_END)
-        readme.write_text(content[:start] + "\n" + summary_table(out_root) + content[end:])
+        write_text_atomic(readme, content[:start] + "\n" + summary_table(out_root) + content[end:])
     return text
 
 
