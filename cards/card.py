@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 
 from tinyhub.errors import TinyhubError
 from tinyhub.trainer.data import MNIST_HUB_ID, certified_name
-from tinyhub.trainer.record import (RESULTS_FILE, DatasetIdentity, EvaluationRecord, RunRecord, RunRecordError,
-                                    SeedStats, TeacherRecord, finite_metrics, load_run)
+from tinyhub.trainer.record import (RESULTS_FILE, ArchitectureSummary, DatasetIdentity, EvaluationRecord, RunRecord,
+                                    RunRecordError, SeedStats, TeacherRecord, finite_metrics, load_run)
 from tinyhub.trainer.schema import optimizer_text, schedule_text
 from tinyhub.trainer.run_info import EXAMPLES_FILE
 
@@ -135,11 +135,11 @@ def param_size_tag(parameters: int) -> str:
     return f"{max(1, round(parameters / 1000))}k-params"
 
 
-def _architecture_table(summary: dict) -> str:
+def _architecture_table(summary: ArchitectureSummary) -> str:
     lines = ["| layer | type | output shape | parameters | MACs |", "|---|---|---|---:|---:|"]
-    for r in summary["layers"]:
-        lines.append(f"| {r['name']} | {r['kind']} | {r['output_shape']} | {r['params']:,} | {r['macs']:,} |")
-    lines.append(f"| **total** | | | **{summary['total_params']:,}** | **{summary['macs']:,}** |")
+    for r in summary.layers:
+        lines.append(f"| {r.name} | {r.kind} | {r.output_shape} | {r.params:,} | {r.macs:,} |")
+    lines.append(f"| **total** | | | **{summary.total_params:,}** | **{summary.macs:,}** |")
     return "\n".join(lines)
 
 

@@ -42,7 +42,8 @@ from .distill import load_teachers, teacher_specs
 from .evaluation import predict
 from .inputs import model_input
 from .logs import run_log
-from .record import DataRecord, DatasetIdentity, Distillation, EpochRecord, FinalMetrics, RunRecord
+from .record import (ArchitectureSummary, DataRecord, DatasetIdentity, Distillation, EpochRecord, FinalMetrics,
+                     RunRecord)
 from .report import write_run_report
 from .run_dir import member_run_dirs, member_seeds, resolve_run_dir
 from .run_info import EXAMPLES_FILE, environment_info, git_state
@@ -516,7 +517,7 @@ def _run_record(run: Run, member_cfg: TrainConfig, history: list[EpochRecord], t
         label_names=splits.label_names,
         parameters=summary.total_params,
         macs=summary.macs,
-        summary=summary.as_dict(),
+        summary=ArchitectureSummary.from_dict(summary.as_dict()),
         param_budget=cfg.model["param_budget"] or modeling.model_info(cfg.model_name)["param_budget"],
         **_target(cfg.recipe, data_record.identity),
         final=FinalMetrics(

@@ -216,6 +216,35 @@ class DataRecord:
 
 
 @dataclass
+class LayerRecord:
+    name: str
+    kind: str  # the layer's class
+    output_shape: list[int]  # for one image
+    params: int
+    macs: int  # multiply-accumulates for one image
+
+
+@dataclass
+class ArchitectureSummary:
+    """The model layer by layer, as `tinyhub.summary(model)` measured it when the run finished."""
+
+    layers: list[LayerRecord]
+    total_params: int
+    trainable_params: int
+    macs: int  # multiply-accumulates for one image
+    input_shape: list[int]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ArchitectureSummary:
+        kwargs = _fields(cls, d, "summary")
+        kwargs["layers"] = [LayerRecord(**_fields(LayerRecord, r, "summary: layer")) for r in kwargs["layers"]]
+        return cls(**kwargs)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class Augmentation:
     """The exact augmentation a run applied: per image, on the device, drawn from the run's seeded generators."""
 
@@ -320,11 +349,13 @@ class RunRecord:
     """results.json of a finished run, typed. `recipe` is the resolved training configuration it ran with."""
 
     model: str  # the architecture's registered name (tinyhub.list_models())
-    model_kwargs: dict  # the architecture's arguments (dropout, width, ...)
+    # The architecture's arguments (dropout, width, ...) and param_budget: each architecture takes its own, so this
+    # is a mapping of plain values, checked against the architecture when the model is built.
+    model_kwargs: dict[str, int | float | bool | str | None]
     label_names: list[str]  # class names in label order
     parameters: int
     macs: int  # multiply-accumulates per image
-    summary: dict  # modeling.summary(model).as_dict(): layers, shapes, parameters, MACs
+    summary: ArchitectureSummary  # layers, shapes, parameters, MACs
     param_budget: int  # the family's parameter budget, or the recipe's model.param_budget
     target_accuracy: float | None  # the recipe's target in %; null when it is for another dataset
     target_dataset: str | None  # the dataset the target is for
@@ -367,6 +398,7 @@ class RunRecord:
                 kwargs["distillation"] = Distillation.from_dict(kwargs["distillation"])
             kwargs["hardware"] = Hardware.from_dict(kwargs["hardware"] or {})
             kwargs["augmentation"] = Augmentation.from_dict(kwargs["augmentation"])
+            kwargs["summary"] = ArchitectureSummary.from_dict(kwargs["summary"])
             kwargs["git"] = GitState.from_dict(kwargs["git"] or {})
             kwargs["recipe"] = typed_recipe(kwargs["recipe"], where, model=kwargs["model"])
         except TypeError as e:
