@@ -759,6 +759,44 @@ class SeedRecord:
         return last.epoch == self.epochs and last.test_correct == self.test_correct
 
 
+# ---------------------------------------------------------------------------------------------------------
+# results/reruns.json: recorded seeds trained again from scratch (`tinyhub reproduce --rerun`)
+# ---------------------------------------------------------------------------------------------------------
+RERUNS_FILE = "reruns.json"
+
+
+@dataclass
+class Rerun:
+    model: str
+    seed: int
+    recorded_accuracy: float  # % on the test split, as the seed record says
+    rerun_accuracy: float
+    difference: float  # rerun minus recorded, in points
+    recorded_commit: str | None
+    rerun_commit: str | None
+    run_dir: str
+    date: str
+    recorded_hardware: str | None = None
+    rerun_hardware: str | None = None
+
+
+def load_reruns(out_root: str | Path) -> list[Rerun]:
+    """Every rerun logged under `out_root` (none when there is no log yet)."""
+    path = Path(out_root) / RERUNS_FILE
+    if not path.is_file():
+        return []
+    try:
+        return [Rerun(**_fields(Rerun, e, str(path))) for e in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError) as e:
+        raise RunRecordError(f"{path} cannot be read as tinyhub's rerun log ({e}).") from e
+
+
+def log_rerun(out_root: str | Path, rerun: Rerun) -> None:
+    """Add one rerun to the log, which is written whole or not at all."""
+    entries = [*load_reruns(out_root), rerun]
+    write_json_atomic(Path(out_root) / RERUNS_FILE, [dataclasses.asdict(e) for e in entries])
+
+
 def _labelled(kwargs: dict) -> dict:
     """Records written before variants had labels are labelled by their model."""
     return {**kwargs, "label": kwargs.get("label") or kwargs["model"]}

@@ -16,7 +16,6 @@ Numbers are the final epoch's test accuracy of each run, averaged over seeds; no
 """
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -24,9 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-from tinyhub.files import output_kind_above, write_json_atomic, write_text_atomic
+from tinyhub.files import output_kind_above, write_text_atomic
 from tinyhub.tables import markdown_table
-from tinyhub.trainer.record import SeedRecord, SeedStats, load_run
+from tinyhub.trainer.record import Rerun, SeedRecord, SeedStats, load_reruns, load_run, log_rerun
 from tinyhub.trainer.stack import stackable
 
 from ._common import ArgumentParser
@@ -101,7 +100,7 @@ def record(run_dir: Path, out_root: Path, label: str | None = None) -> Path:
     return out
 
 
-def rerun(model: str, seed: int, runs_root: Path, out_root: Path, data_dir: str | None, extra: list[str]) -> dict:
+def rerun(model: str, seed: int, runs_root: Path, out_root: Path, data_dir: str | None, extra: list[str]) -> Rerun:
     """Train a recorded seed again in a fresh folder and compare it with results/<model>/seed_<k>.json."""
     recorded_file = out_root / model / f"seed_{seed}.json"
     if not recorded_file.is_file():
@@ -109,28 +108,24 @@ def rerun(model: str, seed: int, runs_root: Path, out_root: Path, data_dir: str 
     recorded = SeedRecord.load(recorded_file)
     run_dir = run_one(model, seed, runs_root / time.strftime("rerun-%Y%m%d-%H%M%S"), data_dir, extra)
     again = load_run(run_dir)
-    entry = {"model": model, "seed": seed, "recorded_accuracy": recorded.test_accuracy,
-             "rerun_accuracy": again.final.test_accuracy,
-             "difference": round(again.final.test_accuracy - recorded.test_accuracy, 4),
-             "recorded_hardware": recorded.hardware, "rerun_hardware": again.hardware_text,
-             "recorded_commit": recorded.git.commit if recorded.git else None,
-             "rerun_commit": again.git.commit, "run_dir": str(run_dir),
-             "date": time.strftime("%Y-%m-%d")}
-    log_file = out_root / "reruns.json"
-    log = json.loads(log_file.read_text()) if log_file.is_file() else []
-    write_json_atomic(log_file, [*log, entry])
-    print(f"[{model} seed {seed}] recorded {entry['recorded_accuracy']:.2f}%, rerun {entry['rerun_accuracy']:.2f}% "
-          f"(difference {entry['difference']:+.2f} points)", flush=True)
+    entry = Rerun(model=model, seed=seed, recorded_accuracy=recorded.test_accuracy,
+                  rerun_accuracy=again.final.test_accuracy,
+                  difference=round(again.final.test_accuracy - recorded.test_accuracy, 4),
+                  recorded_hardware=recorded.hardware, rerun_hardware=again.hardware_text,
+                  recorded_commit=recorded.git.commit if recorded.git else None, rerun_commit=again.git.commit,
+                  run_dir=str(run_dir), date=time.strftime("%Y-%m-%d"))
+    log_rerun(out_root, entry)
+    print(f"[{model} seed {seed}] recorded {entry.recorded_accuracy:.2f}%, rerun {entry.rerun_accuracy:.2f}% "
+          f"(difference {entry.difference:+.2f} points)", flush=True)
     return entry
 
 
 def reruns_table(out_root: Path) -> str:
-    log_file = out_root / "reruns.json"
-    if not log_file.is_file():
+    reruns = load_reruns(out_root)
+    if not reruns:
         return ""
-    rows = [[e["model"], e["seed"], f"{e['recorded_accuracy']:.2f}%", f"{e['rerun_accuracy']:.2f}%",
-             f"{e['difference']:+.2f}", e.get("recorded_hardware", ""), e.get("rerun_hardware", ""), e["date"]]
-            for e in json.loads(log_file.read_text())]
+    rows = [[e.model, e.seed, f"{e.recorded_accuracy:.2f}%", f"{e.rerun_accuracy:.2f}%", f"{e.difference:+.2f}",
+             e.recorded_hardware or "", e.rerun_hardware or "", e.date] for e in reruns]
     return markdown_table(["model", "seed", "recorded", "rerun", "difference", "recorded on", "rerun on", "date"],
                           rows, "lrrrr")
 
