@@ -57,9 +57,9 @@ def test_random_erasing_is_per_sample():
 
 
 def test_invalid_configuration_is_explained():
-    with pytest.raises(ValueError, match="scale must be"):
+    with pytest.raises(ValueError, match=r"augment.scale=\[1.2,0.8\]: must be \[low,high\] with low <= high"):
         AugmentConfig(scale=(1.2, 0.8))
-    with pytest.raises(ValueError, match="erase_p must be a probability"):
+    with pytest.raises(ValueError, match="augment.erase_p=2: must be a number from 0 up to 1 .a probability."):
         AugmentConfig(erase_p=2)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,9 @@ import torch.nn.functional as F
 from tinyhub.errors import UsageError
 
 from .record import Augmentation
+from .schema import TRAIN_LIMITS, TrainConfig, check_limits
+
+AUGMENT_LIMITS = tuple(limit for limit in TRAIN_LIMITS if limit.key.startswith("augment."))
 
 
 class AugmentConfigError(UsageError, ValueError):
@@ -39,18 +43,9 @@ class AugmentConfig:
         self.scale = tuple(float(v) for v in self.scale)
         self.erase_area = tuple(float(v) for v in self.erase_area)
         self.erase_ratio = tuple(float(v) for v in self.erase_ratio)
-        problems = []
-        if self.rotation < 0 or self.shear < 0:
-            problems.append("rotation and shear are magnitudes in degrees and must be >= 0")
-        if len(self.translate) != 2 or not all(0 <= t < 1 for t in self.translate):
-            problems.append(f"translate must be two fractions in [0, 1), got {self.translate}")
-        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
-            problems.append(f"scale must be (low, high) with 0 < low <= high, got {self.scale}")
-        for name in ("center_crop_p", "erase_p"):
-            if not 0 <= getattr(self, name) <= 1:
-                problems.append(f"{name} must be a probability in [0, 1]")
-        if problems:
-            raise AugmentConfigError("Invalid augmentation: " + "; ".join(problems))
+        # The limits of the `augment` section, said once in the schema: an AugmentConfig built in Python is held
+        # to the same ones as a recipe (whose values were already checked when it was composed).
+        check_limits(SimpleNamespace(augment=self), AUGMENT_LIMITS, TrainConfig, AugmentConfigError)
 
     @property
     def uses_affine(self) -> bool:
