@@ -336,8 +336,10 @@ def typed_recipe(recipe: dict | TrainConfig, where: str = RESULTS_FILE, *, model
     recorded recipe leaves it out (a hand-written seed record)."""
     if isinstance(recipe, TrainConfig):
         return recipe
-    if model is not None and "name" not in (recipe.get("model") or {}):
-        recipe = {**recipe, "model": {**(recipe.get("model") or {}), "name": model}}
+    if model is not None:  # the recorded recipe's own name wins; the record's fills one left out
+        from omegaconf import OmegaConf
+
+        recipe = OmegaConf.to_container(OmegaConf.merge({"model": {"name": model}}, recipe))
     try:
         return typed_config(recipe, validate=False)
     except ConfigError as e:
