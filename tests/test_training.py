@@ -120,6 +120,38 @@ def test_validation_split_feeds_plateau_scheduler(mnist_dir, tmp_path):
     assert results["data"]["train_size"] == 2000
 
 
+def test_eval_every_skips_evaluations_but_never_the_last_epoch(mnist_dir, tmp_path):
+    # A speed recipe evaluates once, after its last epoch: the skipped epochs record no test figures (not zeros),
+    # the last one is the run's result, and every reader of the record (report, card table) takes the gaps.
+    run = _train(mnist_dir, tmp_path, "training.epochs=3", "training.eval_every=2", "data.val_size=500")
+    record = trainer.load_run(run)
+    assert [e.evaluated for e in record.epochs] == [False, True, True]
+    first = json.loads((run / "results.json").read_text())["epochs"][0]
+    assert "test_accuracy" not in first and "val_accuracy" not in first and first["eval_seconds"] == 0.0
+    assert record.epochs[-1].test_correct == record.final.test_correct and record.final.val_accuracy is not None
+    assert (run / "images" / "training_curves.png").is_file() and "–" in (run / "report.html").read_text()
+    log = (run / "train.log").read_text()
+    assert re.search(r"epoch   1/3 \| loss [\d.]+ \| train [\d.]+% \| lr", log)  # no test figures after epoch 1
+    cfg = trainer.load_config([*FAST, "model=opt6k", f"run.dir={tmp_path / 'plateau'}", "training.eval_every=0",
+                               "training.scheduler.name=plateau", "data.val_size=500"])
+    with pytest.raises(trainer.ConfigError, match=r"training.eval_every=0: the plateau schedule reads the accuracy"):
+        trainer.train(cfg)
+    with pytest.raises(trainer.ConfigError, match=r"set training.eval_every=1 for sweeps"):
+        trainer.train(trainer.load_config([*FAST, "model=opt6k", f"run.dir={tmp_path / 'trial'}",
+                                           "training.eval_every=0"]), on_epoch_end=lambda record: None)
+
+
+def test_a_run_records_where_its_time_went(small_run):
+    times = trainer.load_run(small_run).times
+    record = trainer.load_run(small_run)
+    assert times.train == record.train_seconds
+    assert times.evaluate == pytest.approx(sum(e.eval_seconds for e in record.epochs), abs=1e-3)
+    assert times.set_up > 0 and times.save > 0
+    if sys.platform == "linux":  # /proc says when the process started
+        assert times.start_up is not None and times.start_up > 0
+        assert record.process_seconds > record.wall_seconds
+
+
 def test_bf16_on_cpu_saves_fp32(mnist_dir, tmp_path):
     run = _train(mnist_dir, tmp_path, "training.epochs=1", "training.mixed_precision=bf16",
                  "training.optimizer.name=sgd", "training.optimizer.lr=0.05", "training.ema=0.9",
@@ -301,6 +333,8 @@ def test_results_json_is_always_valid_json(tmp_path):
     ("data.eval_batch_size=0", r"data.eval_batch_size=0"),
     ("data.subset=-1", r"data.subset=-1"),
     ("training.epochs=0", r"training.epochs=0: must be a whole number from 1"),
+    ("training.eval_every=-1", r"training.eval_every=-1: must be a whole number from 0"),
+    ("recipe.purpose=fast", r"recipe.purpose='fast': choose accuracy or speed"),
     ("training.grad_clip=-1", r"training.grad_clip=-1.0: must be a number from 0"),  # a float, as the schema says
     ("training.label_smoothing=2", r"training.label_smoothing=2.0: must be a number from 0 below 1"),
     ("training.threads=-1", r"training.threads=-1"),

@@ -1,8 +1,6 @@
 """`python -m tinyhub ...` is the `tinyhub` command (and `accelerate launch -m tinyhub train ...` launches it)."""
 
-import sys
-
-from tinyhub.cli import main
+from tinyhub.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

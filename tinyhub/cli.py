@@ -91,5 +91,31 @@ def main(argv: list[str] | None = None) -> int:
     return command.main(rest, prog=f"tinyhub {name}")
 
 
+def run() -> None:
+    """The `tinyhub` command itself (the console script and `python -m tinyhub`): main(), then the process ends."""
+    code = main()
+    if code == 0 and sys.argv[1:2] == ["train"]:
+        _end_process(code)
+    sys.exit(code)
+
+
+def _end_process(code: int) -> None:
+    """A finished training run's process ends here rather than in the interpreter's teardown of torch and every
+    module it imported, which took 1.5 s on a 2-core CPU: a fifth of a speed recipe's whole run. What a normal exit
+    does first is done first: other threads are joined, every exit handler runs (logging, trackers), and the output
+    is flushed; only the freeing of memory the process is giving back anyway is skipped."""
+    import atexit
+    import os
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

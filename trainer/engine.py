@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from tinyhub import modeling
 from tinyhub.errors import TinyhubError
 from tinyhub.files import atomic_path, full_disk_is_one_error, write_text_atomic
+from tinyhub.process import process_age
 
 from . import checkpoint as ckpt
 from . import host_memory, seeding
@@ -43,7 +44,7 @@ from .evaluation import predict
 from .inputs import model_input
 from .logs import run_log
 from .record import (ArchitectureSummary, DataRecord, DatasetIdentity, Distillation, EpochRecord, FinalMetrics,
-                     RunRecord)
+                     RunRecord, RunTimes)
 from .report import write_run_report
 from .run_dir import member_run_dirs, member_seeds, resolve_run_dir
 from .run_info import EXAMPLES_FILE, environment_info, git_state
@@ -128,6 +129,10 @@ class Run:
     histories: list[list[EpochRecord]]  # one per model
     start_epoch: int = 1
     resumed_from: Path | None = None
+    start_up: float | None = None  # seconds from the process's start to the engine's
+    data_seconds: float = 0.0
+    set_up_seconds: float = 0.0  # with the data's
+    final_eval_seconds: float = 0.0  # a resumed run's evaluation after its last epoch, outside every epoch record
 
     @property
     def seeds(self) -> list[int]:
@@ -166,35 +171,51 @@ def _train(config, on_epoch_end, run_scope: contextlib.ExitStack) -> Path:
     check_model(cfg)
     if on_epoch_end is not None and cfg.seeds and len(cfg.seeds) > 1:
         raise ConfigError("seeds: a sweep trial reports one model's accuracy; set seed=N for the trials, not seeds.")
+    if on_epoch_end is not None and cfg.training.eval_every != 1:
+        raise ConfigError(f"training.eval_every={cfg.training.eval_every}: a sweep trial reports its validation "
+                          "accuracy after every epoch; set training.eval_every=1 for sweeps.")
     run = _set_up(cfg, run_scope)
     test_results = None
     for epoch in range(run.start_epoch, cfg.training.epochs + 1):
         totals, train_seconds = _train_one_epoch(run, epoch)
         train_losses, evaluated = _train_losses(run, epoch, totals), time.perf_counter()
-        vals = run.evaluate(run.data.val_images, run.data.val_labels) if run.data.val_labels is not None else None
-        test_results = run.evaluate(run.data.test_images, run.data.test_labels)
+        vals = tests = None
+        if _evaluates_after(cfg.training, epoch):
+            vals = run.evaluate(run.data.val_images, run.data.val_labels) if run.data.val_labels is not None else None
+            test_results = tests = run.evaluate(run.data.test_images, run.data.test_labels)
         records = _epoch_records(run, epoch, totals, train_losses, train_seconds,
-                                 round(time.perf_counter() - evaluated, 3), vals, test_results)
+                                 round(time.perf_counter() - evaluated, 3), vals, tests)
         _step_epoch_schedule(run, records[0], validated=vals is not None)
         _record_epoch(run, records, on_epoch_end)
         _save_checkpoint(run, epoch)
     if test_results is None:  # resumed a run whose last checkpoint was already the final epoch
+        evaluated = time.perf_counter()
         test_results = run.evaluate(run.data.test_images, run.data.test_labels)
+        run.final_eval_seconds = time.perf_counter() - evaluated
     _finish(run, test_results)
     return run.run_dir
+
+
+def _evaluates_after(training, epoch: int) -> bool:
+    """Every `eval_every` epochs, and always after the last: its accuracy is the run's result."""
+    every = training.eval_every
+    return epoch == training.epochs or (every > 0 and epoch % every == 0)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Set up
 # ---------------------------------------------------------------------------------------------------------
 def _set_up(cfg: TrainConfig, run_scope: contextlib.ExitStack) -> Run:
-    started, git_at_start = time.perf_counter(), git_state()  # the code that trains is the code checked out now
+    start_up, started = process_age(), time.perf_counter()
+    git_at_start = git_state()  # the code that trains is the code checked out now
     tr = cfg.training
     if tr.threads:
         torch.set_num_threads(tr.threads)
     accelerator, run_dir, resume_from, resume_changes = _start_accelerator(cfg, run_scope)
+    loading = time.perf_counter()
     splits = _load_data(cfg, accelerator)
     data = splits.to(accelerator.device)
+    data_seconds = time.perf_counter() - loading
     members = [_build_model(cfg, splits, s) for s in member_seeds(cfg)]
     model = members[0] if len(members) == 1 else ModelStack(members)  # K models, one forward: trainer/stack.py
     # Teachers are loaded and checked against the data before the run directory gets anything.
@@ -216,13 +237,15 @@ def _set_up(cfg: TrainConfig, run_scope: contextlib.ExitStack) -> Run:
     trainer = assemble_step(model, tr, accelerator, epochs=tr.epochs, steps_per_epoch=steps_per_epoch,
                             n_models=len(members), teachers=teachers)
     run = Run(cfg, accelerator, run_dir, resume_changes, splits, data, members, model, teachers, trainer,
-              channels_last, steps_per_epoch, started, git_at_start, histories=[[] for _ in members])
+              channels_last, steps_per_epoch, started, git_at_start, histories=[[] for _ in members],
+              start_up=start_up, data_seconds=data_seconds)
     if resume_from is not None:
         _resume(run, resume_from)
     if cfg.report_to != "none":
         accelerator.init_trackers(cfg.tracker_project, config=_hparams(config_dict(cfg)),
                                   init_kwargs={"wandb": {"dir": str(run_dir), "name": run_dir.name}})
     _announce(run)
+    run.set_up_seconds = time.perf_counter() - started
     return run
 
 
@@ -401,13 +424,15 @@ def _train_losses(run: Run, epoch: int, totals: torch.Tensor) -> list[float]:
 
 def _epoch_records(run: Run, epoch: int, totals, train_losses, train_seconds, eval_seconds, vals,
                    tests) -> list[EpochRecord]:
+    """Each model's record of the epoch; `tests` (and `vals`) is None after an epoch that was not evaluated."""
     n_models, images = len(run.seeds), int(totals[-1])
+    tests = tests or [{} for _ in range(n_models)]
     return [EpochRecord(
         epoch=epoch, lr=run.trainer.optimizer.param_groups[0]["lr"], train_loss=train_losses[k],
         train_accuracy=float(100 * totals[n_models + k] / totals[-1]), train_images=images,
         epoch_seconds=round(train_seconds, 3), images_per_second=round(images / train_seconds, 1),
-        test_loss=test["loss"], test_accuracy=test["accuracy"], test_correct=test["correct"],
-        test_total=test["total"], eval_seconds=eval_seconds,
+        test_loss=test.get("loss"), test_accuracy=test.get("accuracy"), test_correct=test.get("correct"),
+        test_total=test.get("total"), eval_seconds=eval_seconds if test else 0.0,
         val_loss=vals[k]["loss"] if vals else None, val_accuracy=vals[k]["accuracy"] if vals else None)
         for k, test in enumerate(tests)]
 
@@ -431,10 +456,10 @@ def _record_epoch(run: Run, records: list[EpochRecord], on_epoch_end: Callable |
     several, epochs = len(records) > 1, run.cfg.training.epochs
     for member_seed, r in zip(run.seeds, records):
         val_txt = f" | val {r.val_accuracy:.2f}%" if r.val_accuracy is not None else ""
+        test_txt = f" | test {r.test_accuracy:.2f}% ({r.test_correct}/{r.test_total})" if r.evaluated else ""
         run.say(f"{f'[seed {member_seed}] ' if several else ''}"
                 f"epoch {r.epoch:>3}/{epochs} | loss {r.train_loss:.4f} | train {r.train_accuracy:.2f}%"
-                f"{val_txt} | test {r.test_accuracy:.2f}% ({r.test_correct}/{r.test_total}) | "
-                f"lr {r.lr:.2e} | {r.epoch_seconds:.1f}s, {r.images_per_second:,.0f} img/s")
+                f"{val_txt}{test_txt} | lr {r.lr:.2e} | {r.epoch_seconds:.1f}s, {r.images_per_second:,.0f} img/s")
 
 
 def _save_checkpoint(run: Run, epoch: int) -> None:
@@ -479,7 +504,7 @@ def _write_member(run: Run, member_seed: int, member_dir: Path, model, history: 
                   wall: float) -> None:
     """A model's run directory: its config (a stack's member), weights, examples, report and results.json, each
     written whole or not at all."""
-    member_cfg = dataclasses.replace(run.cfg, seed=member_seed)
+    member_cfg, saving = dataclasses.replace(run.cfg, seed=member_seed), time.perf_counter()
     if member_dir != run.run_dir:
         member_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(member_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config_dict(member_cfg))))
@@ -502,6 +527,11 @@ def _write_member(run: Run, member_seed: int, member_dir: Path, model, history: 
             save_file({"images": run.data.test_images[:N_EXAMPLES].cpu().contiguous(),
                        "labels": run.data.test_labels[:N_EXAMPLES].cpu().contiguous()}, str(tmp_file))
         write_run_report(member_dir, results)  # PNGs for the card and report.html, before results.json
+        results.times = RunTimes(
+            start_up=run.start_up, data=round(run.data_seconds, 3),
+            set_up=round(run.set_up_seconds - run.data_seconds, 3), train=results.train_seconds,
+            evaluate=round(sum(e.eval_seconds for e in history) + run.final_eval_seconds, 3),
+            save=round(time.perf_counter() - saving, 3))
         results.save(member_dir)
 
 

@@ -93,7 +93,8 @@ def _fields(cls, d: dict, where: str, *, extra: str | None = None) -> dict:
 
 @dataclass
 class EpochRecord:
-    """One epoch: training metrics and the evaluation after it (validation only when a split was held out)."""
+    """One epoch: training metrics and the evaluation after it (validation only when a split was held out; neither
+    after an epoch that `training.eval_every` skips -- the last epoch is always evaluated)."""
 
     epoch: int  # from 1
     lr: float  # the learning rate at the epoch's last step
@@ -102,13 +103,17 @@ class EpochRecord:
     train_images: int
     epoch_seconds: float  # training alone, without the evaluation
     images_per_second: float  # training images per second
-    test_loss: float
-    test_accuracy: float  # %
-    test_correct: int
-    test_total: int
-    eval_seconds: float  # evaluating the test (and validation) split
+    eval_seconds: float  # evaluating the test (and validation) split; 0 when not evaluated
+    test_loss: float | None = None  # None: this epoch was not evaluated
+    test_accuracy: float | None = None  # %
+    test_correct: int | None = None
+    test_total: int | None = None
     val_loss: float | None = None  # only with a validation split
     val_accuracy: float | None = None
+
+    @property
+    def evaluated(self) -> bool:
+        return self.test_accuracy is not None
 
     @classmethod
     def from_dict(cls, d: dict) -> EpochRecord:
@@ -116,7 +121,7 @@ class EpochRecord:
 
     def as_dict(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if not (k.startswith("val_") and v is None)}
+                if not ((k.startswith("val_") or k.startswith("test_")) and v is None)}
 
 
 @dataclass
@@ -289,6 +294,27 @@ class Augmentation:
 
 
 @dataclass
+class RunTimes:
+    """Where a run's time went, in seconds (`tinyhub bench --to --profile` prints it). `start_up` is from the
+    process's start to the engine's (interpreter, imports, configuration), where the platform says when the process
+    started (Linux); `save` is writing the model, examples and report."""
+
+    start_up: float | None
+    data: float  # the splits decoded, or read from the cache, and on the device
+    set_up: float  # the rest of the set-up: accelerator, run directory, models, optimizer and step
+    train: float  # the training epochs
+    evaluate: float  # every evaluation of the validation and test splits
+    save: float
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunTimes:
+        return cls(**_fields(cls, d, "times"))
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class Hardware:
     """The machine a run trained on."""
 
@@ -378,13 +404,14 @@ class RunRecord:
     deterministic: bool  # torch.use_deterministic_algorithms
     resumed_from: str | None  # the checkpoint a resume started from
     resume_changes: list[dict]  # allowed settings that differ from the checkpoint's, both values
-    wall_seconds: float  # the whole process, from start to saved model
+    wall_seconds: float  # from the engine's start to the end of its last epoch (set-up, epochs, evaluations)
     train_seconds: float  # the training epochs alone
     device: str  # cpu | cuda | ...
     hardware: Hardware  # CPU name and torch threads, GPU name
     versions: dict  # python, torch, accelerate, huggingface_hub, tinyhub, ...
     command: str  # the command line that ran it
     git: GitState  # commit, dirty flag and changed files of the tinyhub checkout, when there was one
+    times: RunTimes | None = None  # where the time went; null in records written before it was kept
     schema_version: int = RESULTS_SCHEMA_VERSION
     kind: str = RECORD_KIND  # "tinyhub-run": never mistaken for another tool's file
 
@@ -402,6 +429,8 @@ class RunRecord:
             kwargs["augmentation"] = Augmentation.from_dict(kwargs["augmentation"])
             kwargs["summary"] = ArchitectureSummary.from_dict(kwargs["summary"])
             kwargs["git"] = GitState.from_dict(kwargs["git"] or {})
+            if kwargs.get("times") is not None:
+                kwargs["times"] = RunTimes.from_dict(kwargs["times"])
             kwargs["recipe"] = typed_recipe(kwargs["recipe"], where, model=kwargs["model"])
         except TypeError as e:
             raise RunRecordError(f"{where} is malformed ({e})") from e
@@ -432,7 +461,7 @@ class RunRecord:
 
     @property
     def has_validation(self) -> bool:
-        return bool(self.epochs) and all(e.val_accuracy is not None for e in self.epochs)
+        return bool(self.epochs) and all(e.val_accuracy is not None for e in self.epochs if e.evaluated)
 
     @property
     def hardware_text(self) -> str:
@@ -448,6 +477,13 @@ class RunRecord:
         """Training images per second over the whole run (every epoch's images over the training time)."""
         images = sum(e.train_images for e in self.epochs)
         return images / self.train_seconds if self.train_seconds else None
+
+    @property
+    def process_seconds(self) -> float | None:
+        """The whole run as its user waited for it, process start to saved model; None without its start-up."""
+        if self.times is None or self.times.start_up is None:
+            return None
+        return round(self.times.start_up + self.wall_seconds + self.times.save, 2)
 
     @property
     def training_time_text(self) -> str:
@@ -852,6 +888,6 @@ class SeedStats:
 
 def finite_metrics(record: RunRecord) -> bool:
     values = [record.final.test_accuracy, record.final.test_loss, record.final.train_accuracy,
-              record.final.train_loss] + [v for e in record.epochs for v in (e.train_loss, e.test_loss,
-                                                                               e.test_accuracy)]
+              record.final.train_loss] + [v for e in record.epochs for v in (
+                  (e.train_loss, e.test_loss, e.test_accuracy) if e.evaluated else (e.train_loss,))]
     return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)

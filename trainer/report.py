@@ -44,12 +44,13 @@ def training_curves(results: RunRecord, path: Path) -> Path:
     epochs = [e.epoch for e in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax_loss.plot(epochs, [e.train_loss for e in history], "o-", label="train")
-    ax_loss.plot(epochs, [e.test_loss for e in history], "s-", label="test")
     ax_acc.plot(epochs, [e.train_accuracy for e in history], "o-", label="train")
-    ax_acc.plot(epochs, [e.test_accuracy for e in history], "s-", label="test")
+    evaluated = [e for e in history if e.evaluated]  # training.eval_every may skip epochs; the last never
+    ax_loss.plot([e.epoch for e in evaluated], [e.test_loss for e in evaluated], "s-", label="test")
+    ax_acc.plot([e.epoch for e in evaluated], [e.test_accuracy for e in evaluated], "s-", label="test")
     if results.has_validation:
-        ax_loss.plot(epochs, [e.val_loss for e in history], "^-", label="validation")
-        ax_acc.plot(epochs, [e.val_accuracy for e in history], "^-", label="validation")
+        ax_loss.plot([e.epoch for e in evaluated], [e.val_loss for e in evaluated], "^-", label="validation")
+        ax_acc.plot([e.epoch for e in evaluated], [e.val_accuracy for e in evaluated], "^-", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     for ax in (ax_loss, ax_acc):
@@ -202,7 +203,8 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, r in runs:
-        ax.plot([e.epoch for e in r.epochs], [e.test_accuracy for e in r.epochs], "o-", label=f"{name} ({r.model})")
+        evaluated = [e for e in r.epochs if e.evaluated]
+        ax.plot([e.epoch for e in evaluated], [e.test_accuracy for e in evaluated], "o-", label=f"{name} ({r.model})")
     ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy per epoch")
     epoch_axis(ax, max(len(r.epochs) for _, r in runs))
     ax.grid(alpha=0.3)

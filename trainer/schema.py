@@ -36,6 +36,8 @@ class RecipeConfig:
     target_accuracy: Optional[float] = None  # % on the test split, final epoch, mean of seeds (never used to select)
     target_dataset: Optional[str] = None  # the dataset the target is for (mnist, or a Hub id / name)
     design: str = ""  # where the recipe comes from, in words (shown on the card)
+    # accuracy: the best model for its budget | speed: the target soonest (its card records the time and machine)
+    purpose: str = "accuracy"
 
 
 @dataclass
@@ -110,6 +112,9 @@ class DistillConfig:
 @dataclass
 class TrainingConfig:
     epochs: int = 15  # the recorded accuracy is the last epoch's
+    # Epochs between evaluations of the validation and test splits; 0 = after the last epoch only. The last epoch is
+    # always evaluated: it is the run's result. Speed recipes skip the evaluations no one reads.
+    eval_every: int = 1
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     label_smoothing: float = 0.0  # of the cross-entropy on labels, 0 to <1
@@ -273,6 +278,7 @@ TRAIN_LIMITS = (
           ordered=True),
     Limit("augment.erase_ratio", 0, 100, low_open=True, meaning="aspect ratios [low,high]", ordered=True),
     Limit("training.epochs", 1),
+    Limit("training.eval_every", 0, meaning="epochs between evaluations; 0 = after the last epoch only"),
     Limit("training.optimizer.lr", 0, meaning="the learning rate"),
     Limit("training.optimizer.momentum", 0, 1, high_open=True),
     Limit("training.optimizer.weight_decay", 0),
@@ -506,6 +512,7 @@ CHOICES = {
     "training.scheduler.name": ("none", "step", "onecycle", "cosine", "plateau"),
     "training.mixed_precision": ("no", "bf16", "fp16"),
     "report_to": ("none", "tensorboard", "wandb", "trackio"),
+    "recipe.purpose": ("accuracy", "speed"),
 }
 _CHOICE_MEANING = {"training.device": "auto: a GPU when there is one; several with accelerate launch"}
 
@@ -600,6 +607,9 @@ def check_values(cfg: TrainConfig) -> None:
             raise ConfigError("training.scheduler.name=plateau lowers the learning rate when one run's accuracy "
                               "stalls, and the seeds of a stack share one schedule; train them one at a time "
                               "(seed=N), or choose step, onecycle or cosine.")
+    if cfg.training.scheduler.name == "plateau" and cfg.training.eval_every != 1:
+        raise ConfigError(f"training.eval_every={cfg.training.eval_every}: the plateau schedule reads the accuracy "
+                          "after every epoch; set training.eval_every=1, or choose step, onecycle or cosine.")
     for key, note in ignored_settings(cfg).items():
         if key in _WHY_INERT:  # a learning rate that looks set but is not: refused, not just noted
             raise ConfigError(f"{note}; remove it, or set the learning rate the schedule uses.")
