@@ -143,6 +143,17 @@ def _architecture_table(summary: ArchitectureSummary) -> str:
     return "\n".join(lines)
 
 
+def _speed_text(results: RunRecord) -> str | None:
+    """A speed recipe's card says so, with the time this run took as its user saw it and the machine."""
+    if results.recipe.recipe.purpose != "speed":
+        return None
+    target = f"{results.target_accuracy}%" if results.target_accuracy is not None else "its target"
+    took = (f"this run took {results.process_seconds:.1f} s from process start to saved model "
+            f"({results.train_seconds:.1f} s of it training) on {results.hardware_text}"
+            if results.process_seconds is not None else f"this run trained in {results.training_time_text}")
+    return f"built to reach {target} soonest, not for the best accuracy of its size; {took}"
+
+
 def _hyperparameters(results: RunRecord) -> list[tuple[str, str]]:
     """The recipe as the card states it: only the settings that acted (never a learning rate a schedule overrode)."""
     tr = results.recipe.training
@@ -241,6 +252,10 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
     card_data.tinyhub = {"parameters": results.parameters, "architecture": arch,
                          "test_accuracy_mean": accuracy, "test_accuracy_std": round(stats.std, 4),
                          "n_seeds": stats.n, "epochs": len(results.epochs)}
+    speed = _speed_text(results)
+    if speed:
+        card_data.tinyhub["purpose"] = "speed"
+        card_data.tinyhub["process_seconds"] = results.process_seconds
     accuracy_text = stats.text() + (f" (mean ± std, n={stats.n})" if stats.n > 1 else "")
     target = results.target_accuracy
     target_text = "—" if target is None else f"≥ {target}% ({'met' if stats.meets(target) else 'not met'})"
@@ -267,6 +282,7 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         target_text=target_text,
         epochs=len(results.epochs),
         train_time=results.training_time_text,
+        speed=speed,
         hardware=results.hardware_text,
         repo_id=repo_id,
         revision=revision,

@@ -2,7 +2,7 @@
 
     >>> from tinyhub import modeling
     >>> modeling.list_models()
-    ['efficient', 'gap20k', 'gap2k', 'gap5k', 'gap8k', 'minimobilenet', 'model4', 'net24k', 'opt6k']
+    ['efficient', 'fast24k', 'gap20k', 'gap2k', 'gap5k', 'gap8k', 'minimobilenet', 'model4', 'net24k', 'opt6k']
     >>> model = modeling.create_model("model4")
     >>> model.save_pretrained("model4-mnist")           # config.json + model.safetensors
     >>> same = modeling.from_pretrained("model4-mnist")  # or a Hub repo id, revision="v1"

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from . import efficient, gap, minimobilenet, model4, net24k, opt6k  # noqa: F401  (registers the families)
+from . import efficient, fast, gap, minimobilenet, model4, net24k, opt6k  # noqa: F401  (registers the families)
 from ._base import (
     InputShapeError,
     ModelConfigError,

@@ -19,6 +19,7 @@ class CatalogEntry:
 
 CATALOG: dict[str, CatalogEntry] = {e.name: e for e in (
     CatalogEntry("efficient", "efficient", 19_578, 20_000, "seed 001: Efficient MNIST Neural Network (19,578 params)"),
+    CatalogEntry("fast24k", "fast", 24_314, 25_000, "tinyhub layout for time to a good model on a CPU"),
     CatalogEntry("gap20k", "gap", 18_720, 20_000, "tinyhub variant for the <20k budget of efficient"),
     CatalogEntry("gap2k", "gap", 1_956, 2_000, "tinyhub variant for the <=2k frontier"),
     CatalogEntry("gap5k", "gap", 4_836, 5_000, "tinyhub variant for the <=5k frontier"),

@@ -161,3 +161,25 @@ def test_a_run_with_non_finite_numbers_is_never_published(tiny_runs, tmp_path, d
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert ("not valid JSON" in r.stderr) if damage == "metrics" else ("non-finite values" in r.stderr)
     assert not (tmp_path / "up").exists()
+
+
+@pytest.mark.parametrize("recipe", ["fast99", "fast994"])
+def test_a_speed_recipe_trains_and_its_card_says_what_it_is_for(recipe, mnist_dir, tmp_path):
+    # The packaged speed recipes in a short smoke run: they train as recipes do (one evaluation, after the last
+    # epoch; no checkpoints, no tracker), and the card says the recipe is built for time, with the whole run's
+    # time and the machine.
+    from tinyhub import trainer
+
+    run = trainer.train(trainer.load_config([f"model={recipe}", f"data.dir={mnist_dir}", "data.subset=512",
+                                             "progress=false", f"run.dir={tmp_path / recipe}"]))
+    record = trainer.load_run(run)
+    assert record.model == "fast24k" and record.recipe.recipe.purpose == "speed"
+    assert [e.evaluated for e in record.epochs] == [False] * (len(record.epochs) - 1) + [True]
+    assert not (run / "checkpoints").exists() and not (run / "logs").exists()
+    card = cards.build_card(run, repo_id=f"me/{recipe}")
+    data = ModelCard(card.content).data.to_dict()
+    assert data["tinyhub"]["purpose"] == "speed" and data["tinyhub"]["process_seconds"] == record.process_seconds
+    row = next(line for line in card.content.splitlines() if line.startswith("| Speed recipe |"))
+    assert f"built to reach {record.target_accuracy}% soonest" in row
+    assert f"{record.process_seconds:.1f} s from process start to saved model" in row and record.hardware_text in row
+    assert ("| – |" in card.content) == (len(record.epochs) > 1)  # epochs before the last: not evaluated, shown so

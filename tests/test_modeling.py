@@ -19,6 +19,7 @@ EXPECTED_PARAMS = {
     "gap20k": 18_720,  # tinyhub's variant for the <20k budget of efficient
     "gap5k": 4_836,  # the same layout for the <=5k frontier
     "gap2k": 1_956,  # and under 2k
+    "fast24k": 24_314,  # tinyhub's layout for time to a good model (the speed recipes)
 }
 
 

@@ -2,7 +2,7 @@
 
     >>> import tinyhub
     >>> tinyhub.list_models()
-    ['efficient', 'gap20k', 'gap2k', 'gap5k', 'gap8k', 'minimobilenet', 'model4', 'net24k', 'opt6k']
+    ['efficient', 'fast24k', 'gap20k', 'gap2k', 'gap5k', 'gap8k', 'minimobilenet', 'model4', 'net24k', 'opt6k']
     >>> model = tinyhub.from_pretrained("namespace/model4-mnist", revision="v1")   # or a local folder
     >>> print(tinyhub.summary(model))
 
