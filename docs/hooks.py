@@ -7,6 +7,7 @@ A page asks for a generated part with a marker on a line of its own, `<!-- gener
     results-json   the results.json schema, from the dataclasses of trainer/record.py
     records        the records and frontier tables (what `tinyhub reproduce --table-only` writes to RESULTS.md)
     speed          the speed table (what `python results/speed/table.py` prints)
+    time-to-target the time-to-target tables (what `python results/speed/table.py --time-to-target` prints)
     experiments    the experiments of results/experiments/, each with its title and question
 
 The experiment folders themselves (results/experiments/<name>/: README.md, scripts, raw outputs) are added to the
@@ -169,6 +170,10 @@ def speed() -> str:
     return _speed_module().full_table()
 
 
+def time_to_target() -> str:
+    return _speed_module().time_to_target_table()
+
+
 def experiment_summaries() -> list[tuple[str, str, str]]:
     """(folder name, title, question) of every experiment, from its README."""
     out = []
@@ -192,7 +197,7 @@ def experiments() -> str:
 
 
 GENERATORS = {"cli": cli, "configuration": configuration, "results-json": results_json, "records": records,
-              "speed": speed, "experiments": experiments}
+              "speed": speed, "time-to-target": time_to_target, "experiments": experiments}
 
 
 # ---- MkDocs events ----

@@ -211,6 +211,21 @@ def test_the_speed_block_is_the_benchmarks_table():
     assert block.count("\n| `") == len(table.MODELS), "every packaged recipe has its bench output"
 
 
+def test_the_time_to_target_block_is_the_benchmarks_table():
+    # The README and the Speed page show what `tinyhub bench --to 99.0 99.4` printed, parsed from its saved output,
+    # which covers both targets with the seeds the field asks for.
+    table = _speed_table()
+    parsed = table.parse_time_to_target(table.TTT_FILE.read_text())
+    assert parsed is not None, "results/speed/time-to-target.txt is incomplete: run results/speed/time_to_target.sh"
+    assert [t for t, _ in parsed["targets"]] == ["99.0", "99.4"]
+    for (target, rows), least in zip(parsed["targets"], (10, 5)):
+        assert [r["recipe"] for r in rows] == [{"99.0": "fast99", "99.4": "fast994"}[target], "model4"]
+        assert all(int(r["seeds"]) >= least for r in rows)
+    block = _between(README, table.TTT_BEGIN, table.TTT_END)
+    assert block == "\n" + table.time_to_target_table(), "run `python results/speed/table.py --write README.md`"
+    assert "<!-- generated: time-to-target -->" in (REPO / "docs" / "speed.md").read_text()
+
+
 def test_the_readme_is_a_product_page():
     assert len(README.splitlines()) <= 300
     for page, text in {**PAGES, "RESULTS.md": (REPO / "RESULTS.md").read_text()}.items():

@@ -1,10 +1,11 @@
 """The long-run scripts in their smoke modes: they run and print their figures (timings are not asserted)."""
 
+import importlib.util
 import json
 import re
 from pathlib import Path
 
-from conftest import SAFETY_TIMEOUT, run_cli
+from conftest import REPO, SAFETY_TIMEOUT, run_cli
 
 
 ROW = r"\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+([\d,]+)"
@@ -70,6 +71,50 @@ def test_bench_times_the_recipe_with_its_overrides(mnist_dir, tmp_path):
     assert missing.returncode == 2
     assert "needs finished run directories" in missing.stderr and "no-such-run" in missing.stderr
     assert "Traceback" not in missing.stderr and "images/s" not in missing.stdout
+
+
+def test_bench_to_times_whole_runs_of_both_pipelines_to_a_target(mnist_dir, tmp_path):
+    # The time-to-target measurement in its smoke mode (2,048 training images): each seed of each pipeline is a
+    # process of its own, timed to its saved model; the table's accuracy and times are the runs' own, and the
+    # records of tinyhub's runs land in the results layout.
+    r = run_cli("bench", "--to", "99.0", "--seeds", "2", "--seeds-epochs", "1", "--quick", "--profile",
+                "--data-dir", str(mnist_dir), "--keep-runs", str(tmp_path / "runs"), "--record",
+                str(tmp_path / "results"), timeout=SAFETY_TIMEOUT)
+    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
+    row = r"\s+(\S+) \((\w+)\)\s+(\d+)\s+(\d+)\s+([\d.]+)% ± ([\d.]+)\s+([\d.]+)%\s+([\d.]+)\s+([\d.]+)x\s+(yes|no)"
+    ours = re.search(r"\n\s+tinyhub" + row, r.stdout)
+    seeds = re.search(r"seeds' pipeline \(DataLoader \+ PIL\)" + row, r.stdout)
+    assert ours and seeds, r.stdout
+    from tinyhub import trainer
+
+    epochs = str(trainer.load_config(["model=fast99"]).training.epochs)
+    assert ours.group(1, 2, 3, 4) == ("fast99", "fast24k", epochs, "2") and seeds.group(1, 3, 4) == ("model4", "1", "2")
+    assert seeds.group(9) == "1.00"
+    records = sorted((tmp_path / "results" / "fast99").glob("seed_*.json"))
+    assert [f.name for f in records] == ["seed_0.json", "seed_1.json"]
+    accuracies = [json.loads(f.read_text())["test_accuracy"] for f in records]
+    assert f"{sum(accuracies) / 2:.2f}" == ours.group(5) and f"{min(accuracies):.2f}" == ours.group(7)
+    seeds_results = [json.loads((tmp_path / "runs" / "99.0" / f"model4-s{k}" / "result.json").read_text())
+                     for k in (0, 1)]
+    assert f"{min(x['test_accuracy'] for x in seeds_results):.2f}" == seeds.group(7)
+    assert all((tmp_path / "runs" / "99.0" / f"model4-s{k}" / "model.safetensors").is_file() for k in (0, 1))
+    assert re.search(r"fast99: [\d.]+ TFLOP .* matmul peak \([\d,]+ GFLOP/s\) [\d.]+ s, \d+% of the median run",
+                     r.stdout)
+    assert "where a fast99 run's" in r.stdout and "start-up (interpreter, imports, configuration)" in r.stdout
+    assert "where a model4 run's" in r.stdout
+    # The Speed page's table is parsed from this very output: the same figures, phase by phase.
+    spec = importlib.util.spec_from_file_location("speed_table", REPO / "results" / "speed" / "table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    (target, (parsed_ours, parsed_seeds)), = table.parse_time_to_target(r.stdout)["targets"]
+    assert target == "99.0" and parsed_ours["recipe"] == "fast99" and parsed_seeds["recipe"] == "model4"
+    assert parsed_ours["mean"] == ours.group(5) and parsed_seeds["median"] == seeds.group(8)
+    assert set(parsed_ours["phases"]) == set(table._TTT_PHASES) == set(parsed_seeds["phases"])
+    unknown = run_cli("bench", "--to", "98.7", "--data-dir", str(mnist_dir))
+    assert unknown.returncode == 2 and "no packaged speed recipe for 98.7%" in unknown.stderr
+    assert "--recipe NAME" in unknown.stderr
+    silly = run_cli("bench", "--to", "150", "--data-dir", str(mnist_dir))
+    assert silly.returncode == 2 and "--to 150: give a test accuracy in %" in silly.stderr
 
 
 def test_reproduce_records_runs_and_writes_tables(tiny_runs, tmp_path):

@@ -37,6 +37,64 @@ def parse(text: str) -> dict | None:
 
 
 SPEED_BEGIN, SPEED_END = "<!-- speed:begin -->", "<!-- speed:end -->"
+TTT_BEGIN, TTT_END = "<!-- time-to-target:begin -->", "<!-- time-to-target:end -->"
+TTT_FILE = HERE / "time-to-target.txt"  # `tinyhub bench --to 99.0 99.4 --profile` (time_to_target.sh)
+_TTT_ROW = (r"\n\s+(tinyhub|seeds' pipeline \(DataLoader \+ PIL\))\s+(\S+) \((\w+)\)\s+(\d+)\s+(\d+)\s+([\d.]+)% ± "
+            r"([\d.]+)\s+([\d.]+)%\s+([\d.]+)\s+(≥?[\d.]+)x\s+(yes|no)")
+_TTT_PHASES = ("start-up (interpreter, imports, configuration)", "data", "set-up (model, optimizer)", "training",
+               "evaluation", "saving", "the rest (exit, writing the record)")
+
+
+def parse_time_to_target(text: str) -> dict | None:
+    """The figures of one `tinyhub bench --to` output: the machine line and, per target, its two rows, how close
+    each came to the matmul peak and where its time went; None while it is incomplete."""
+    if "\nreached: " not in text:
+        return None
+    machine = re.search(r"time to target on (.+?); matmul peak ([\d,]+) GFLOP/s fp32, ([\d,]+) GFLOP/s bf16", text)
+    targets = []
+    for block in re.split(r"\n(?=[\d.]+%\s+pipeline)", text)[1:]:
+        rows = [dict(zip(("pipeline", "recipe", "architecture", "epochs", "seeds", "mean", "std", "min", "median",
+                          "ratio", "reached"), m.groups())) for m in re.finditer(_TTT_ROW, block)]
+        for row in rows:
+            peak = re.search(re.escape(row["recipe"]) + r": [\d.]+ TFLOP .*? (\d+)% of the median run", block)
+            row["peak_share"] = peak.group(1) if peak else "—"
+            phases = re.search(r"where an? " + re.escape(row["recipe"]) + r" run's [\d.]+ s go[^:]*: (.*)", block)
+            items = re.split(r"(?<= s), ", phases.group(1).strip()) if phases else []
+            row["phases"] = {name: value for name, value, _ in (item.rsplit(" ", 2) for item in items)}
+        targets.append((block.split("%", 1)[0], rows))
+    return {"machine": machine.group(1), "peaks": machine.group(2, 3), "targets": targets}
+
+
+def time_to_target_table() -> str:
+    """The Speed page's lead: time to each target, tinyhub's speed recipe beside the seeds' pipeline."""
+    r = parse_time_to_target(TTT_FILE.read_text()) if TTT_FILE.is_file() else None
+    if r is None:
+        return "(no complete `tinyhub bench --to` output in results/speed/time-to-target.txt yet)\n"
+    rows = []
+    for target, pair in r["targets"]:
+        for row in pair:
+            name = "tinyhub" if row["pipeline"] == "tinyhub" else "seeds' pipeline"
+            rows.append([f"{target}%", name, f"`{row['recipe']}` ({row['architecture']})", row["epochs"], row["seeds"],
+                         f"{row['mean']}% ± {row['std']}", f"{row['min']}%", f"**{row['median']} s**",
+                         f"{row['ratio']}×", row["reached"], f"{row['peak_share']}%"])
+    table = markdown_table(["target", "pipeline", "recipe", "epochs", "seeds", "test accuracy (mean ± std)", "min",
+                            "median time per run", "vs seeds", "reached", "of the matmul peak"], rows,
+                           "lllrrrrrrlr")
+    phases = []
+    for target, pair in r["targets"]:
+        for row in pair:
+            phases.append([f"`{row['recipe']}` ({target}%)", f"{row['median']} s",
+                           *[f"{row['phases'].get(k, '—')} s" for k in _TTT_PHASES]])
+    phase_table = markdown_table(["run", "whole run", "start-up", "data", "set-up", "training", "evaluation",
+                                  "saving", "exit, record"], phases, "lrrrrrrrr")
+    return (f"On {r['machine']}; matmul peak {r['peaks'][0]} GFLOP/s in fp32 and {r['peaks'][1]} GFLOP/s in bf16.\n\n"
+            + table + "\nWhere a run's time goes (medians over the seeds):\n\n" + phase_table)
+
+
+def write_block(path: Path, begin: str, end: str, body: str) -> None:
+    text = path.read_text()
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    path.write_text(text[:start] + "\n" + body + text[stop:])
 
 
 def _rows() -> list[tuple[str, str, dict]]:
@@ -77,18 +135,21 @@ def summary_table() -> str:
 
 
 def write_readme(readme: Path) -> None:
-    text = readme.read_text()
-    start, end = text.index(SPEED_BEGIN) + len(SPEED_BEGIN), text.index(SPEED_END)
-    readme.write_text(text[:start] + "\n" + summary_table() + text[end:])
+    write_block(readme, SPEED_BEGIN, SPEED_END, summary_table())
+    if TTT_BEGIN in readme.read_text():
+        write_block(readme, TTT_BEGIN, TTT_END, time_to_target_table())
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--summary", action="store_true", help="the README's summary table")
     p.add_argument("--write", metavar="README", type=Path, help="replace README's block between the speed markers")
+    p.add_argument("--time-to-target", action="store_true", help="the time-to-target table (the Speed page's lead)")
     args = p.parse_args()
     if args.write:
         write_readme(args.write)
+    elif args.time_to_target:
+        print(time_to_target_table(), end="")
     else:
         print(summary_table() if args.summary else full_table(), end="")
 

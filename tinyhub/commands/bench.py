@@ -21,7 +21,6 @@ process of its own, so its peak memory is its own.
 
 import argparse
 import concurrent.futures
-import gzip
 import multiprocessing
 import os
 import resource
@@ -127,79 +126,19 @@ def _engine_row(overrides: list[str], run_dir: str, threads: int, profile: bool 
             "macs": record.macs, "profile": _profile(cfg, threads) if profile else None}
 
 
-def _raw_mnist_root(data_dir: Path, tmp: Path) -> Path:
-    """torchvision's MNIST wants MNIST/raw/<name> (uncompressed); build that from the IDX files."""
-    raw = tmp / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
-        src = data_dir / (stem + ".gz")
-        (raw / stem).write_bytes(gzip.decompress(src.read_bytes()) if src.exists() else (data_dir / stem).read_bytes())
-    return tmp
-
-
 def _seeds_row(overrides: list[str], data_dir: str, epochs: int, subset: int, workers: int, threads: int) -> dict:
-    """The seeds' pipeline for whole epochs (training, then evaluation on the test split), with the recipe's
-    model, optimizer, schedule, label smoothing and precision; the last epoch's figures."""
-    import torch
-    from torch.utils.data import DataLoader, Subset
-    from torchvision import datasets, transforms
+    """The seeds' pipeline (seeds_pipeline.py) for whole epochs, each followed by an evaluation of the test split,
+    with the recipe's model, optimizer, schedule, label smoothing and precision; the last epoch's figures."""
+    from tinyhub import trainer
+    from tinyhub.trainer.schema import typed_config
 
-    from tinyhub import modeling, trainer
-    from tinyhub.trainer.step import build_optimizer, build_scheduler
+    from .seeds_pipeline import raw_mnist_root, spec_from_recipe, train
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    cfg = trainer.load_config(overrides)
-    tr, aug = cfg.training, cfg.augment
-    model_kwargs = {k: v for k, v in dict(cfg.model).items() if k != "name"}
-    model = modeling.create_model(cfg.model.name, **model_kwargs)
-    if tr.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    normalize = transforms.Normalize(model.mean, model.std)
-    train_tf = transforms.Compose([
-        transforms.RandomAffine(degrees=aug.rotation, translate=tuple(aug.translate) if any(aug.translate) else None,
-                                scale=tuple(aug.scale), shear=aug.shear or None),
-        transforms.ToTensor(), normalize])
-    test_tf = transforms.Compose([transforms.ToTensor(), normalize])
-    batch = int(cfg.data.batch_size)
+    cfg = typed_config(trainer.load_config(overrides))
     with tempfile.TemporaryDirectory() as tmp:
-        root = _raw_mnist_root(Path(data_dir), Path(tmp))
-        train_ds = datasets.MNIST(root, train=True, download=False, transform=train_tf)
-        if subset:
-            train_ds = Subset(train_ds, range(subset))
-        test_ds = datasets.MNIST(root, train=False, download=False, transform=test_tf)
-        loader = DataLoader(train_ds, batch_size=batch, shuffle=True, num_workers=workers,
-                            persistent_workers=workers > 0, drop_last=False)
-        test_loader = DataLoader(test_ds, batch_size=int(cfg.data.eval_batch_size), num_workers=workers,
-                                 persistent_workers=workers > 0)
-        optimizer = build_optimizer(model.parameters(), tr.optimizer)
-        scheduler, when = build_scheduler(optimizer, tr.scheduler, epochs, len(loader))
-        criterion = torch.nn.CrossEntropyLoss(label_smoothing=float(tr.label_smoothing))
-        bf16 = tr.mixed_precision == "bf16"
-        for _ in range(epochs):
-            model.train()
-            t0, seen = time.perf_counter(), 0
-            for x, y in loader:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    loss = criterion(model(x).float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if when == "step":
-                    scheduler.step()
-                seen += len(y)
-            t1 = time.perf_counter()
-            model.eval()
-            correct = 0
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                for x, y in test_loader:
-                    correct += int((model(x).argmax(1) == y).sum())
-            t2 = time.perf_counter()
-            if when == "epoch":
-                scheduler.step()
-    return {"images_per_second": seen / (t1 - t0), "train_seconds": t1 - t0, "eval_seconds": t2 - t1,
-            "images": seen, "test_accuracy": 100 * correct / len(test_ds), "peak_mb": _peak_memory_mb("cpu")}
+        root = raw_mnist_root(Path(data_dir), Path(tmp))
+        row = train(spec_from_recipe(cfg, root, epochs, subset=subset, workers=workers, threads=threads))
+    return {**row, "peak_mb": _peak_memory_mb("cpu")}
 
 
 def _in_own_process(fn, *args) -> dict:
@@ -307,6 +246,18 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--stack", nargs="+", type=int, default=None, metavar="K",
                    help="instead: train K models of the recipe together (seeds=[0..K-1]) for each K given, and "
                         "report their aggregate images/s against K=1")
+    to = p.add_argument_group("time to a target accuracy (tinyhub bench --to 99.0 99.4)")
+    to.add_argument("--to", nargs="+", type=float, default=None, metavar="ACCURACY",
+                    help="instead: the time until a model of this mean test accuracy is saved, for the speed recipe "
+                         "(fast99, fast994) and the seeds' pipeline, N seeds each, each run a process of its own")
+    to.add_argument("--recipe", default=None, help="with --to: the recipe to time (default: the target's speed recipe)")
+    to.add_argument("--seeds", type=int, default=None, metavar="N",
+                    help="with --to: seeds per pipeline (default: 10 below 99.4%%, else 5)")
+    to.add_argument("--seeds-epochs", type=int, default=None, metavar="E",
+                    help="with --to: epochs of the seeds' pipeline (default: the fewest that reached the target on "
+                         "validation, measured for 99.0 and 99.4)")
+    to.add_argument("--record", default=None, metavar="DIR",
+                    help="with --to: write each tinyhub run's record to DIR/<recipe>/seed_<k>.json (results/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="recipe overrides, as for `tinyhub train` (model.dropout=0, "
                         "training.mixed_precision=bf16, ...)")
@@ -319,6 +270,15 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
     if not args.data_dir:
         p.error("--data-dir is required (the seeds' pipeline reads the MNIST IDX files): "
                 "--data-dir /path/to/mnist, or set TINYHUB_DATA_DIR")
+    if args.to:
+        if (args.seeds is not None and args.seeds < 1) or (args.seeds_epochs is not None and args.seeds_epochs < 1):
+            p.error("--seeds and --seeds-epochs must be at least 1")
+        bad = [t for t in args.to if not 0 < t < 100]
+        if bad:
+            p.error(f"--to {bad[0]:g}: give a test accuracy in %, above 0 and below 100 (e.g. --to 99.0)")
+        from .time_to_target import main as time_to_target
+
+        return time_to_target(args)
     if args.epochs < 1:
         p.error("--epochs must be at least 1")
     if args.rounds < 1:
