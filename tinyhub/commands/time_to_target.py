@@ -133,8 +133,8 @@ def seeds_run(spec, out: Path) -> TimedRun:
 def _warm_up(data_dir: str, root: Path, tmp: Path, recipe: str, seeds_spec) -> None:
     """One short untimed run of each pipeline: the decoded data cache, the page cache of the libraries and the
     compiled bytecode are then warm for every timed run, as on a user's second run."""
-    tinyhub_run(recipe, 0, data_dir, tmp / "warm-up" / "tinyhub", ["data.subset=2048", "training.epochs=1"])
-    seeds_run(replace(seeds_spec, subset=2048, epochs=1, seed=0), tmp / "warm-up" / "seeds")
+    tinyhub_run(recipe, 0, data_dir, tmp / "warm-up" / recipe, ["data.subset=2048", "training.epochs=1"])
+    seeds_run(replace(seeds_spec, subset=2048, epochs=1, seed=0), tmp / "warm-up" / f"seeds-{recipe}")
 
 
 def measure(target: float, recipe: str, n_seeds: int, seeds_epochs: int, data_dir: str, root: Path, tmp: Path,
@@ -249,31 +249,28 @@ def main(args) -> int:
           f"{__version__}{commit}; matmul peak {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16. "
           "Each run is a process of its own, timed from its start to its saved model (data cache warm); the two "
           "pipelines' runs alternate.", flush=True)
-    results = []
     with tempfile.TemporaryDirectory(prefix="tinyhub-bench-to-") as tmp_name:
         tmp = Path(args.keep_runs or tmp_name)
         root = raw_mnist_root(Path(args.data_dir), Path(tmp_name) / "torchvision")
-        try:
-            for target in targets:
-                recipe = args.recipe or SPEED_RECIPES[target]
-                n = args.seeds or default_seeds(target)
-                epochs = args.seeds_epochs or SEEDS_EPOCHS[target]
-                results.append((target, *measure(target, recipe, n, epochs, str(Path(args.data_dir).resolve()),
-                                                 root, tmp, args.overrides, args.workers,
-                                                 subset=QUICK_IMAGES if args.quick else args.subset)))
-        except TinyhubError as e:
-            return fail(e)
-        for target, ours, seeds in results:
+        for target in targets:  # each target's table and records as soon as it is measured
+            recipe = args.recipe or SPEED_RECIPES[target]
+            n = args.seeds or default_seeds(target)
+            epochs = args.seeds_epochs or SEEDS_EPOCHS[target]
+            try:
+                ours, seeds = measure(target, recipe, n, epochs, str(Path(args.data_dir).resolve()), root, tmp,
+                                      args.overrides, args.workers, subset=QUICK_IMAGES if args.quick else args.subset)
+            except TinyhubError as e:
+                return fail(e)
             print_rows(target, ours, seeds, peaks, args.profile)
-        if args.record:
-            from .reproduce import record
+            sys.stdout.flush()
+            if args.record:
+                from .reproduce import record
 
-            for _, ours, _ in results:
                 for run in ours.runs:
                     record(Path(run.run_dir), Path(args.record), label=ours.recipe)
-            print(f"\nrecords of tinyhub's runs: {args.record}/<recipe>/seed_<k>.json")
+                print(f"{'':<10}records of tinyhub's runs: {args.record}/{ours.recipe}/seed_<k>.json", flush=True)
         if args.keep_runs:
-            print(f"run directories and logs: {tmp}")
+            print(f"\nrun directories and logs: {tmp}")
     print("\nreached: the mean final-epoch test accuracy over the seeds is at or above the target; median s: one "
           "whole run, process start to saved model; vs seeds: the seeds' median run over this row's.")
     return 0
