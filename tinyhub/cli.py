@@ -23,7 +23,8 @@ COMMANDS = {
     "push": ("push", "publish a run (or a folder of runs) to the Hugging Face Hub with its model card", ("train",)),
     "compare": ("compare", "compare finished runs side by side (table, HTML, curves)", ("train",)),
     "sweep": ("sweep", "search hyperparameters with Ray Tune and ASHA", ("train", "hpo")),
-    "bench": ("bench", "time whole epochs of tinyhub train against the seeds' DataLoader pipeline", ("train", "bench")),
+    "bench": ("bench", "time tinyhub against the seeds' pipeline: whole epochs, or the time to a target accuracy",
+              ("train", "bench")),
     "reproduce": ("reproduce", "train every recipe for several seeds and write the results tables", ("train",)),
     "list-models": ("list_models", "list the registered architectures with their parameters and budgets", ()),
 }

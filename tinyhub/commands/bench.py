@@ -10,6 +10,8 @@ same model and recipe, in one run; ratios printed side by side.
     tinyhub bench --model gap5k --teacher runs/gap20k-s0 --data-dir DIR   # + the cost of distilling from a teacher
     tinyhub bench --model model4 --stack 1 2 4 8 16 --data-dir DIR   # K models trained together (seeds=[...]):
                                                                       # aggregate images/s for each K
+    tinyhub bench --to 99.0 99.4 --data-dir DIR                 # instead: time to a target accuracy over many seeds,
+                                                             # process start to saved model (time_to_target.py)
 
 tinyhub's rows are `tinyhub.trainer.train` runs of the recipe (its optimizer, schedule, EMA, label smoothing,
 precision, augmentation and per-epoch evaluation), read back from the run's own results.json. The seeds' pipeline:

@@ -30,7 +30,8 @@ from tinyhub.trainer.stack import stackable
 
 from ._common import ArgumentParser
 
-MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet", "gap8k", "gap20k", "gap5k", "gap2k")
+MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet", "gap8k", "gap20k", "gap5k", "gap2k", "fast99",
+          "fast994")
 #: Published tiny MNIST models, for the frontier table: their authors' own claims (often one run or the best
 #: epoch, unlike tinyhub's final-epoch means), each with the repository that states it. A figure whose source
 #: cannot be confirmed is left out.
