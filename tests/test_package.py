@@ -106,7 +106,7 @@ def test_wheel_builds_without_warnings_and_holds_one_namespace(wheel):
     extras = set(re.findall(r"^Provides-Extra: (\S+)", meta, re.M))
     assert {"train", "hpo", "bench", "tracking", "wandb", "test", "all"} <= extras
     entry_points = zipfile.ZipFile(whl).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "tinyhub = tinyhub.cli:main" in entry_points
+    assert "tinyhub = tinyhub.cli:run" in entry_points
 
 
 def test_core_install_imports_and_builds_models_without_training_packages(core_site, tmp_path):

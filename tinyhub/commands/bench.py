@@ -278,9 +278,9 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
         bad = [t for t in args.to if not 0 < t < 100]
         if bad:
             p.error(f"--to {bad[0]:g}: give a test accuracy in %, above 0 and below 100 (e.g. --to 99.0)")
-        from .time_to_target import main as time_to_target
+        from . import time_to_target as to_target
 
-        return time_to_target(args)
+        return to_target.main(args)
     if args.epochs < 1:
         p.error("--epochs must be at least 1")
     if args.rounds < 1:
