@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	@echo "Installing torch and tinyhub's extras into $(VENV): a few GB on the first run; pip shows its progress."
 	$(VENV)/bin/pip install "torch==2.14.1" "torchvision==0.29.1"
-	PYTHONWARNINGS="ignore:Editable installation" $(VENV)/bin/pip install -e ".[train,bench,test,docs]"
+	PYTHONWARNINGS="ignore:Editable installation" $(VENV)/bin/pip install -e ".[train,bench,export,demo,test,docs]"
 	touch $@
 
 setup: $(STAMP)

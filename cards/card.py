@@ -15,9 +15,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from tinyhub.errors import TinyhubError
+from tinyhub.files import sha256_file
 from tinyhub.trainer.data import MNIST_HUB_ID, certified_name
-from tinyhub.trainer.record import (RESULTS_FILE, ArchitectureSummary, DatasetIdentity, EvaluationRecord, RunRecord,
-                                    RunRecordError, SeedStats, TeacherRecord, finite_metrics, load_run)
+from tinyhub.trainer.record import (EXPORTS_FILE, RESULTS_FILE, ArchitectureSummary, DatasetIdentity, EvaluationRecord,
+                                    ExportsRecord, RunRecord, RunRecordError, SeedStats, TeacherRecord, finite_metrics,
+                                    load_run)
 from tinyhub.trainer.schema import optimizer_text, schedule_text
 from tinyhub.trainer.run_info import EXAMPLES_FILE
 
@@ -216,10 +218,12 @@ def _classes_text(results: RunRecord) -> str:
 
 def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
                seed_runs: list[str | Path] = (), project_url: str | None = None,
-               dataset_name: str | None = None, dataset_id: str | None = None) -> ModelCard:
+               dataset_name: str | None = None, dataset_id: str | None = None,
+               space_id: str | None = None) -> ModelCard:
     """The card for `run_dir`. `seed_runs` are other seeds of the same recipe: the card then reports their mean.
     `project_url` (tinyhub's home page) is linked when given, and no address is printed when it is not.
-    `dataset_name` / `dataset_id` name a dataset the run could not identify (see `card_dataset`)."""
+    `dataset_name` / `dataset_id` name a dataset the run could not identify (see `card_dataset`). `space_id` is
+    the Space that demonstrates the model (push --space), linked from the card."""
     results = load_publishable_run(run_dir)
     others = [load_publishable_run(r) for r in seed_runs]
     for o in others:
@@ -245,13 +249,18 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         eval_results=[EvalResult(
             task_type="image-classification", task_name="Image Classification",
             dataset_type=ds.type, dataset_name=ds.name, dataset_split="test",
-            dataset_revision=ds.revision, metric_type="accuracy", metric_name="Test accuracy (%)",
+            dataset_revision=ds.revision, metric_type="accuracy",
+            # The Hub's metric fields have no spread: the name says what the value is, `args` carries the rest.
+            metric_name=("Test accuracy (%)" if stats.n == 1 else
+                         f"Test accuracy (%), mean of {stats.n} seeds (± {stats.std:.2f} std)"),
             metric_value=accuracy,
+            metric_args={"seeds": stats.n, "std": round(stats.std, 4)} if stats.n > 1 else None,
         )],
     )
     card_data.tinyhub = {"parameters": results.parameters, "architecture": arch,
                          "test_accuracy_mean": accuracy, "test_accuracy_std": round(stats.std, 4),
                          "n_seeds": stats.n, "epochs": len(results.epochs)}
+    exports = load_exports(run_dir)
     speed = _speed_text(results)
     if speed:
         card_data.tinyhub["purpose"] = "speed"
@@ -287,6 +296,7 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         repo_id=repo_id,
         revision=revision,
         project_url=project_url,
+        space_id=space_id,
         has_examples=(Path(run_dir) / EXAMPLES_FILE).is_file(),
         input_shape=[config["in_chans"], config["input_size"], config["input_size"]],
         mean=tuple(config["mean"]),
@@ -306,9 +316,47 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         versions=versions,
         dataset_credit=ds.credit,
         per_class=_per_class(Path(run_dir), results),
+        exports=exports,
+        deploy_rows=_deploy_rows(exports, Path(run_dir)) if exports else [],
     )
     validate_card(card.content, expected_accuracy=accuracy, dataset=ds)
     return card
+
+
+def load_exports(run_dir: str | Path) -> ExportsRecord | None:
+    """The run's exports.json (tinyhub export), checked against the run: made from these very weights, and every
+    file it lists as passed present with the SHA-256 it records. None when the run was never exported."""
+    run_dir = Path(run_dir)
+    if not (run_dir / EXPORTS_FILE).exists():
+        return None
+    try:
+        exports = ExportsRecord.load(run_dir)
+    except RunRecordError as e:
+        raise CardError(str(e)) from e
+    if exports.weights_sha256 != sha256_file(run_dir / "model" / "model.safetensors"):
+        raise CardError(f"{run_dir / EXPORTS_FILE} was made from other weights than the run's model: run "
+                        f"`tinyhub export {run_dir}` again before publishing.")
+    for f in exports.passed:
+        path = run_dir / f.file
+        if not path.is_file() or sha256_file(path) != f.sha256:
+            raise CardError(f"{path} is missing or is not the file {EXPORTS_FILE} measured: run `tinyhub export "
+                            f"{run_dir}` again before publishing.")
+    return exports
+
+
+#: How the card names each export format.
+FORMAT_NAMES = {"onnx": "ONNX float32", "int8": "ONNX int8 (static, QDQ)"}
+
+
+def _deploy_rows(exports: ExportsRecord, run_dir: Path) -> list[list[str]]:
+    weights = (run_dir / "model" / "model.safetensors").stat().st_size
+    rows = [["PyTorch float32 (`model.safetensors`)", f"{weights / 1024:,.1f} KiB",
+             f"{exports.pytorch_test_accuracy:.2f}%", "—", "—", "", ""]]
+    for f in exports.passed:
+        rows.append([f"{FORMAT_NAMES[f.format]} (`{f.file}`)", f"{f.bytes / 1024:,.1f} KiB",
+                     f"{f.test_accuracy:.2f}%", f"{f.agreement:.2f}%", f"{f.max_logit_difference:.2g}",
+                     f"{f.latency_ms:.3f} ms", f"{f.images_per_second:,.0f}"])
+    return rows
 
 
 def _per_class(run_dir: Path, results: RunRecord) -> list[dict] | None:

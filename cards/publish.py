@@ -30,10 +30,12 @@ from tinyhub.files import (OUTPUT_MARKER, check_output_folder, claim_output_fold
                            sha256_file)
 from tinyhub.hub_http import use_hub_timeouts
 from tinyhub.tables import markdown_table
-from tinyhub.trainer.record import SeedStats
+from tinyhub.trainer.record import EXPORT_EXAMPLES_FILE, EXPORTS_FILE, SeedStats
 from tinyhub.trainer.run_info import EXAMPLES_FILE
 
-from .card import CardError, build_card, card_dataset, load_publishable_run, merge_with_existing, validate_card
+from .card import (CardError, build_card, card_dataset, load_exports, load_publishable_run, merge_with_existing,
+                   validate_card)
+from .space import space_files
 
 #: What a push uploads for a run (examples.safetensors, which the card's snippet reads, only when the run has it;
 #: runs trained before tinyhub wrote it do not).
@@ -86,10 +88,14 @@ class PushResult:
     tag: str | None
     weights_sha256: str
     pr_url: str | None = None
+    space_url: str | None = None
 
 
 def _git_blob_sha1(path: Path) -> str:
-    data = path.read_bytes()
+    return _git_blob_sha1_of(path.read_bytes())
+
+
+def _git_blob_sha1_of(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
@@ -123,6 +129,11 @@ def _run_files(run_dir: Path, include_logs: bool) -> dict[str, Path]:
         files[EXAMPLES_FILE] = run_dir / EXAMPLES_FILE
     for image in ("training_curves.png", "confusion_matrix.png"):
         files[f"images/{image}"] = run_dir / "images" / image
+    exports = load_exports(run_dir)  # made from these weights, its files unchanged; failed formats stay behind
+    if exports is not None:
+        files[EXPORTS_FILE] = run_dir / EXPORTS_FILE
+        files[EXPORT_EXAMPLES_FILE] = run_dir / EXPORT_EXAMPLES_FILE
+        files.update({f.file: run_dir / f.file for f in exports.passed})
     logs = run_dir / "logs"
     if include_logs and (logs.is_dir() or logs.is_symlink()):
         files.update({p.relative_to(run_dir).as_posix(): p for p in sorted(logs.rglob("*"))
@@ -164,7 +175,7 @@ def check_run_files(run_dir: str | Path, include_logs: bool = False) -> None:
 def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revision: str,
                  seed_runs=(), existing_readme: str | None = None, include_logs: bool = False,
                  project_url: str | None = None, dataset_name: str | None = None,
-                 dataset_id: str | None = None) -> Path:
+                 dataset_id: str | None = None, space_id: str | None = None) -> Path:
     """Write exactly what would be uploaded into `out_dir`: a new or empty folder, or one tinyhub staged before
     (never a folder of the user's: OutputFolderError). Only plain files of the run are copied, byte by byte."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -173,7 +184,7 @@ def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revi
     results = load_publishable_run(run_dir)
     naming = {"dataset_name": dataset_name, "dataset_id": dataset_id}
     card = build_card(run_dir, repo_id=repo_id, revision=revision, seed_runs=list(seed_runs),
-                      project_url=project_url, **naming)
+                      project_url=project_url, space_id=space_id, **naming)
     readme = merge_with_existing(card.content, existing_readme)
     validate_card(readme, dataset=card_dataset(results, **naming))  # hand-kept metadata must not contradict it
     with output_folder(out_dir, "upload") as tmp:
@@ -204,8 +215,8 @@ def _with_retries(fn, attempts: int = 4):
     raise AssertionError("unreachable")
 
 
-def _branch_head(api: HfApi, repo_id: str, branch: str) -> str | None:
-    refs = api.list_repo_refs(repo_id)
+def _branch_head(api: HfApi, repo_id: str, branch: str, repo_type: str = "model") -> str | None:
+    refs = api.list_repo_refs(repo_id, repo_type=repo_type)
     for b in refs.branches:
         if b.name == branch:
             return b.target_commit
@@ -241,9 +252,15 @@ def _existing_readme(repo_id: str, revision: str | None) -> str | None:
 def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch: str | None = None,
              tag: str | None = None, create_pr: bool = False, commit_message: str | None = None,
              seed_runs=(), include_logs: bool = False, project_url: str | None = None,
-             dataset_name: str | None = None, dataset_id: str | None = None, log=logger.info) -> PushResult:
-    """Create the repo if needed and publish `run_dir` in ONE commit, then verify what the Hub serves."""
+             dataset_name: str | None = None, dataset_id: str | None = None, space_id: str | None = None,
+             log=logger.info) -> PushResult:
+    """Create the repo if needed and publish `run_dir` in ONE commit, then verify what the Hub serves. With
+    `space_id`, the card links that Space, and the Space (a Gradio demo of the model at the pushed commit) is
+    created or updated after the model."""
     check_repo_id(repo_id)
+    if space_id is not None:
+        check_repo_id(space_id)
+        gradio_version = _gradio_version()
     run_dir = Path(run_dir)
     check_run_files(run_dir, include_logs)  # a link or hard link among the files to upload stops here, unread
     results = load_publishable_run(run_dir)  # so does a run without a final evaluation, before any network call
@@ -255,10 +272,21 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
 
     state = {"stage": "before", "commit": None}  # what an interruption would leave on the Hub
     try:
-        return _push_to(api, run_dir, results, repo_id, private=private, branch=branch, tag=tag,
-                        create_pr=create_pr, commit_message=commit_message, seed_runs=seed_runs,
-                        include_logs=include_logs, project_url=project_url, dataset_name=dataset_name,
-                        dataset_id=dataset_id, log=log, state=state)
+        pushed = _push_to(api, run_dir, results, repo_id, private=private, branch=branch, tag=tag,
+                          create_pr=create_pr, commit_message=commit_message, seed_runs=seed_runs,
+                          include_logs=include_logs, project_url=project_url, dataset_name=dataset_name,
+                          dataset_id=dataset_id, space_id=space_id, log=log, state=state)
+        if space_id is not None:
+            stats = SeedStats.of_records([results, *(load_publishable_run(r) for r in seed_runs)])
+            files = space_files(results, stats, repo_id=repo_id, revision=pushed.commit,
+                                gradio_version=gradio_version)
+            try:
+                pushed.space_url = _push_space(api, space_id, files, private=private, log=log)
+            except (HfHubHTTPError, *NETWORK_ERRORS) as e:
+                raise PushError(f"published {repo_id} at commit {pushed.commit}, but its Space {space_id} could not "
+                                f"be updated ({type(e).__name__}: {e}). Run the same command again: it makes no "
+                                "second model commit and finishes the Space.") from e
+        return pushed
     except KeyboardInterrupt as e:
         where = f"{repo_id}@{branch or 'main'}"
         raise PushInterrupted({
@@ -273,7 +301,7 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
 
 
 def _push_to(api: HfApi, run_dir: Path, results, repo_id: str, *, private, branch, tag, create_pr,
-             commit_message, seed_runs, include_logs, project_url, dataset_name, dataset_id, log,
+             commit_message, seed_runs, include_logs, project_url, dataset_name, dataset_id, space_id, log,
              state: dict) -> PushResult:
     revision_for_card = tag or branch
     repo_url = _with_retries(lambda: api.create_repo(repo_id, private=private, exist_ok=True))
@@ -287,7 +315,7 @@ def _push_to(api: HfApi, run_dir: Path, results, repo_id: str, *, private, branc
         folder = stage_folder(run_dir, Path(tmp) / "upload", repo_id=repo_id, revision=revision_for_card,
                               seed_runs=seed_runs, existing_readme=_existing_readme(repo_id, head),
                               project_url=project_url, include_logs=include_logs,
-                              dataset_name=dataset_name, dataset_id=dataset_id)
+                              dataset_name=dataset_name, dataset_id=dataset_id, space_id=space_id)
         weights_sha = sha256_file(folder / "model.safetensors")
         changed = not (head is not None and _remote_matches(api, repo_id, head, folder))
         commit, pr_url = head, None
@@ -297,7 +325,8 @@ def _push_to(api: HfApi, run_dir: Path, results, repo_id: str, *, private, branc
             if head is not None:  # files tinyhub published before but no longer produces
                 ours = {op.path_in_repo for op in ops}
                 stale = [f.path for f in api.list_repo_tree(repo_id, revision=head, recursive=True)
-                         if hasattr(f, "blob_id") and f.path.startswith(("images/", "logs/")) and f.path not in ours]
+                         if hasattr(f, "blob_id") and f.path not in ours
+                         and (f.path.startswith(("images/", "logs/", "onnx/")) or f.path == EXPORTS_FILE)]
                 ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
             message = commit_message or (f"tinyhub: {results.model} "
                                          f"{results.final.test_accuracy:.2f}% from {run_dir.name}")
@@ -350,6 +379,35 @@ def _push_to(api: HfApi, run_dir: Path, results, repo_id: str, *, private, branc
     return PushResult(repo_id, url, commit, revision_for_card, changed, tag, weights_sha, pr_url)
 
 
+def _gradio_version() -> str:
+    """The Gradio this tinyhub's demo runs on here: the version a Space is built with (its README's sdk_version)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("gradio")
+    except metadata.PackageNotFoundError:
+        raise PushError('--space publishes the Gradio demo, built for the Gradio installed here, and there is none: '
+                        'pip install "tinyhub[demo]" (try it first with `tinyhub demo RUN`).') from None
+
+
+def _push_space(api: HfApi, space_id: str, files: dict[str, str], *, private: bool, log) -> str:
+    """Create the Space if needed and commit its files when they differ from what it holds: its URL."""
+    url = _with_retries(lambda: api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private,
+                                                exist_ok=True))
+    head = _branch_head(api, space_id, "main", repo_type="space")
+    held = {f.path: f.blob_id for f in api.list_repo_tree(space_id, repo_type="space", revision=head, recursive=True)
+            if hasattr(f, "blob_id")} if head else {}
+    changed = {p: t for p, t in files.items() if held.get(p) != _git_blob_sha1_of(t.encode())}
+    if not changed:
+        log(f"the Space {space_id} already serves this model; no new commit.")
+        return str(url)
+    ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=t.encode()) for p, t in changed.items()]
+    info = _with_retries(lambda: api.create_commit(space_id, ops, repo_type="space", parent_commit=head,
+                                                   commit_message="tinyhub: demo of the model"))
+    log(f"Published the Space {space_id} at commit {info.oid}: {url}")
+    return str(url)
+
+
 def _verify(repo_id: str, commit: str, weights_sha: str) -> None:
     """Download what the Hub serves at `commit`, check the bytes and load it strictly."""
     from tinyhub import modeling
@@ -364,10 +422,12 @@ def _verify(repo_id: str, commit: str, weights_sha: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # The zoo: every run in a folder, one repo per model
 # ---------------------------------------------------------------------------------------------------------
-def find_runs(runs_dir: str | Path, log=logger.warning) -> dict[tuple[str, str], list[Path]]:
-    """Finished runs grouped by (model, dataset); each group sorted by seed (the lowest seed's weights are
-    published). The dataset is the card's name for it, as a slug ("unidentified" when the run has none)."""
-    groups: dict[tuple[str, str], list[tuple[int, Path]]] = {}
+def find_runs(runs_dir: str | Path, log=logger.warning) -> dict[tuple[str, str, int], list[Path]]:
+    """Finished runs grouped by (model, dataset, epochs): the seeds of one recipe, each group sorted by seed (the
+    lowest seed's weights are published). Runs of the same architecture for different lengths (a speed recipe and
+    an accuracy recipe) are different models of the zoo, never averaged as seeds. The dataset is the card's name
+    for it, as a slug ("unidentified" when the run has none)."""
+    groups: dict[tuple[str, str, int], list[tuple[int, Path]]] = {}
     skipped: set[Path] = set()
     for results_file in sorted(Path(runs_dir).rglob("results.json")):
         run = results_file.parent
@@ -385,12 +445,14 @@ def find_runs(runs_dir: str | Path, log=logger.warning) -> dict[tuple[str, str],
             dataset = card_dataset(results).type.split("/")[-1]
         except CardError:
             dataset = "unidentified"  # staging its card then says how to name it
-        groups.setdefault((results.model, dataset), []).append((results.seed, run))
+        groups.setdefault((results.model, dataset, len(results.epochs)), []).append((results.seed, run))
     return {key: [p for _, p in sorted(runs)] for key, runs in sorted(groups.items())}
 
 
-def zoo_repo_id(namespace: str, model: str, dataset: str) -> str:
-    return f"{namespace}/tinyhub-{re.sub(r'[^A-Za-z0-9._-]', '-', f'{model}-{dataset}')}"
+def zoo_repo_id(namespace: str, model: str, dataset: str, epochs: int | None = None) -> str:
+    """`NAMESPACE/tinyhub-MODEL-DATASET`, with `-Nep` when the zoo holds the model for several lengths."""
+    name = f"{model}-{dataset}" + (f"-{epochs}ep" if epochs is not None else "")
+    return f"{namespace}/tinyhub-{re.sub(r'[^A-Za-z0-9._-]', '-', name)}"
 
 
 def _zoo(runs_dir: str | Path, namespace: str) -> list[tuple[str, str, list[Path]]]:
@@ -398,7 +460,11 @@ def _zoo(runs_dir: str | Path, namespace: str) -> list[tuple[str, str, list[Path
     groups = find_runs(runs_dir)
     if not groups:
         raise PushError(f"{runs_dir} holds no finished runs (folders with results.json and model/).")
-    return [(model, zoo_repo_id(namespace, model, dataset), runs) for (model, dataset), runs in groups.items()]
+    lengths: dict[tuple[str, str], int] = {}
+    for model, dataset, _ in groups:
+        lengths[(model, dataset)] = lengths.get((model, dataset), 0) + 1
+    return [(model, zoo_repo_id(namespace, model, dataset, epochs if lengths[(model, dataset)] > 1 else None), runs)
+            for (model, dataset, epochs), runs in groups.items()]
 
 
 def stage_all(runs_dir: str | Path, namespace: str, out_dir: str | Path, *, tag: str | None = None,
@@ -413,9 +479,16 @@ def stage_all(runs_dir: str | Path, namespace: str, out_dir: str | Path, *, tag:
     return staged
 
 
+#: The collection `tinyhub push --all` keeps of the models it publishes, one per namespace.
+COLLECTION_TITLE = "tinyhub zoo"
+
+
 def push_all(runs_dir: str | Path, namespace: str, *, private: bool = False, tag: str | None = None,
-             project_url: str | None = None, log=logger.info) -> tuple[list[PushResult], str]:
-    pushed, rows = [], []
+             project_url: str | None = None, collection: str | None = COLLECTION_TITLE,
+             log=logger.info) -> tuple[list[PushResult], str, str | None]:
+    """Publish every model in `runs_dir` (one repo each, the lowest seed's weights, the others' mean on the card),
+    then bring the collection titled `collection` (None: none) up to date: (results, the zoo table, its URL)."""
+    pushed, rows, members = [], [], []
     for model, repo_id, runs in _zoo(runs_dir, namespace):
         res = push_run(runs[0], repo_id, private=private, tag=tag, seed_runs=runs[1:], project_url=project_url,
                        log=log)
@@ -423,4 +496,45 @@ def push_all(runs_dir: str | Path, namespace: str, *, private: bool = False, tag
         records = [load_publishable_run(r) for r in runs]
         stats = SeedStats.of_records(records)
         rows.append([model, f"{records[0].parameters:,}", stats.text(), stats.n, f"[{repo_id}]({res.url})"])
-    return pushed, markdown_table(["model", "parameters", "test accuracy", "seeds", "repo"], rows, "lrrr")
+        members.append((records[0].parameters, repo_id, _collection_note(records[0], stats)))
+    url = None
+    if collection:
+        api = HfApi(token=require_token())
+        url = sync_collection(api, namespace, collection, [(r, n) for _, r, n in sorted(members)], private=private,
+                              log=log)
+    table = markdown_table(["model", "parameters", "test accuracy", "seeds", "repo"], rows, "lrrr")
+    return pushed, table, url
+
+
+def _collection_note(record, stats: SeedStats) -> str:
+    seeds = f", mean ± std of {stats.n} seeds" if stats.n > 1 else ""
+    return (f"{record.parameters:,} parameters · {stats.text()} test accuracy on "
+            f"{record.dataset.name or 'its test split'}{seeds} (final epoch).")
+
+
+def sync_collection(api: HfApi, namespace: str, title: str, members: list[tuple[str, str]], *,
+                    private: bool = False, log=logger.info) -> str:
+    """Make the collection `title` of `namespace` hold `members` ((model repo id, note), smallest first) first and
+    in that order, each with its note; items someone else added stay, after them. Nothing is written when the
+    collection already says all that. Its URL."""
+    found = next((c for c in api.list_collections(owner=namespace) if c.title == title), None)
+    if found is None:
+        found = _with_retries(lambda: api.create_collection(
+            title, namespace=namespace, private=private, exists_ok=True,
+            description="Tiny image classifiers trained and published with tinyhub, smallest first."))
+        log(f"created the collection {title!r}: {found.url}")
+    slug = found.slug
+    current = api.get_collection(slug)
+    have = {(i.item_type, i.item_id): i for i in current.items}
+    for repo_id, note in members:
+        item = have.get(("model", repo_id))
+        if item is None:
+            _with_retries(lambda: api.add_collection_item(slug, repo_id, "model", note=note))
+        elif item.note != note:
+            _with_retries(lambda: api.update_collection_item(slug, item.item_object_id, note=note))
+    for position, (repo_id, _) in enumerate(members):  # one move at a time: each shifts the others
+        items = api.get_collection(slug).items
+        item = next(i for i in items if i.item_type == "model" and i.item_id == repo_id)
+        if items.index(item) != position:
+            _with_retries(lambda: api.update_collection_item(slug, item.item_object_id, position=position))
+    return current.url

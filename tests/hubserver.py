@@ -61,6 +61,8 @@ API_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 REPO_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
 SHA1_RE = re.compile(r"[0-9a-f]{40}")
+SPACE_SDKS = ("gradio", "docker", "static")
+COLLECTION_ITEM_TYPES = ("model", "dataset", "space", "paper", "collection")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -126,6 +128,7 @@ class Repo:
     tags: dict[str, str] = field(default_factory=dict)
     prs: dict[int, str] = field(default_factory=dict)
     lfs_oids: set[str] = field(default_factory=set)  # LFS objects uploaded to this repo
+    sdk: str | None = None  # Spaces: gradio | docker | static
 
     @property
     def namespace(self) -> str:
@@ -252,6 +255,7 @@ class HubServer:
         self._log: list[RequestRecord] = []
         self._secret = secrets.token_bytes(16)  # signs LFS upload URLs, like a presigned S3 URL
         self._seq = 0
+        self._collections: dict[str, dict] = {}  # slug -> the collection as the Hub serves it
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._routes = self._build_routes()
@@ -500,6 +504,7 @@ class HubServer:
         # "refs/pr/1" arrives as one segment "refs%2Fpr%2F1", while file paths keep their "/".
         api = r"/api/(?P<t>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)"
         git = r"/(?:(?P<t>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+?)"
+        coll = r"/api/collections/(?P<slug>[^/]+/[^/]+-[0-9a-f]{24})"
         table = [
             ("GET", r"/api/whoami-v2", self._h_whoami),
             ("POST", r"/api/repos/create", self._h_create_repo),
@@ -523,6 +528,14 @@ class HubServer:
             ("PUT", r"/__lfs/upload/(?P<oid>[0-9a-f]{64})", self._h_lfs_put),
             ("GET", r"/__lfs/objects/(?P<oid>[0-9a-f]{64})", self._h_lfs_get),
             ("GET", git + r"/resolve/(?P<rev>[^/]+)/(?P<path>.+)", self._h_resolve),
+            ("GET", r"/api/collections", self._h_list_collections),
+            ("POST", r"/api/collections", self._h_create_collection),
+            ("GET", coll, self._h_get_collection),
+            ("PATCH", coll, self._h_update_collection),
+            ("DELETE", coll, self._h_delete_collection),
+            ("POST", coll + r"/items", self._h_add_collection_item),
+            ("PATCH", coll + r"/items/(?P<item>[0-9a-f]{24})", self._h_update_collection_item),
+            ("DELETE", coll + r"/items/(?P<item>[0-9a-f]{24})", self._h_delete_collection_item),
         ]
         return [(m, re.compile(p), h) for m, p, h in table]
 
@@ -721,8 +734,12 @@ class HubServer:
         if existing is not None:
             # `create_repo(exist_ok=True)` swallows the 409 and then reads "url" from this very body.
             raise HubError(409, f"You already created this {repo_type} repo", extra={"url": self._repo_url(existing)})
+        sdk = payload.get("sdk")
+        if repo_type == "space" and sdk not in SPACE_SDKS:
+            raise HubError(400, f"Invalid sdk for a Space: {sdk!r}; one of {', '.join(SPACE_SDKS)}")
         private = payload.get("visibility") == "private" or payload.get("private") is True
         repo = self._new_repo(repo_type, repo_id, private, req.user)
+        repo.sdk = sdk if repo_type == "space" else None
         return self._json(200, {"url": self._repo_url(repo), "name": repo_id, "id": repo_id})
 
     def _h_delete_repo(self, req: _Request):
@@ -781,8 +798,12 @@ class HubServer:
             "usedStorage": sum(e.size for e in commit.tree.values()),
         }
         if r.repo_type == "model":
-            info.update(modelId=r.repo_id, spaces=[])
+            info.update(modelId=r.repo_id, spaces=self._spaces_using(r.repo_id, req))
             info.update({k: meta[k] for k in ("library_name", "pipeline_tag") if isinstance(meta.get(k), str)})
+        if r.repo_type == "space":  # this server builds nothing: a Space stays where a new one starts
+            info.update(sdk=r.sdk, runtime={"stage": "BUILDING", "hardware": {"current": None,
+                                                                             "requested": "cpu-basic"}})
+            info["models"] = [m for m in meta.get("models") or [] if isinstance(m, str)]
         if card is not None:
             info["cardData"] = card
         expand = req.query.get("expand") or req.query.get("expand[]")
@@ -1047,6 +1068,150 @@ class HubServer:
 # ----------------------------------------------------------------------------------------------------------------
 # Small pure helpers
 # ----------------------------------------------------------------------------------------------------------------
+
+    # -- collections ----------------------------------------------------------------------------------------------
+
+    def _spaces_using(self, model_id: str, req: _Request) -> list[str]:
+        """The Spaces whose README metadata lists the model under `models`, as a model's info names them."""
+        out = []
+        for (repo_type, repo_id), repo in sorted(self._repos.items()):
+            if repo_type != "space" or (repo.private and not self._may_write_namespace(req.user, repo.namespace)):
+                continue
+            card = self._card_data(repo.commits[repo.branches["main"]]) or {}
+            if model_id in (card.get("models") or []):
+                out.append(repo_id)
+        return out
+
+    def _collection(self, slug: str, req: _Request, write: bool = False) -> dict:
+        c = self._collections.get(slug)
+        owner = c["owner"]["name"] if c else ""
+        if c is None or (c["private"] and not self._may_write_namespace(req.user, owner)):
+            raise HubError(404, "Collection not found")
+        if write and req.user is None:
+            raise HubError(401, "You must be authenticated to change a collection")
+        if write and not self._may_write_namespace(req.user, owner):
+            raise HubError(403, f"You don't have the rights to change collections of {owner!r}")
+        return c
+
+    def _touch(self, c: dict) -> dict:
+        c["lastUpdated"] = _iso(time.time())
+        for position, item in enumerate(c["items"]):
+            item["position"] = position
+        return c
+
+    @staticmethod
+    def _note(text: Any) -> dict | None:
+        if text is None:
+            return None
+        if not isinstance(text, str) or len(text) > 500:
+            raise HubError(400, "A note must be a string of at most 500 characters")
+        return {"html": html.escape(text), "text": text}
+
+    def _h_list_collections(self, req: _Request):
+        owners = req.query.get("owner") or req.query.get("owner[]") or []
+        items = req.query.get("item") or req.query.get("item[]") or []
+        out = []
+        for c in self._collections.values():
+            if c["private"] and not self._may_write_namespace(req.user, c["owner"]["name"]):
+                continue
+            if owners and c["owner"]["name"] not in owners:
+                continue
+            if items and not {f"{i['type']}s/{i['id']}" for i in c["items"]} & set(items):
+                continue
+            # Like the Hub: at most 4 items per collection here, and no `position` (the client numbers the list).
+            out.append({**{k: v for k, v in c.items() if k != "position"}, "items": c["items"][:4]})
+        return self._json(200, out)
+
+    def _h_create_collection(self, req: _Request):
+        payload = req.json()
+        if req.user is None:
+            raise HubError(401, "You must be authenticated to create a collection")
+        title, namespace = payload.get("title"), payload.get("namespace") or req.user
+        if not isinstance(title, str) or not 1 <= len(title.strip()) <= 60:
+            raise HubError(400, "A collection needs a title of 1 to 60 characters")
+        description = payload.get("description")
+        if description is not None and (not isinstance(description, str) or len(description) > 150):
+            raise HubError(400, "A collection's description is at most 150 characters")
+        if not self._may_write_namespace(req.user, namespace):
+            raise HubError(403, f"You don't have the rights to create a collection under {namespace!r}")
+        stem = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "collection"
+        for slug, c in self._collections.items():
+            if c["owner"]["name"] == namespace and c["title"] == title:
+                raise HubError(409, "Collection already exists", extra={"slug": slug})
+        slug = f"{namespace}/{stem}-{hashlib.sha1(f'{namespace}/{title}/{self._seq}'.encode()).hexdigest()[:24]}"
+        self._seq += 1
+        kind = "org" if namespace in self.orgs else "user"
+        collection = {"slug": slug, "title": title, "description": description, "private": bool(payload.get("private")),
+                      "owner": {"name": namespace, "type": kind}, "items": [], "theme": "blue", "upvotes": 0,
+                      "isUpvotedByUser": False, "position": sum(c["owner"]["name"] == namespace
+                                                                for c in self._collections.values())}
+        self._collections[slug] = self._touch(collection)
+        return self._json(200, collection)
+
+    def _h_get_collection(self, req: _Request, slug):
+        return self._json(200, self._collection(slug, req))
+
+    def _h_update_collection(self, req: _Request, slug):
+        c = self._collection(slug, req, write=True)
+        payload = req.json()
+        for key in ("title", "description", "private", "theme", "position"):
+            if payload.get(key) is not None:
+                c[key] = payload[key]
+        return self._json(200, {"success": True, "data": self._touch(c)})
+
+    def _h_delete_collection(self, req: _Request, slug):
+        self._collection(slug, req, write=True)
+        del self._collections[slug]
+        return self._json(200, {"success": True})
+
+    def _h_add_collection_item(self, req: _Request, slug):
+        c = self._collection(slug, req, write=True)
+        payload = req.json()
+        item = payload.get("item") or {}
+        item_id, item_type = item.get("id"), item.get("type")
+        if item_type not in COLLECTION_ITEM_TYPES or not isinstance(item_id, str):
+            raise HubError(400, f"Invalid item: {item!r}")
+        if item_type in ("model", "dataset", "space"):
+            self._get_repo(item_type + "s", item_id, req)  # 404 for a repo that does not exist (or is hidden)
+        if any(i["id"] == item_id and i["type"] == item_type for i in c["items"]):
+            raise HubError(409, "Item already in the collection")
+        object_id = hashlib.sha1(f"{slug}/{item_type}/{item_id}/{self._seq}".encode()).hexdigest()[:24]
+        self._seq += 1
+        entry = {"_id": object_id, "id": item_id, "type": item_type, "position": len(c["items"]),
+                 "author": item_id.split("/")[0] if "/" in item_id else None}
+        note = self._note(payload.get("note"))
+        if note is not None:
+            entry["note"] = note
+        c["items"].append(entry)
+        return self._json(200, self._touch(c))
+
+    def _item(self, c: dict, item: str) -> dict:
+        for entry in c["items"]:
+            if entry["_id"] == item:
+                return entry
+        raise HubError(404, "Item not found in the collection")
+
+    def _h_update_collection_item(self, req: _Request, slug, item):
+        c = self._collection(slug, req, write=True)
+        entry = self._item(c, item)
+        payload = req.json()
+        if "note" in payload and payload["note"] is not None:
+            entry["note"] = self._note(payload["note"])
+        position = payload.get("position")
+        if position is not None:
+            if not isinstance(position, int) or position < 0:
+                raise HubError(400, f"Invalid position: {position!r}")
+            c["items"].remove(entry)
+            c["items"].insert(min(position, len(c["items"])), entry)
+        self._touch(c)
+        return self._json(200, {"success": True})
+
+    def _h_delete_collection_item(self, req: _Request, slug, item):
+        c = self._collection(slug, req, write=True)
+        c["items"].remove(self._item(c, item))
+        self._touch(c)
+        return self._json(200, {"success": True})
+
 
 
 def _query(repo: Repo, oid: str, size: int, sig: str) -> str:

@@ -21,6 +21,9 @@ COMMANDS = {
     "train": ("train", "train a recipe (Hydra overrides: model=opt6k training.epochs=30 ...)", ("train",)),
     "evaluate": ("evaluate", "evaluate a run, a saved model or a Hub repo on a whole split", ("train",)),
     "push": ("push", "publish a run (or a folder of runs) to the Hugging Face Hub with its model card", ("train",)),
+    "export": ("export", "export a model to ONNX and int8, each verified on the whole test split",
+               ("train", "export")),
+    "demo": ("demo", "try a model in the browser: draw or upload an image, see the top classes", ("train", "demo")),
     "compare": ("compare", "compare finished runs side by side (table, HTML, curves)", ("train",)),
     "sweep": ("sweep", "search hyperparameters with Ray Tune and ASHA", ("train", "hpo")),
     "bench": ("bench", "time tinyhub against the seeds' pipeline: whole epochs, or the time to a target accuracy",
@@ -33,6 +36,8 @@ EXTRA_MODULES = {
     "train": ("accelerate", "hydra", "omegaconf", "datasets", "evaluate", "jinja2", "matplotlib", "yaml"),
     "hpo": ("ray",),
     "bench": ("torchvision",),
+    "export": ("onnx", "onnxruntime", "onnxscript"),
+    "demo": ("gradio",),
 }
 
 

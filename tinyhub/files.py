@@ -28,6 +28,7 @@ OUTPUT_KINDS = {
     "comparison": "a comparison of `tinyhub compare`",
     "evaluation": "an evaluation of `tinyhub evaluate`",
     "sweep": "a sweep folder of `tinyhub sweep`",
+    "export": "the exports of `tinyhub export`",
 }
 
 

@@ -71,12 +71,17 @@ def git_state() -> GitState:
         return GitState()
 
 
+def this_machine(threads: int, gpu: str | None = None) -> Hardware:
+    """The machine this process runs on, computing with `threads` threads (torch's, or onnxruntime's)."""
+    return Hardware(cpu=_cpu_name(), cpu_count=os.cpu_count(), torch_threads=threads, gpu=gpu,
+                    platform=platform.platform())
+
+
 def environment_info(device: torch.device) -> dict:
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {
         "device": str(device),
-        "hardware": Hardware(cpu=_cpu_name(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                             gpu=gpu, platform=platform.platform()),
+        "hardware": this_machine(torch.get_num_threads(), gpu=gpu),
         "versions": library_versions(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
