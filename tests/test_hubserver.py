@@ -415,3 +415,61 @@ def test_branches_tags_pull_requests_and_history(hub, tmp_path):
     assert out["after"] == [["main", "old"], ["v0.1"]]
     assert out["exists_after_delete"] is False and out["delete_missing_ok"] is None
     assert "RepositoryNotFoundError" in out["delete_missing"]["types"]
+
+
+def test_spaces_need_an_sdk_and_list_the_models_they_use(hub, tmp_path):
+    out = run_client(hub, tmp_path, """
+        api.create_repo("tester/model")
+        url = api.create_repo("tester/demo", repo_type="space", space_sdk="gradio")
+        api.upload_file(path_or_fileobj=b"---\\nsdk: gradio\\nmodels:\\n- tester/model\\n---\\n# demo\\n",
+                        path_in_repo="README.md", repo_id="tester/demo", repo_type="space")
+        info = api.space_info("tester/demo")
+        emit({
+            "url": str(url), "sdk": info.sdk, "stage": info.runtime.stage, "models": info.models,
+            "used_by": api.model_info("tester/model").spaces,
+            "bad_sdk": error_of(api.create_repo, "tester/bad", repo_type="space", space_sdk="jupyter"),
+            "files": sorted(api.list_repo_files("tester/demo", repo_type="space")),
+        })
+    """)
+    assert out["url"] == f"{hub.url}/spaces/tester/demo" and out["sdk"] == "gradio" and out["stage"] == "BUILDING"
+    assert out["models"] == ["tester/model"] and out["used_by"] == ["tester/demo"]
+    assert out["bad_sdk"] is not None and out["files"] == [".gitattributes", "README.md"]
+    status, _, body = http("POST", f"{hub.url}/api/repos/create", json.dumps({"name": "raw", "type": "space"}).encode(),
+                           headers={"Content-Type": "application/json"})
+    assert status == 400 and "sdk" in body["error"]  # the client checks first; the server too, like the Hub
+
+
+def test_collections_as_the_client_sees_them(hub, tmp_path):
+    out = run_client(hub, tmp_path, """
+        api.create_repo("tester/a"); api.create_repo("tester/b"); api.create_repo("tester/secret", private=True)
+        c = api.create_collection("My zoo", description="tiny models")
+        same = api.create_collection("My zoo", exists_ok=True)
+        api.add_collection_item(c.slug, "tester/a", "model", note="first")
+        api.add_collection_item(c.slug, "tester/b", "model")
+        before = [[i.item_id, i.position, i.note] for i in api.get_collection(c.slug).items]
+        items = api.get_collection(c.slug).items
+        api.update_collection_item(c.slug, items[1].item_object_id, position=0, note="now first")
+        after = [[i.item_id, i.position, i.note] for i in api.get_collection(c.slug).items]
+        api.delete_collection_item(c.slug, api.get_collection(c.slug).items[1].item_object_id)
+        emit({
+            "slug": c.slug, "url": c.url, "same": same.slug, "before": before, "after": after,
+            "left": [i.item_id for i in api.get_collection(c.slug).items],
+            "listed": [x.title for x in api.list_collections(owner="tester")],
+            "duplicate": error_of(api.create_collection, "My zoo"),
+            "twice": error_of(api.add_collection_item, c.slug, "tester/b", "model"),
+            "missing_repo": error_of(api.add_collection_item, c.slug, "tester/none", "model"),
+            "other_user": error_of(api.add_collection_item, c.slug, "tester/a", "model", token=OTHER),
+            "anonymous_view": api.get_collection(c.slug, token=False).title,
+            "private": error_of(api.get_collection,
+                                api.create_collection("Hidden", private=True).slug, token=OTHER),
+            "renamed": api.update_collection_metadata(c.slug, title="Renamed").title,
+        })
+    """.replace("OTHER)", f"{OTHER_TOKEN!r})"))
+    assert out["slug"].startswith("tester/my-zoo-") and out["url"] == f"{hub.url}/collections/{out['slug']}"
+    assert out["same"] == out["slug"]
+    assert out["before"] == [["tester/a", 0, "first"], ["tester/b", 1, None]]
+    assert out["after"] == [["tester/b", 0, "now first"], ["tester/a", 1, "first"]]
+    assert out["left"] == ["tester/b"] and out["listed"] == ["My zoo"]
+    assert out["duplicate"]["status"] == 409 and out["twice"]["status"] == 409
+    assert out["missing_repo"]["status"] == 404 and out["other_user"]["status"] == 403
+    assert out["anonymous_view"] == "My zoo" and out["private"]["status"] == 404 and out["renamed"] == "Renamed"

@@ -68,12 +68,14 @@ def core_site(wheel, tmp_path_factory) -> Path:
     return site
 
 
-def _core_python(site: Path, code: str, cwd: Path, base_env: dict | None = None, timeout: int = SAFETY_TIMEOUT):
-    """Run `code` in a fresh interpreter that sees the installed wheel first and no training extras."""
+def _core_python(site: Path, code: str, cwd: Path, base_env: dict | None = None, timeout: int = SAFETY_TIMEOUT,
+                 blocked: tuple[str, ...] = TRAINING_ONLY):
+    """Run `code` in a fresh interpreter that sees the installed wheel first and no training extras (`blocked`)."""
     import os
 
     env = {**(base_env if base_env is not None else os.environ), "PYTHONPATH": str(site)}
-    return subprocess.run([sys.executable, "-c", CORE_ONLY + code], cwd=cwd, env=env, capture_output=True,
+    prelude = CORE_ONLY.replace(f"BLOCKED = {TRAINING_ONLY!r}", f"BLOCKED = {blocked!r}")
+    return subprocess.run([sys.executable, "-c", prelude + code], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -104,7 +106,7 @@ def test_wheel_builds_without_warnings_and_holds_one_namespace(wheel):
                   for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line)
     assert core == ["huggingface-hub", "numpy", "safetensors", "torch"], core
     extras = set(re.findall(r"^Provides-Extra: (\S+)", meta, re.M))
-    assert {"train", "hpo", "bench", "tracking", "wandb", "test", "all"} <= extras
+    assert {"train", "hpo", "bench", "tracking", "wandb", "test", "all", "export", "demo"} <= extras
     entry_points = zipfile.ZipFile(whl).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "tinyhub = tinyhub.cli:run" in entry_points
 
@@ -137,6 +139,34 @@ def test_training_command_without_the_extra_says_what_to_install(core_site, tmp_
     assert sweep.returncode == 1 and 'pip install "tinyhub[train,hpo]"' in sweep.stderr
     listed = _core_python(core_site, "from tinyhub.cli import main\nsys.exit(main(['list-models']))", tmp_path)
     assert listed.returncode == 0 and "model4" in listed.stdout and "7,194" in listed.stdout
+
+
+def test_export_and_demo_without_their_extras_say_what_to_install(tmp_path):
+    blocker = CORE_ONLY.replace(f"BLOCKED = {TRAINING_ONLY!r}", "BLOCKED = ('onnx', 'onnxruntime', 'onnxscript', 'gradio')")
+    for command, extra, module in (("export", "export", "onnxruntime"), ("demo", "demo", "gradio")):
+        code = blocker + f"from tinyhub.cli import main\nsys.exit(main([{command!r}, 'runs/x']))"
+        r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=SAFETY_TIMEOUT)
+        assert r.returncode == 1 and f'pip install "tinyhub[{extra}]"' in r.stderr and module in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_the_demo_app_runs_on_the_light_install_and_gradio(core_site, tmp_path):
+    """What a Space installs: tinyhub's light install (requirements.txt) and Gradio (the Space's SDK)."""
+    from importlib import metadata
+
+    gradio_needs = {re.split(r"[\s<>=!;\[(~]", r)[0].lower() for r in metadata.requires("gradio") or []}
+    blocked = tuple(m for m in TRAINING_ONLY if m not in gradio_needs)  # Jinja2 comes with Gradio
+    code = ("import numpy as np, tinyhub\nfrom tinyhub.demo import build_demo, classify\n"
+            "model = tinyhub.create_model('opt6k').eval()\n"
+            "print(type(build_demo(model)).__name__)\n"
+            "print(sorted(classify(model, np.zeros((50, 50, 3), np.uint8))))\n"
+            f"print(sorted(k for k in sys.modules if k.split('.')[0] in {blocked!r}))\n")
+    r = _core_python(core_site, code, tmp_path,
+                     blocked=blocked)
+    assert r.returncode == 0, r.stderr[-3000:]
+    blocks, classes, loaded = r.stdout.strip().splitlines()[-3:]
+    assert blocks == "Blocks" and classes == str(sorted(str(i) for i in range(10))) and loaded == "[]"
 
 
 def test_card_snippet_runs_as_printed_for_a_stranger(hub, tiny_runs, core_site, tmp_path):

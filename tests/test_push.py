@@ -3,6 +3,7 @@ tags, offline cache, retries, conflicts and errors."""
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -12,7 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from tinyhub import modeling
-from conftest import REPO, SAFETY_TIMEOUT, hub_client
+from tinyhub.trainer.record import SeedStats, load_run
+from conftest import FAST, REPO, SAFETY_TIMEOUT, hub_client
 
 LOGITS = """
 import json, sys, torch
@@ -206,6 +208,65 @@ def test_push_all_publishes_the_zoo(hub, tiny_runs, tmp_path):
     assert "| opt6k | 6,132 |" in table and "tester/tinyhub-opt6k-mnist" in table and "| 2 |" in table
     readme = hub.read_file("tester/tinyhub-opt6k-mnist", "README.md", "main").decode()
     assert "(mean ± std, n=2)" in readme
+    # The model-index entry says what its value is: the mean of 2 seeds, with their spread.
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    _, (result,) = model_index_to_eval_results(ModelCard(readme).data.to_dict()["model-index"])
+    stats = SeedStats.of_records([load_run(run) for run in tiny_runs])
+    assert result.metric_value == round(stats.mean, 4)
+    assert result.metric_name == f"Test accuracy (%), mean of 2 seeds (± {stats.std:.2f} std)"
+    assert result.metric_args == {"seeds": 2, "std": round(stats.std, 4)}
+
+
+def _collection(hub, tmp_path, title="tinyhub zoo"):
+    code = (f"import json\nfrom huggingface_hub import HfApi\napi = HfApi()\n"
+            f"(c,) = [c for c in api.list_collections(owner='tester') if c.title == {title!r}]\n"
+            "c = api.get_collection(c.slug)\n"
+            "print(json.dumps([[i.item_id, i.item_type, i.position, i.note] for i in c.items]))\n")
+    r = hub_client(hub, tmp_path, code=code)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_push_all_keeps_a_collection_smallest_first_and_a_rerun_changes_nothing(hub, mnist_dir, tiny_runs,
+                                                                              tmp_path):
+    from tinyhub import trainer
+
+    runs_dir = tmp_path / "runs"
+    for run in tiny_runs:
+        shutil.copytree(run, runs_dir / run.name, ignore=shutil.ignore_patterns("checkpoints"))
+    cfg = trainer.load_config([*FAST, "model=gap2k", "training.epochs=1", "data.subset=500", f"data.dir={mnist_dir}",
+                               f"run.dir={runs_dir / 'gap2k-s0'}"])
+    trainer.train(cfg)
+    title = "tiny zoo for the collection test"
+    r = hub_client(hub, tmp_path, "push", "--all", str(runs_dir), "--namespace", "tester", "--collection", title)
+    assert r.returncode == 0, r.stderr[-2000:]
+    items = _collection(hub, tmp_path, title)
+    opt6k = SeedStats.of_records([load_run(run) for run in tiny_runs])
+    gap2k = load_run(runs_dir / "gap2k-s0")
+    assert [i[:3] for i in items] == [["tester/tinyhub-gap2k-mnist", "model", 0],  # 1,956 parameters first
+                                      ["tester/tinyhub-opt6k-mnist", "model", 1]]
+    assert items[0][3] == f"1,956 parameters · {gap2k.final.test_accuracy:.2f}% test accuracy on MNIST (final epoch)."
+    assert items[1][3] == (f"6,132 parameters · {opt6k.text()} test accuracy on MNIST, mean ± std of 2 seeds "
+                           "(final epoch).")
+    assert title in (runs_dir / "ZOO.md").read_text()
+    # Someone reorders the collection and edits a note: the next push puts back what tinyhub says, and only that.
+    fix = (f"from huggingface_hub import HfApi\napi = HfApi()\n"
+           f"(c,) = [c for c in api.list_collections(owner='tester') if c.title == {title!r}]\n"
+           "c = api.get_collection(c.slug)\n"
+           "api.update_collection_item(c.slug, c.items[1].item_object_id, position=0, note='hand-edited')\n")
+    assert hub_client(hub, tmp_path, code=fix).returncode == 0
+    assert hub_client(hub, tmp_path, "push", "--all", str(runs_dir), "--namespace", "tester",
+                      "--collection", title).returncode == 0
+    assert _collection(hub, tmp_path, title) == items
+    # Nothing changed: a third push writes nothing (a repo creation answered "exists" is all it sends).
+    hub.clear_requests()
+    assert hub_client(hub, tmp_path, "push", "--all", str(runs_dir), "--namespace", "tester",
+                      "--collection", title).returncode == 0
+    writes = [(q.method, q.path, q.status) for q in hub.requests if q.method in ("POST", "PUT", "PATCH", "DELETE")]
+    assert writes and all(path == "/api/repos/create" and status == 409 for _, path, status in writes), writes
+    assert _collection(hub, tmp_path, title) == items
 
 
 def test_pickle_only_repo_is_refused(hub, tmp_path):
