@@ -8,6 +8,7 @@ A page asks for a generated part with a marker on a line of its own, `<!-- gener
     records        the records and frontier tables (what `tinyhub reproduce --table-only` writes to RESULTS.md)
     speed          the speed table (what `python results/speed/table.py` prints)
     time-to-target the time-to-target tables (what `python results/speed/table.py --time-to-target` prints)
+    exports        the exports table (what `python results/exports/table.py` prints)
     experiments    the experiments of results/experiments/, each with its title and question
 
 The experiment folders themselves (results/experiments/<name>/: README.md, scripts, raw outputs) are added to the
@@ -174,6 +175,13 @@ def time_to_target() -> str:
     return _speed_module().time_to_target_table()
 
 
+def exports() -> str:
+    spec = importlib.util.spec_from_file_location("exports_table", REPO / "results" / "exports" / "table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.exports_table()
+
+
 def experiment_summaries() -> list[tuple[str, str, str]]:
     """(folder name, title, question) of every experiment, from its README."""
     out = []
@@ -197,7 +205,7 @@ def experiments() -> str:
 
 
 GENERATORS = {"cli": cli, "configuration": configuration, "results-json": results_json, "records": records,
-              "speed": speed, "time-to-target": time_to_target, "experiments": experiments}
+              "speed": speed, "time-to-target": time_to_target, "exports": exports, "experiments": experiments}
 
 
 # ---- MkDocs events ----

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, SAFETY_TIMEOUT, hub_client
+from conftest import REPO, SAFETY_TIMEOUT, hub_client, run_cli
 
 README = (REPO / "README.md").read_text()
 #: The pages users read: the README and the documentation site's own pages (the experiment logs of
@@ -163,10 +163,19 @@ def test_python_blocks_run(hub, tiny_runs, tmp_path):
     assert blocks
     for run in set(re.findall(r'load_run\("(runs/[\w.-]+)"\)', "\n".join(blocks))):
         shutil.copytree(tiny_runs[0], tmp_path / run)
-    named = sorted(set(re.findall(r'from_pretrained\("([\w-]+/[\w.-]+)", revision="(\w+)"\)', "\n".join(blocks))))
+    named = sorted(set(re.findall(r'(?:from_pretrained|hf_hub_download)\("([\w-]+/[\w.-]+)",(?: "[\w./]+",)? '
+                                  r'revision="(\w+)"\)', "\n".join(blocks))))
+    # a repo whose ONNX files a block downloads is pushed from an exported copy of the run
+    onnx_repos = set(re.findall(r'hf_hub_download\("([\w-]+/[\w.-]+)", "onnx/', "\n".join(blocks)))
+    exported = tmp_path / "exported-run"
+    if onnx_repos:
+        shutil.copytree(tiny_runs[0], exported)
+        r = run_cli("export", str(exported))
+        assert r.returncode in (0, 1) and (exported / "onnx" / "model.onnx").is_file(), r.stderr[-2000:]
     for repo, revision in named:
         local = f"tester/{repo.split('/')[1]}"
-        r = hub_client(hub, tmp_path, "push", str(tiny_runs[0]), "--repo-id", local, "--tag", revision)
+        run = exported if repo in onnx_repos else tiny_runs[0]
+        r = hub_client(hub, tmp_path, "push", str(run), "--repo-id", local, "--tag", revision)
         assert r.returncode == 0, r.stderr[-2000:]
     for block in blocks:
         code = block
@@ -282,3 +291,21 @@ def test_every_experiment_says_what_it_asked_decided_and_ran():
     listed = (REPO / "results" / "README.md").read_text()
     for folder in folders:
         assert f"experiments/{folder.name}/" in listed, f"results/README.md does not map {folder.name}"
+
+
+def test_every_packaged_recipe_has_verified_exports_and_the_readme_says_so():
+    # results/exports/ holds what `bash results/exports/export_all.sh` measured for seed 0 of each recipe.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("exports_table", REPO / "results" / "exports" / "table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    recipes = {p.stem for p in (REPO / "trainer" / "recipes" / "model").glob("*.yaml")}
+    records = table.records()
+    assert set(records) == recipes, "run `bash results/exports/export_all.sh RUNS_DIR`"
+    for recipe, record in records.items():
+        assert [f["format"] for f in record["formats"]] == ["onnx", "int8"], recipe
+        assert record["test_total"] == 10_000 and all(f["test_total"] == 10_000 for f in record["formats"]), recipe
+    block = _between(README, table.EXPORTS_BEGIN, table.EXPORTS_END)
+    assert block == "\n" + table.exports_summary(), "run `python results/exports/table.py --readme README.md`"
+    assert "<!-- generated: exports -->" in (REPO / "docs" / "deploy.md").read_text()
