@@ -199,7 +199,7 @@ def _only_site(packages: tuple[str, ...], dest: Path) -> Path:
     return dest
 
 
-def test_deploy_section_and_onnxruntime_snippet_run_as_printed_for_a_stranger(hub, exported, tmp_path):
+def test_deploy_section_and_onnxruntime_snippet_run_as_printed_for_a_stranger(hub, exported, mnist_dir, tmp_path):
     run = exported["opt6k"]
     repo = "tester/export-opt6k"
     r = hub_client(hub, tmp_path, "push", str(run), "--repo-id", repo, "--tag", "v1")
@@ -232,3 +232,11 @@ def test_deploy_section_and_onnxruntime_snippet_run_as_printed_for_a_stranger(hu
         want = model(model.normalize(torch.from_numpy(examples["images"]))).argmax(1).tolist()
     assert predicted == "predicted: " + str([model.id2label[str(i)] for i in want])
     assert true == "true:      " + str([model.id2label[str(i)] for i in examples["labels"].tolist()])
+    # A published model exports by its repo id too, from the weights the Hub serves.
+    out = tmp_path / "from-hub"
+    r = hub_client(hub, tmp_path, "export", f"{repo}@v1", "--data-dir", str(mnist_dir), "--output-dir", str(out),
+                   "--formats", "onnx")
+    assert r.returncode == 0, r.stderr[-3000:]
+    from_hub = ExportsRecord.load(out)
+    assert from_hub.weights_sha256 == record.weights_sha256 and [f.format for f in from_hub.formats] == ["onnx"]
+    assert from_hub.formats[0].sha256 == next(f.sha256 for f in record.formats if f.format == "onnx")
