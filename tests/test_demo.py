@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,7 +123,15 @@ def _draw_and_read(url: str) -> tuple[str, list[str]]:
             browser.close()
 
 
-def _check_prediction(top: str, shown: list[str], model, mnist_dir) -> None:
+def _serve_draw_and_check(cmd: list[str], env: dict, ready: str, port: int, run: Path, mnist_dir) -> None:
+    """Serve the app, draw a stroke on it in Chromium, and check the classes it shows for the run's model."""
+    proc, _ = _serve(cmd, env, ready)
+    try:
+        top, shown = _draw_and_read(f"http://127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        proc.wait()
+    model = modeling.from_pretrained(run / "model")
     names = [model.id2label[str(i)] for i in range(model.num_classes)]
     assert top in names and len(shown) == 3 and shown[0] == top and set(shown) <= set(names)
     if is_real_mnist(mnist_dir):
@@ -133,14 +142,8 @@ def test_tinyhub_demo_classifies_a_stroke_drawn_in_a_real_browser(digit_run, mni
     if not CHROMIUM:
         pytest.skip("Chromium is not installed here (.ci/run installs Debian's chromium when it can)")
     port = free_port()
-    proc, lines = _serve([TINYHUB, "demo", str(digit_run), "--port", str(port)], dict(os.environ),
-                         "Serving the demo")
-    try:
-        top, shown = _draw_and_read(f"http://127.0.0.1:{port}")
-    finally:
-        proc.terminate()
-        proc.wait()
-    _check_prediction(top, shown, modeling.from_pretrained(digit_run / "model"), mnist_dir)
+    _serve_draw_and_check([TINYHUB, "demo", str(digit_run), "--port", str(port)], dict(os.environ),
+                          "Serving the demo", port, digit_run, mnist_dir)
 
 
 def test_push_space_publishes_the_demo_and_the_space_app_runs_in_a_browser(hub, digit_run, mnist_dir, tmp_path):
@@ -173,13 +176,8 @@ def test_push_space_publishes_the_demo_and_the_space_app_runs_in_a_browser(hub, 
     port = free_port()
     env = {**hub.client_env(tmp_path / "hf_home_space", token=None), "GRADIO_SERVER_PORT": str(port),
            "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc, lines = _serve([sys.executable, str(folder / "app.py")], env, "Running on local URL")
-    try:
-        top, shown = _draw_and_read(f"http://127.0.0.1:{port}")
-    finally:
-        proc.terminate()
-        proc.wait()
-    _check_prediction(top, shown, modeling.from_pretrained(digit_run / "model"), mnist_dir)
+    _serve_draw_and_check([sys.executable, str(folder / "app.py")], env, "Running on local URL", port, digit_run,
+                          mnist_dir)
 
 
 def test_push_space_without_gradio_names_the_extra(hub, tiny_runs, tmp_path):

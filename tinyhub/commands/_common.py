@@ -35,6 +35,17 @@ def fail(error: BaseException) -> int:
     return getattr(error, "exit_code", 1)
 
 
+def run_model_command(body, args) -> int:
+    """Run the body of a command that takes a model (run directory, saved folder or Hub repo id) as `args.model`:
+    a local path that does not exist is said at once, before torch and the Hub are ever asked."""
+    from tinyhub.files import MODEL_ARGUMENT_HINT, missing_local_path
+
+    missing = missing_local_path(args.model)
+    if missing:
+        return fail(TinyhubError(f"{missing}. {MODEL_ARGUMENT_HINT}"))
+    return run_reporting(body, args)
+
+
 def run_reporting(body, *args) -> int:
     """Run a command's body: expected failures (tinyhub's own, the Hub's answers, network faults) become one
     `error:` line and their exit status; anything else is a bug and keeps its traceback."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import ArgumentParser, fail, run_reporting
+from ._common import ArgumentParser, run_model_command
 
 
 def parser(prog: str) -> argparse.ArgumentParser:
@@ -28,13 +28,7 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub demo") -> int:
     args = p.parse_args(argv)
     if not 0 < args.port < 65536:
         p.error(f"--port must be between 1 and 65535, got {args.port}")
-    from tinyhub.errors import TinyhubError
-    from tinyhub.files import MODEL_ARGUMENT_HINT, missing_local_path
-
-    missing = missing_local_path(args.model)
-    if missing:
-        return fail(TinyhubError(f"{missing}. {MODEL_ARGUMENT_HINT}"))
-    return run_reporting(_demo, args)
+    return run_model_command(_demo, args)
 
 
 def _demo(args) -> int:

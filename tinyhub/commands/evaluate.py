@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import ArgumentParser, fail, run_reporting
+from ._common import ArgumentParser, run_model_command
 
 
 def parser(prog: str) -> argparse.ArgumentParser:
@@ -33,13 +33,7 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub evaluate") -> int:
     args = p.parse_args(argv)
     if args.batch_size is not None and args.batch_size < 1:
         p.error(f"--batch-size must be at least 1, got {args.batch_size}")
-    from tinyhub.errors import TinyhubError
-    from tinyhub.files import MODEL_ARGUMENT_HINT, missing_local_path
-
-    missing = missing_local_path(args.model)
-    if missing:  # a typo'd folder: said before torch and the Hub are ever asked
-        return fail(TinyhubError(f"{missing}. {MODEL_ARGUMENT_HINT}"))
-    return run_reporting(_evaluate, args)
+    return run_model_command(_evaluate, args)
 
 
 def _evaluate(args) -> int:

@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import ArgumentParser, fail, run_reporting
+from ._common import ArgumentParser, run_model_command
 
 
 def parser(prog: str) -> argparse.ArgumentParser:
@@ -38,13 +38,7 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub export") -> int:
     args = p.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be at least 1, got {args.threads}")
-    from tinyhub.errors import TinyhubError
-    from tinyhub.files import MODEL_ARGUMENT_HINT, missing_local_path
-
-    missing = missing_local_path(args.model)
-    if missing:
-        return fail(TinyhubError(f"{missing}. {MODEL_ARGUMENT_HINT}"))
-    return run_reporting(_export, args)
+    return run_model_command(_export, args)
 
 
 def _export(args) -> int:
