@@ -159,6 +159,8 @@ E2E_SIGNS = ("run_cli", "run_script", "subprocess", "Popen", "hub_client", "os.k
 def pytest_configure(config):
     config.addinivalue_line("markers", "e2e: end to end (processes, Ray, wheels, the Hub server, killed runs); "
                                        "`make test-fast` leaves these out, `make test` runs them")
+    config.addinivalue_line("markers", "gpu: the GPU path (tests/test_gpu.py): skipped without CUDA; "
+                                       "TINYHUB_GPU_REHEARSAL=1 rehearses it on the CPU")
 
 
 def pytest_collection_modifyitems(config, items):
