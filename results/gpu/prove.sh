@@ -1,0 +1,52 @@
+#!/bin/bash
+# The GPU proof in one call (≤ 5 minutes on an H100/H200): the gpu tests, model4's 15-epoch recipe end to end, the
+# speed recipe's runs, the seeds stacked K = 1..16, and tinyhub against the seeds' pipeline on the same GPU. Every
+# figure goes to $OUT (prove.log, figures.json); results/gpu/figures.py turns them into the docs' table.
+#
+#   on the CPU machine, once:  bash results/gpu/prepare.sh            (wheels into .whl/, MNIST into .gpu/mnist)
+#   rehearsal on the CPU:      PROVE_REHEARSAL=1 OUT=/tmp/prove bash results/gpu/prove.sh
+#   on the GPU machine:        OUT=$OUT bash results/gpu/prove.sh     (carry .whl and .gpu)
+set -u
+OUT=${OUT:?set OUT to a folder for the outputs}
+mkdir -p "$OUT" /tmp/prove
+LOG=$OUT/prove.log
+if [ "${PROVE_REHEARSAL:-0}" = 1 ]; then
+  # The same stages on the CPU, small: proves the script, not the GPU.
+  TINYHUB=${TINYHUB:-.venv/bin/tinyhub}; PY=${PY:-.venv/bin/python}
+  export TINYHUB_DATA_DIR=${TINYHUB_DATA_DIR:-../shared/data/mnist} TINYHUB_GPU_REHEARSAL=1 PYTHONUNBUFFERED=1
+  DEV="training.device=cpu"; SMALL="data.subset=2000 training.epochs=1"; KS="1 2"; FAST_SEEDS=2
+else
+  source results/experiments/gpu-calibration/setup.sh > "$OUT/machine.txt" 2>&1 || { cat "$OUT/machine.txt"; exit 3; }
+  TINYHUB="python3 -m tinyhub"; PY=python3
+  DEV="training.device=auto"; SMALL=""; KS="1 2 4 8 16"; FAST_SEEDS=10
+fi
+export TINYHUB_TEST_DATA=$TINYHUB_DATA_DIR
+COMMON="report_to=none progress=false training.checkpoint_every=0 $DEV"
+stage() { echo "== $1 $(date +%T)" | tee -a "$LOG"; }
+train() {  # train NAME ARGS...: one timed process; its record stays in /tmp/prove/NAME
+  local name=$1; shift
+  local start=$(date +%s.%N)
+  $TINYHUB train $COMMON "$@" run.dir=/tmp/prove/$name > /tmp/prove/$name.log 2>&1
+  local rc=$? end=$(date +%s.%N)
+  echo "run $name rc=$rc wall=$(echo "$end - $start" | bc) args=$*" | tee -a "$LOG"
+  tail -3 /tmp/prove/$name.log >> "$LOG"
+}
+
+stage "gpu tests"
+$PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tail -15 | tee -a "$LOG"
+
+stage "model4 recipe end to end"
+train model4-recipe model=model4 $SMALL
+
+stage "speed recipe fast99, $FAST_SEEDS seeds"
+for s in $(seq 0 $((FAST_SEEDS - 1))); do train fast99-s$s model=fast99 seed=$s $SMALL; done
+
+stage "stacked seeds, K = $KS (bench --stack: K models trained together, side by side)"
+$TINYHUB bench --model model4 --stack $KS ${SMALL:+--quick} 2>&1 | tail -25 | tee -a "$LOG"
+
+stage "tinyhub against the seeds' pipeline, whole epochs, same device"
+$TINYHUB bench --model model4 --rounds 1 ${SMALL:+--quick} 2>&1 | tail -25 | tee -a "$LOG"
+
+stage "figures"
+$PY results/gpu/figures.py "$LOG" /tmp/prove "$OUT/figures.json" 2>&1 | tee -a "$LOG"
+echo "PROVE DONE" | tee -a "$LOG"
