@@ -532,9 +532,10 @@ def sync_collection(api: HfApi, namespace: str, title: str, members: list[tuple[
             _with_retries(lambda: api.add_collection_item(slug, repo_id, "model", note=note))
         elif item.note != note:
             _with_retries(lambda: api.update_collection_item(slug, item.item_object_id, note=note))
-    for position, (repo_id, _) in enumerate(members):  # one move at a time: each shifts the others
-        items = api.get_collection(slug).items
+    items = api.get_collection(slug).items
+    for position, (repo_id, _) in enumerate(members):
         item = next(i for i in items if i.item_type == "model" and i.item_id == repo_id)
         if items.index(item) != position:
             _with_retries(lambda: api.update_collection_item(slug, item.item_object_id, position=position))
+            items = api.get_collection(slug).items  # a move shifts the others: read the order again
     return current.url

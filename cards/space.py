@@ -18,7 +18,7 @@ import tinyhub
 from tinyhub.demo import build_demo
 
 model = tinyhub.from_pretrained("{repo_id}", revision="{revision}")
-demo = build_demo(model, title={title!r}, description={description!r})
+demo = build_demo(model, description={description!r})
 
 if __name__ == "__main__":
     demo.launch()
@@ -29,7 +29,7 @@ def space_files(results: RunRecord, stats: SeedStats, *, repo_id: str, revision:
                 gradio_version: str) -> dict[str, str]:
     """path -> text of every file of the Space for the model `repo_id` at `revision` (a commit)."""
     dataset = results.dataset.name or "its data"
-    title = f"{results.model}: {results.parameters:,} parameters"
+    title = f"{results.model}: {results.parameters:,} parameters"  # as build_demo titles the app
     description = (f"[{repo_id}](https://huggingface.co/{repo_id}) at commit `{revision[:12]}`: "
                    f"{stats.text()} test accuracy on {dataset}"
                    + (f" (mean of {stats.n} seeds)" if stats.n > 1 else "")
@@ -50,7 +50,7 @@ def space_files(results: RunRecord, stats: SeedStats, *, repo_id: str, revision:
     readme = (f"---\n{yaml_dump(meta, sort_keys=False)}---\n\n# {title}\n\n{description}\n\n"
               f"The model card: https://huggingface.co/{repo_id}\n")
     return {
-        "app.py": APP.format(repo_id=repo_id, revision=revision, title=title, description=description),
+        "app.py": APP.format(repo_id=repo_id, revision=revision, description=description),
         "requirements.txt": f"tinyhub=={__version__}\n",
         "README.md": readme,
     }

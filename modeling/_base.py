@@ -48,6 +48,10 @@ class PushRefusedError(UsageError, NotImplementedError):
     """A bare model is never pushed on its own: tinyhub publishes runs, with their card and verification."""
 
 
+#: Whether torch.export is tracing (torch 2.6 and later say so; before, nothing to tell it by).
+_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+
+
 def clean_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop the `module.` (DDP) and `_orig_mod.` (torch.compile) segments wrappers add to keys."""
     cleaned = {}
@@ -149,7 +153,8 @@ class TinyClassifier(
         """Float images in [0, 1] (augmented, shifted) -> the model's input: the one normalisation that training,
         evaluation, distillation and `normalize` share. Its constants are built once per device, so a training
         step copies nothing from the host."""
-        cache = self.__dict__.setdefault("_normalization", {})
+        # torch.export (tinyhub export, torch.onnx) runs this on fake tensors: none of them may stay in the cache.
+        cache = {} if _is_exporting() else self.__dict__.setdefault("_normalization", {})
         key = images01.device
         if key not in cache:
             shape = (1, len(self.mean), 1, 1)

@@ -113,8 +113,16 @@ def test_int8_is_calibrated_on_training_images_only(exported, mnist_dir, monkeyp
     original = export_module._calibration_sample
     monkeypatch.setattr(export_module, "_calibration_sample", lambda images: seen.append(images) or original(images))
     model = modeling.from_pretrained(exported["opt6k"] / "model")
+    pixels = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    with torch.no_grad():
+        before = model(model.normalize(pixels))
     export_module.export_model(model, splits, tmp_path, weights_sha256="0" * 64, dataset="MNIST", log=lambda _: None)
     assert len(seen) == 1 and seen[0] is splits.train_images
+    # exporting leaves the model as it was: no traced tensor kept in its normalisation, the same outputs
+    cached = [t for pair in model.__dict__.get("_normalization", {}).values() for t in pair]
+    assert cached and all(type(t) is torch.Tensor for t in cached)
+    with torch.no_grad():
+        assert torch.equal(model(model.normalize(pixels)), before)
     # the same weights and data give the same int8 bytes: a re-export changes nothing a push would upload
     again = ExportsRecord.load(tmp_path)
     assert {f.format: f.sha256 for f in again.formats} == {f.format: f.sha256

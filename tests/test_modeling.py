@@ -279,3 +279,26 @@ def test_the_torch_free_catalogue_says_what_the_models_are():
         assert model.num_parameters() == entry.parameters, name
         assert modeling.model_info(name)["param_budget"] == entry.param_budget
         assert type(model).__module__ == f"tinyhub.modeling.{entry.module}"
+
+
+def test_torch_export_of_a_fresh_model_keeps_no_traced_tensor_in_it():
+    # torch.export (under tinyhub export and torch.onnx.export) runs the forward on fake tensors; the normalisation
+    # constants it builds must not stay in the model, which would then compute with them afterwards. A graph that
+    # calls normalize01 itself (tinyhub export's raw-pixels graph does) is where they stayed.
+    model = modeling.create_model("opt6k").eval()
+
+    class RawPixels(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, images01):
+            return self.model.forward_features(self.model.normalize01(images01))
+
+    torch.export.export(RawPixels().eval(), (torch.rand(2, 1, 28, 28),), strict=False)
+    assert all(type(t) is torch.Tensor for pair in model.__dict__.get("_normalization", {}).values() for t in pair)
+    twin = modeling.create_model("opt6k").eval()
+    twin.load_state_dict(model.state_dict())
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model(x), twin(x))

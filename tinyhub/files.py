@@ -127,6 +127,13 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def replace_between(path: str | Path, begin: str, end: str, body: str) -> None:
+    """Replace what lies between the markers `begin` and `end` in a text file (a README's generated block)."""
+    text = Path(path).read_text()
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    write_text_atomic(path, text[:start] + "\n" + body + text[stop:])
+
+
 def write_json_atomic(path: str | Path, obj, *, sort_keys: bool = False, indent: int = 1) -> None:
     """JSON that every parser reads: NaN and infinities (not JSON) are written as null."""
     write_text_atomic(path, json.dumps(_finite(obj), indent=indent, default=str, allow_nan=False,

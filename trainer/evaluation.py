@@ -131,6 +131,15 @@ def load_model(source: ModelSource):
         raise EvaluationError(f"cannot load {source.model_ref!r}@{source.revision or 'main'} from the Hub: {e}") from e
 
 
+def check_model_fits(model, splits, name: str) -> None:
+    """The data holds images of the size and channels `model` takes, in as many classes; else EvaluationError."""
+    if splits.image_shape != model.expected_input_shape or splits.num_classes != model.num_classes:
+        raise EvaluationError(
+            f"{name} takes {'x'.join(map(str, model.expected_input_shape))} images in {model.num_classes} "
+            f"classes, but the data holds {'x'.join(map(str, splits.image_shape))} images in {splits.num_classes} "
+            "classes: point --data-dir at the dataset it was trained on.")
+
+
 def data_settings(source: ModelSource, data_dir: str | None) -> dict:
     """The `data` section to evaluate on: a run's own (its dataset, names and splits), with --data-dir pointing at
     another copy of IDX files; for a bare model, the defaults."""

@@ -15,11 +15,11 @@ figures are kept, and it is never uploaded.
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
 import logging
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -33,7 +33,7 @@ from tinyhub.errors import TinyhubError
 from tinyhub.files import atomic_path, sha256_file
 
 from .record import EXPORT_EXAMPLES_FILE, ExportedFormat, ExportsRecord
-from .run_info import this_machine
+from .run_info import library_versions, this_machine
 
 #: Where each format goes, relative to the folder that holds exports.json (the run directory for a run).
 FILES = {"onnx": "onnx/model.onnx", "int8": "onnx/model_int8.onnx"}
@@ -95,7 +95,8 @@ def export_model(model, splits, out_dir: str | Path, *, weights_sha256: str, dat
             architecture=model.architecture, weights_sha256=weights_sha256, dataset=dataset,
             pytorch_test_correct=int((torch_pred == test_y).sum()), test_total=len(test_y),
             max_disagreement=MAX_DISAGREEMENT, max_int8_loss=MAX_INT8_LOSS, hardware=this_machine(threads),
-            threads=threads, versions=_versions(), formats=results)
+            threads=threads, versions=library_versions(("torch", "onnx", "onnxruntime", "onnxscript")),
+            formats=results)
         for fmt in results:
             _replace(built[fmt.format][0], out_dir / fmt.file)
         images, labels = examples if examples is not None else (splits.test_images[:8], splits.test_labels[:8])
@@ -125,13 +126,10 @@ def _torch_logits(model, images01: torch.Tensor) -> np.ndarray:
 def _export_onnx(model, path: Path) -> int:
     import onnx
 
-    # A copy: tracing fills the model's per-device cache of normalisation constants with traced tensors.
-    traced = copy.deepcopy(model).eval()
-    traced.__dict__.pop("_normalization", None)
     example = torch.rand(2, *model.expected_input_shape)
     try:
         with _quiet():
-            torch.onnx.export(_RawPixels(traced).eval(), (example,), str(path), input_names=[INPUT_NAME],
+            torch.onnx.export(_RawPixels(model).eval(), (example,), str(path), input_names=[INPUT_NAME],
                               output_names=[OUTPUT_NAME], dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
                               dynamo=True, external_data=False, verbose=False)
     except Exception as e:  # noqa: BLE001 - any exporter failure: say which model, keep nothing
@@ -234,23 +232,10 @@ def _problem(fmt: ExportedFormat, torch_correct: int) -> str | None:
     return None
 
 
-def _versions() -> dict:
-    from importlib import metadata
-
-    out = {}
-    for lib in ("torch", "onnx", "onnxruntime", "onnxscript"):
-        try:
-            out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            out[lib] = None
-    return out
-
-
 def _replace(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp:
-        with open(src, "rb") as f, open(tmp, "wb") as out:
-            out.write(f.read())
+        shutil.copyfile(src, tmp)
         os.chmod(tmp, 0o644)
 
 

@@ -985,9 +985,10 @@ class ExportsRecord:
         path = Path(folder) / EXPORTS_FILE
         try:
             data = json.loads(path.read_text(), parse_constant=_refuse_constant)
-            return cls.from_dict(data, str(path))
-        except (OSError, ValueError, TypeError) as e:
-            if isinstance(e, RunRecordError):
-                raise
+        except (OSError, ValueError) as e:
             raise RunRecordError(f"{path} cannot be read as tinyhub exports ({e}). Run `tinyhub export` again.") \
                 from e
+        try:
+            return cls.from_dict(data, str(path))
+        except TypeError as e:  # a field of the wrong kind
+            raise RunRecordError(f"{path} is not a tinyhub exports file this version reads ({e}).") from e

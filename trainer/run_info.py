@@ -21,9 +21,9 @@ EXAMPLES_FILE = "examples.safetensors"
 _LIBRARIES = ("tinyhub", "torch", "accelerate", "huggingface_hub", "safetensors", "datasets", "hydra-core", "numpy")
 
 
-def library_versions() -> dict[str, str | None]:
+def library_versions(libraries: tuple[str, ...] = _LIBRARIES) -> dict[str, str | None]:
     versions = {"python": platform.python_version()}
-    for lib in _LIBRARIES:
+    for lib in libraries:
         try:
             versions[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:

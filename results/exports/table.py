@@ -14,6 +14,9 @@ import json
 import shutil
 from pathlib import Path
 
+from tinyhub.files import replace_between
+from tinyhub.tables import markdown_table
+
 HERE = Path(__file__).resolve().parent
 EXPORTS_BEGIN, EXPORTS_END = "<!-- exports:begin -->", "<!-- exports:end -->"
 
@@ -35,11 +38,11 @@ def exports_table() -> str:
         int8_acc = 100 * int8["test_correct"] / int8["test_total"]
         verdict = "yes" if onnx["passed"] and int8["passed"] else "no: " + "; ".join(
             x["problem"] for x in (onnx, int8) if not x["passed"])
-        rows.append(f"| `{recipe}` | {r['architecture']} | {torch_acc:.2f}% | {onnx['agreement']:.2f}% | "
-                    f"{onnx['max_logit_difference']:.1e} | {int8_acc:.2f}% ({int8_acc - torch_acc:+.2f}) | "
-                    f"{int8['agreement']:.2f}% | {onnx['bytes'] / 1024:,.1f} / {int8['bytes'] / 1024:,.1f} KiB | "
-                    f"{onnx['latency_ms']:.3f} / {int8['latency_ms']:.3f} ms | "
-                    f"{onnx['images_per_second']:,.0f} / {int8['images_per_second']:,.0f} | {verdict} |")
+        rows.append([f"`{recipe}`", r["architecture"], f"{torch_acc:.2f}%", f"{onnx['agreement']:.2f}%",
+                     f"{onnx['max_logit_difference']:.1e}", f"{int8_acc:.2f}% ({int8_acc - torch_acc:+.2f})",
+                     f"{int8['agreement']:.2f}%", f"{onnx['bytes'] / 1024:,.1f} / {int8['bytes'] / 1024:,.1f} KiB",
+                     f"{onnx['latency_ms']:.3f} / {int8['latency_ms']:.3f} ms",
+                     f"{onnx['images_per_second']:,.0f} / {int8['images_per_second']:,.0f}", verdict])
     first = next(iter(recs.values()))
     machines = sorted({r["hardware"].get("cpu") or "unknown CPU" for r in recs.values()})
     threads = sorted({r["threads"] for r in recs.values()})
@@ -48,9 +51,9 @@ def exports_table() -> str:
             f"{', '.join(machines)} with {'/'.join(map(str, threads))} threads. Agreement: the share of test images "
             "whose predicted class equals PyTorch's. Sizes, latency (one image) and images/s (batches of 256) are "
             "float32 / int8.\n\n")
-    return head + ("| recipe | model | PyTorch | ONNX agrees | largest logit difference | int8 test accuracy "
-                   "(vs PyTorch) | int8 agrees | size | latency | images/s | passed |\n"
-                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n" + "\n".join(rows) + "\n")
+    return head + markdown_table(["recipe", "model", "PyTorch", "ONNX agrees", "largest logit difference",
+                                  "int8 test accuracy (vs PyTorch)", "int8 agrees", "size", "latency", "images/s",
+                                  "passed"], rows, "llrrrrrrrrl")
 
 
 def exports_summary() -> str:
@@ -77,12 +80,6 @@ def _span(values: list[float], fmt: str) -> str:
     return low if low == high else f"{low}–{high}"
 
 
-def write_block(path: Path, begin: str, end: str, body: str) -> None:
-    text = path.read_text()
-    start, stop = text.index(begin) + len(begin), text.index(end)
-    path.write_text(text[:start] + "\n" + body + text[stop:])
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="?", type=Path, help="a folder of exported runs: copy their exports.json here")
@@ -96,7 +93,7 @@ def main() -> None:
     if args.write:
         args.write.write_text(table)
     if args.readme:
-        write_block(args.readme, EXPORTS_BEGIN, EXPORTS_END, exports_summary())
+        replace_between(args.readme, EXPORTS_BEGIN, EXPORTS_END, exports_summary())
     print(table, end="")
 
 

@@ -12,6 +12,7 @@ import argparse
 import re
 from pathlib import Path
 
+from tinyhub.files import replace_between
 from tinyhub.tables import markdown_table
 HERE = Path(__file__).parent
 MODELS = ("model4", "opt6k", "net24k", "efficient", "minimobilenet", "gap8k", "gap20k", "gap5k", "gap2k")
@@ -91,12 +92,6 @@ def time_to_target_table() -> str:
             + table + "\nWhere a run's time goes (medians over the seeds):\n\n" + phase_table)
 
 
-def write_block(path: Path, begin: str, end: str, body: str) -> None:
-    text = path.read_text()
-    start, stop = text.index(begin) + len(begin), text.index(end)
-    path.write_text(text[:start] + "\n" + body + text[stop:])
-
-
 def _rows() -> list[tuple[str, str, dict]]:
     """(recipe, its settings, parsed bench output) for every recipe with a complete output here."""
     out = []
@@ -135,9 +130,9 @@ def summary_table() -> str:
 
 
 def write_readme(readme: Path) -> None:
-    write_block(readme, SPEED_BEGIN, SPEED_END, summary_table())
+    replace_between(readme, SPEED_BEGIN, SPEED_END, summary_table())
     if TTT_BEGIN in readme.read_text():
-        write_block(readme, TTT_BEGIN, TTT_END, time_to_target_table())
+        replace_between(readme, TTT_BEGIN, TTT_END, time_to_target_table())
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ def _evaluate(args) -> int:
     from accelerate import Accelerator
 
     from tinyhub.trainer.data import load_from_config
-    from tinyhub.trainer.evaluation import EvaluationError, data_settings, load_model, predict, resolve_model
+    from tinyhub.trainer.evaluation import check_model_fits, data_settings, load_model, predict, resolve_model
     from tinyhub.trainer.schema import DataConfig
 
     accelerator = Accelerator(cpu=args.cpu)
@@ -48,11 +48,7 @@ def _evaluate(args) -> int:
     model = load_model(source).to(accelerator.device)
     with accelerator.main_process_first():
         splits = load_from_config(data_settings(source, args.data_dir))
-    if splits.image_shape != model.expected_input_shape or splits.num_classes != model.num_classes:
-        raise EvaluationError(
-            f"{args.model} takes {'x'.join(map(str, model.expected_input_shape))} images in {model.num_classes} "
-            f"classes, but the data holds {'x'.join(map(str, splits.image_shape))} images in {splits.num_classes} "
-            "classes: point --data-dir at the dataset it was trained on.")
+    check_model_fits(model, splits, args.model)
     images = getattr(splits, f"{args.split}_images").to(accelerator.device)
     labels = getattr(splits, f"{args.split}_labels").to(accelerator.device)
     batch_size = DataConfig.eval_batch_size if args.batch_size is None else args.batch_size

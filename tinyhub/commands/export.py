@@ -44,10 +44,9 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub export") -> int:
 def _export(args) -> int:
     from safetensors.torch import load_file
 
-    from tinyhub.errors import TinyhubError
     from tinyhub.files import claim_output_folder, sha256_file
     from tinyhub.trainer.data import load_from_config
-    from tinyhub.trainer.evaluation import data_settings, load_model, resolve_model
+    from tinyhub.trainer.evaluation import check_model_fits, data_settings, load_model, resolve_model
     from tinyhub.trainer.export import export_model
     from tinyhub.trainer.record import EXPORT_EXAMPLES_FILE, EXPORTS_FILE
     from tinyhub.trainer.run_info import EXAMPLES_FILE
@@ -64,11 +63,7 @@ def _export(args) -> int:
     if source.kind == "hub" or args.output_dir:  # a folder of its own: never one of the user's other files
         claim_output_folder(out_dir, "export", own=(EXPORTS_FILE, "onnx"))
     splits = load_from_config(data_settings(source, args.data_dir))
-    if splits.image_shape != model.expected_input_shape or splits.num_classes != model.num_classes:
-        raise TinyhubError(
-            f"{args.model} takes {'x'.join(map(str, model.expected_input_shape))} images in {model.num_classes} "
-            f"classes, but the data holds {'x'.join(map(str, splits.image_shape))} images in {splits.num_classes} "
-            "classes: point --data-dir at the dataset it was trained on.")
+    check_model_fits(model, splits, args.model)
     examples = None
     if source.kind == "run" and (Path(source.model_ref).parent / EXAMPLES_FILE).is_file():
         stored = load_file(str(Path(source.model_ref).parent / EXAMPLES_FILE))  # the card's own examples
