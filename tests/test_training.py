@@ -70,6 +70,8 @@ def test_run_directory_is_complete_and_loadable(small_run, mnist_dir):
         assert key in results
     assert results["versions"]["torch"].split("+")[0] == torch.__version__.split("+")[0]  # "+cpu" wheels too
     assert results["world_size"] == 1 and results["data"]["train_size"] == 2000
+    # On the CPU: torch's own for-loop optimizer (what every CPU record ran), and no CUDA graph.
+    assert results["optimizer_implementation"] == "forloop" and results["cuda_graphs"] is False
     assert yaml.safe_load((small_run / "config.yaml").read_text())["model"]["name"] == "opt6k"
     assert list((small_run / "logs").rglob("events.out.tfevents*")), "TensorBoard logs are written"
     # The saved model reproduces the recorded accuracy exactly.
@@ -342,6 +344,8 @@ def test_results_json_is_always_valid_json(tmp_path):
     ("training.checkpoint_every=-2", r"training.checkpoint_every=-2"),
     ("training.optimizer.lr=inf", r"training.optimizer.lr=inf"),
     ("training.mixed_precision=fp16", r"fp16 needs a CUDA GPU"),
+    ("training.cuda_graphs=sometimes", r"training.cuda_graphs='sometimes': choose auto, true or false"),
+    ("training.optimizer.implementation=turbo", r"implementation='turbo': choose auto, forloop, foreach or fused"),
 ])
 def test_nonsense_values_are_refused_before_anything_runs(tmp_path, override, message):
     if override.endswith("fp16") and torch.cuda.is_available():

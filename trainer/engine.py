@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
+from accelerate.utils import AutocastKwargs, ProjectConfiguration, broadcast_object_list, set_seed
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
@@ -35,7 +35,7 @@ from tinyhub.files import atomic_path, full_disk_is_one_error, write_text_atomic
 from tinyhub.process import process_age
 
 from . import checkpoint as ckpt
-from . import host_memory, seeding
+from . import cuda_graph, host_memory, seeding
 from .augment import AugmentConfig
 from .config import recipe_overrides
 from .data import DataError, DatasetSplits, load_from_config, shard_batches
@@ -261,6 +261,8 @@ def _start_accelerator(cfg: TrainConfig, run_scope: contextlib.ExitStack):
     accelerator = Accelerator(
         cpu=tr.device == "cpu",
         mixed_precision=tr.mixed_precision,
+        # A captured step must not keep autocast's cast weights between replays (trainer/cuda_graph.py).
+        kwargs_handlers=[AutocastKwargs(cache_enabled=False)] if cuda_graph.setting(tr.cuda_graphs) != "false" else [],
         log_with=None if cfg.report_to == "none" else cfg.report_to,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
     )
@@ -336,6 +338,14 @@ def _announce(run: Run) -> None:
             + (f" | {len(seeds)} seeds trained together: {', '.join(map(str, seeds))}" if len(seeds) > 1 else ""))
     for note in ignored_settings(run.cfg).values():
         run.say(f"note: {note}; it is left out of the run's record.")
+    trainer, wanted = run.trainer, cuda_graph.setting(run.cfg.training.cuda_graphs)
+    if isinstance(trainer.step, cuda_graph.GraphedStep):
+        run.say(f"step: forward and backward replayed from a CUDA graph after {cuda_graph.WARMUP_STEPS} eager steps; "
+                f"{trainer.optimizer_implementation} optimizer")
+    elif trainer.not_captured and (wanted == "true" or run.accelerator.device.type == "cuda"):
+        why = "; ".join(trainer.not_captured)
+        run.say(f"{'warning' if wanted == 'true' else 'note'}: training.cuda_graphs={wanted}: the step is not "
+                f"captured ({why}); it runs eagerly.")
     distill = run.cfg.training.distill
     for t in run.teachers:
         run.say(f"distilling from {t.record.spec} ({t.record.architecture}, {t.record.parameters:,} params) at "
@@ -569,6 +579,8 @@ def _run_record(run: Run, member_cfg: TrainConfig, history: list[EpochRecord], t
         batch_size_per_process=batch_size,
         global_batch_size=batch_size * world,
         compile=cfg.training.compile,
+        cuda_graphs=run.trainer.cuda_graphs,
+        optimizer_implementation=run.trainer.optimizer_implementation,
         channels_last=run.channels_last,
         deterministic=cfg.training.deterministic,
         resumed_from=str(run.resumed_from) if run.resumed_from else None,

@@ -412,6 +412,8 @@ class RunRecord:
     command: str  # the command line that ran it
     git: GitState  # commit, dirty flag and changed files of the tinyhub checkout, when there was one
     times: RunTimes | None = None  # where the time went; null in records written before it was kept
+    cuda_graphs: bool = False  # the step's forward and backward were replayed from a CUDA graph
+    optimizer_implementation: str | None = None  # forloop | foreach | fused; null in records made before it was kept
     schema_version: int = RESULTS_SCHEMA_VERSION
     kind: str = RECORD_KIND  # "tinyhub-run": never mistaken for another tool's file
 

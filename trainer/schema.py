@@ -87,6 +87,9 @@ class OptimizerConfig:
     nesterov: bool = False  # sgd
     weight_decay: float = 0.0
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam / adamw
+    # The update's kernels: auto (fused on a GPU, the for-loop on the CPU) | forloop | foreach | fused. The same
+    # arithmetic, rounded in a different order: a run records the one it used.
+    implementation: str = "auto"
 
 
 @dataclass
@@ -124,6 +127,9 @@ class TrainingConfig:
     mixed_precision: str = "no"  # no | fp16 (GPU) | bf16
     device: str = "auto"  # auto | cpu
     compile: bool = False  # torch.compile the model
+    # Replay the step's forward and backward from a CUDA graph (trainer/cuda_graph.py): auto = on a GPU when the
+    # recipe allows it (else the run says why and trains eagerly) | true (the same, and a reason is a warning) | false
+    cuda_graphs: Any = "auto"
     channels_last: bool = False  # compute in the channels-last memory layout (a stack always does)
     deterministic: bool = False  # torch.use_deterministic_algorithms; needed for bit-exact resume
     threads: int = 0  # torch CPU threads; 0 = torch's default
@@ -509,6 +515,7 @@ CHOICES = {
     "training.device": ("auto", "cpu"),
     "data.source": ("auto", "local", "hub"),
     "training.optimizer.name": ("sgd", "adam", "adamw"),
+    "training.optimizer.implementation": ("auto", "forloop", "foreach", "fused"),
     "training.scheduler.name": ("none", "step", "onecycle", "cosine", "plateau"),
     "training.mixed_precision": ("no", "bf16", "fp16"),
     "report_to": ("none", "tensorboard", "wandb", "trackio"),
@@ -535,7 +542,8 @@ def inert_settings(cfg: TrainConfig) -> list[str]:
         acts = _ACTS[section].get(str(chosen.name).lower())
         if acts is None:  # an unknown name is refused by check_values
             continue
-        inert += [f"{section}.{f.name}" for f in dataclasses.fields(chosen) if f.name not in (*acts, "name")]
+        inert += [f"{section}.{f.name}" for f in dataclasses.fields(chosen)
+                  if f.name not in (*acts, "name", "implementation")]  # every optimizer has kernels
     if str(tr.scheduler.name).lower() == "onecycle":
         inert.append("training.optimizer.lr")
     return inert
@@ -597,6 +605,8 @@ def check_values(cfg: TrainConfig) -> None:
             listed = ", ".join(choices[:-1]) + f" or {choices[-1]}"
             meaning = _CHOICE_MEANING.get(key)
             raise ConfigError(f"{key}={value!r}: choose {listed}" + (f" ({meaning})" if meaning else "") + ".")
+    if str(cfg.training.cuda_graphs).lower() not in ("auto", "true", "false"):
+        raise ConfigError(f"training.cuda_graphs={cfg.training.cuda_graphs!r}: choose auto, true or false.")
     if not (isinstance(cfg.progress, bool) or str(cfg.progress).lower() == "auto"):
         raise ConfigError(f"progress={cfg.progress!r}: choose auto, true or false.")
     if cfg.seeds is not None:

@@ -9,21 +9,38 @@ import dataclasses
 import torch
 from accelerate import Accelerator
 
+from . import cuda_graph
+from .cuda_graph import GraphedStep
 from .distill import distillation_loss, soft_targets
 from .schema import ConfigError, OptimizerConfig, SchedulerConfig, TrainingConfig
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "onecycle", "cosine", "plateau")
+IMPLEMENTATIONS = ("auto", "forloop", "foreach", "fused")
 
 
-def build_optimizer(params, opt: OptimizerConfig) -> torch.optim.Optimizer:
+def optimizer_implementation(setting: str, device: torch.device | str) -> str:
+    """The optimizer kernels a run uses. auto: fused on a GPU (the whole update of every tensor in one launch: a
+    tiny model's step is otherwise mostly launches), torch's own for-loop on the CPU (what every CPU record ran)."""
+    setting = str(setting).lower()
+    if setting not in IMPLEMENTATIONS:
+        raise ConfigError(f"training.optimizer.implementation={setting!r}: choose auto, forloop, foreach or fused.")
+    if setting != "auto":
+        return setting
+    return "fused" if torch.device(device).type == "cuda" else "forloop"
+
+
+def build_optimizer(params, opt: OptimizerConfig, device: torch.device | str = "cpu") -> torch.optim.Optimizer:
+    """The recipe's optimizer for parameters that will train on `device` (they may still be on the CPU)."""
     name = opt.name.lower()
+    implementation = optimizer_implementation(opt.implementation, device)
+    kernels = {"foreach": implementation == "foreach", "fused": implementation == "fused" or None}
     if name == "sgd":
         return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
-                               weight_decay=opt.weight_decay)
+                               weight_decay=opt.weight_decay, **kernels)
     if name in ("adam", "adamw"):
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return cls(params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
+        return cls(params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay, **kernels)
     raise ConfigError(f"training.optimizer.name={name!r}: choose sgd, adam or adamw.")
 
 
@@ -69,7 +86,16 @@ class TrainStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: the models' normalised input (model k's images in channels k*C..); y: (N, K) labels; x01: the same
         augmented images in [0, 1], for the teachers. Returns (each model's loss (K,), logits (N, K, classes))."""
+        losses, logits = self.forward_backward(x, y, x01)
+        self.update()
+        return losses, logits
+
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor, x01: torch.Tensor, *,
+                         keep_gradient_buffers: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The forward, each model's loss and the backward: the part of the step a CUDA graph replays
+        (trainer/cuda_graph.py, which keeps the gradient buffers it captured: zeroed, not dropped)."""
         n, k_models = len(y), self.n_models
+        self.optimizer.zero_grad(set_to_none=not keep_gradient_buffers)
         logits = self.train_model(x).view(n, k_models, -1)
         losses = torch.stack([self.criterion(logits[:, k].float(), y[:, k]) for k in range(k_models)])
         if self.teachers:  # the same augmented images, each teacher with its own normalisation, in the run's precision
@@ -79,10 +105,13 @@ class TrainStep:
             soft = torch.stack([distillation_loss(logits[:, k], targets[k], self.temperature)
                                 for k in range(k_models)])
             losses = (1 - self.distill_weight) * losses + self.distill_weight * soft
-        self.optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(losses.sum())  # model k's weights get exactly the gradient of its own loss
+        return losses.detach(), logits
+
+    def update(self) -> None:
+        """Clipping, the optimizer, the per-batch schedule and the EMA, from the gradients forward_backward left."""
         if self.grad_clip:
-            if k_models == 1:
+            if self.n_models == 1:
                 self.accelerator.clip_grad_norm_(self.train_model.parameters(), self.grad_clip)
             else:
                 self.accelerator.unscale_gradients()
@@ -92,19 +121,25 @@ class TrainStep:
             self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return losses.detach(), logits
 
 
 @dataclasses.dataclass
 class AssembledStep:
     """The step of a recipe with the pieces the loop, the checkpoints and the bench also read."""
 
-    step: TrainStep
+    step: TrainStep | GraphedStep  # what the loop calls
     train_model: torch.nn.Module  # as Accelerate prepared (and maybe compiled) it
     optimizer: torch.optim.Optimizer
     scheduler: object  # or None
     scheduler_steps: str | None  # 'step' | 'epoch' | 'plateau' | None: when the loop steps it
     ema: object  # torch.optim.swa_utils.AveragedModel, or None
+    optimizer_implementation: str = "forloop"  # forloop | foreach | fused: the kernels it runs
+    not_captured: list[str] = dataclasses.field(default_factory=list)  # why no CUDA graph, when one was wanted
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether the step's forward and backward were replayed from a CUDA graph."""
+        return isinstance(self.step, GraphedStep) and self.step.captured
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -116,7 +151,7 @@ def assemble_step(model: torch.nn.Module, training: TrainingConfig, accelerator:
                   steps_per_epoch: int, n_models: int = 1, teachers: list | None = None) -> AssembledStep:
     """The recipe's training step for `model` (one model or a ModelStack of `n_models`): optimizer, schedule, EMA,
     torch.compile, Accelerate's prepare, the loss with label smoothing and the teachers' soft targets."""
-    optimizer = build_optimizer(model.parameters(), training.optimizer)
+    optimizer = build_optimizer(model.parameters(), training.optimizer, accelerator.device)
     scheduler, when = build_scheduler(optimizer, training.scheduler, epochs, steps_per_epoch)
     ema = None
     if training.ema:
@@ -133,4 +168,14 @@ def assemble_step(model: torch.nn.Module, training: TrainingConfig, accelerator:
                      grad_clip=training.grad_clip, scheduler=scheduler if when == "step" else None, ema=ema,
                      teachers=list(teachers or []), temperature=training.distill.temperature,
                      distill_weight=training.distill.weight)
-    return AssembledStep(step, train_model, optimizer, scheduler, when, ema)
+    wanted, not_captured = cuda_graph.setting(training.cuda_graphs), []
+    if wanted != "false":
+        not_captured = cuda_graph.capture_blockers(
+            device=accelerator.device, processes=accelerator.num_processes,
+            mixed_precision=str(accelerator.mixed_precision), compiled=training.compile, distilled=bool(teachers),
+            deterministic=training.deterministic, n_models=n_models, model=model)
+        if not not_captured:
+            step = GraphedStep(step)
+    return AssembledStep(step, train_model, optimizer, scheduler, when, ema,
+                         optimizer_implementation(training.optimizer.implementation, accelerator.device),
+                         not_captured)
