@@ -3,7 +3,6 @@ the graph's bookkeeping (warm-up, static buffers, an epoch's smaller last batch,
 cannot be captured. Each against torch's own training loop, bit for bit. The same on a GPU: tests/test_gpu.py."""
 
 import contextlib
-import copy
 import logging
 
 import pytest

@@ -1,5 +1,6 @@
 """The GPU path, where CUDA is: training through `accelerate launch`, mixed precision against fp32, weights that
-predict the same on the CPU, evaluation counts that equal the CPU's, bit-identical resume, several processes.
+predict the same on the CPU, evaluation counts that equal the CPU's, bit-identical resume, the step replayed from a
+CUDA graph against the eager step, a stack's dropout drawn per seed, several processes.
 
 Without CUDA these tests skip. `TINYHUB_GPU_REHEARSAL=1` runs them on the CPU instead (training.device=cpu, bf16 as
 the only mixed precision, processes with gloo), so that the suite is rehearsed before scarce GPU minutes are spent
@@ -102,6 +103,35 @@ def test_resume_on_the_device_is_bit_identical(mnist_dir, tmp_path):
     a = load_file(tmp_path / "full" / "model" / "model.safetensors")
     b = load_file(cut / "model" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_captured_step_trains_the_same_model_as_the_eager_step(mnist_dir, tmp_path):
+    """training.cuda_graphs=auto captures the step on CUDA (and says why not on the CPU); under
+    training.deterministic=true the replayed step gives the eager step's weights, bit for bit."""
+    args = ["training.deterministic=true", "training.scheduler.name=onecycle", "training.scheduler.max_lr=0.05"]
+    graphed = _train(mnist_dir, tmp_path / "graphed", *args)
+    eager = _train(mnist_dir, tmp_path / "eager", *args, "training.cuda_graphs=false")
+    assert graphed["cuda_graphs"] is (not REHEARSAL) and eager["cuda_graphs"] is False
+    assert graphed["optimizer_implementation"] == ("forloop" if REHEARSAL else "fused")
+    a = load_file(tmp_path / "graphed" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "eager" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert graphed["final"]["test_correct"] == eager["final"]["test_correct"]
+
+
+def test_a_stack_draws_each_seeds_dropout_from_that_seed(mnist_dir, tmp_path):
+    """Seed 0 trained second in a stack, beside seed 1 or beside seed 2: its masks come from its own generator, so
+    its weights do not depend on its neighbour (a shared generator would hand it what the neighbour left)."""
+    args = ["model.dropout=0.1", "training.deterministic=true", "training.epochs=1", "data.subset=1000"]
+    for neighbour in (1, 2):
+        r = run_cli("train", *SMALL, f"data.dir={mnist_dir}", f"run.dir={tmp_path / f'beside{neighbour}'}", *args,
+                    f"seeds=[{neighbour},0]")
+        assert r.returncode == 0, r.stderr[-3000:]
+    a = load_file(tmp_path / "beside1" / "seed_0" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "beside2" / "seed_0" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    c = load_file(tmp_path / "beside1" / "seed_1" / "model" / "model.safetensors")
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 @pytest.mark.skipif(not REHEARSAL and torch.cuda.device_count() < 2, reason="needs two GPUs")

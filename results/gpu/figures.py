@@ -2,8 +2,9 @@
 
     python results/gpu/figures.py PROVE_LOG RUNS_DIR OUT.json
 
-Per run: its wall time from process start to exit (the log's `run NAME rc=.. wall=..` lines), the training seconds,
-the final test accuracy and the device and GPU its record names. Nothing is typed in: a run without a record is
+Per run: its wall time from process start to exit (the log's `run NAME rc=.. wall=..` lines), the training seconds
+and the last epoch's, the final test accuracy, the device and GPU its record names, and whether its step was
+replayed from a CUDA graph (and which optimizer kernels ran). Nothing is typed in: a run without a record is
 listed with its exit status only.
 """
 
@@ -27,7 +28,9 @@ def figures(log: Path, runs: Path) -> dict:
             out[name] = entry
             continue
         entry.update(device=r.device, hardware=r.hardware.text, train_seconds=round(r.train_seconds, 2),
-                     test_accuracy=r.final.test_accuracy, epochs=len(r.epochs), mixed_precision=r.mixed_precision)
+                     last_epoch_seconds=r.epochs[-1].epoch_seconds, test_accuracy=r.final.test_accuracy,
+                     epochs=len(r.epochs), mixed_precision=r.mixed_precision, cuda_graphs=r.cuda_graphs,
+                     optimizer=r.optimizer_implementation)
         out[name] = entry
     return out
 
