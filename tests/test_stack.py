@@ -214,3 +214,41 @@ def test_reproduce_trains_the_seeds_of_a_recipe_together(mnist_dir, tmp_path):
     assert re.search(r"\| \d+ s for 2 together \|", (tmp_path / "RESULTS.md").read_text())
     again = run_cli(*common)
     assert again.returncode == 0 and again.stdout.count("already finished") == 2
+
+
+def test_reproduce_trains_several_recipes_side_by_side(mnist_dir, tmp_path):
+    """--jobs 2: both recipes' processes start before either is waited for, each writes its own output file, and
+    the records are those of the same runs trained one after the other (one torch thread each: the same sums)."""
+    records = {}
+    for jobs in (1, 2):
+        out, runs = tmp_path / f"results{jobs}", tmp_path / f"runs{jobs}"
+        r = run_cli("reproduce", "--models", "gap2k", "opt6k", "--seeds", "0", "--jobs", str(jobs),
+                    "--runs-dir", str(runs), "--out", str(out), "--results-md", str(tmp_path / f"RESULTS{jobs}.md"),
+                    "--readme", str(tmp_path / "README.md"), *FAST, "data.subset=256", "training.epochs=1",
+                    "training.threads=1", f"data.dir={mnist_dir}", timeout=SAFETY_TIMEOUT)
+        assert r.returncode == 0, r.stderr[-3000:]
+        lines = r.stdout.splitlines()
+        starts = [i for i, line in enumerate(lines) if "] training: " in line]
+        finishes = [i for i, line in enumerate(lines) if re.search(r"\] done in \d+s$", line)]
+        assert len(starts) == len(finishes) == 2
+        assert (max(starts) < min(finishes)) == (jobs == 2)  # side by side, or one after the other
+        assert all((runs / f"{m}-s0.out").is_file() == (jobs == 2) for m in ("gap2k", "opt6k"))
+        records[jobs] = {m: json.loads((out / m / "seed_0.json").read_text()) for m in ("gap2k", "opt6k")}
+        assert "gap2k" in (tmp_path / f"RESULTS{jobs}.md").read_text()
+    for m in ("gap2k", "opt6k"):
+        assert records[2][m]["test_correct"] == records[1][m]["test_correct"]
+
+
+def test_reproduce_names_a_failed_job_and_keeps_the_others(mnist_dir, tmp_path):
+    """A budget opt6k (6,132 parameters) exceeds: its process fails, gap2k's beside it is trained and recorded, and
+    the command exits naming the failed one with the end of its output."""
+    r = run_cli("reproduce", "--models", "opt6k", "gap2k", "--seeds", "0", "--jobs", "2", "--runs-dir",
+                str(tmp_path / "runs"), "--out", str(tmp_path / "results"), "--results-md", str(tmp_path / "R.md"),
+                "--readme", str(tmp_path / "README.md"), *FAST, "data.subset=256", "training.epochs=1",
+                "model.param_budget=3000", f"data.dir={mnist_dir}", timeout=SAFETY_TIMEOUT)
+    assert r.returncode != 0
+    assert "error: [opt6k seed 0] training failed (exit 2)" in r.stdout
+    assert re.search(r"\n  \| .*6,132", r.stdout), r.stdout[-2000:]  # the reason, from its output file
+    assert "error: training failed for opt6k seed 0; fix it and re-run" in r.stderr
+    assert (tmp_path / "results" / "gap2k" / "seed_0.json").is_file()
+    assert not (tmp_path / "results" / "opt6k").exists()

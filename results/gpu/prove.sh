@@ -5,11 +5,13 @@
 # results/gpu/figures.py turns them into the docs' table.
 #
 #   on the CPU machine, once:  bash results/gpu/prepare.sh            (wheels into .whl/, MNIST into .gpu/mnist)
-#   rehearsal on the CPU:      PROVE_REHEARSAL=1 OUT=/tmp/prove bash results/gpu/prove.sh
+#   rehearsal on the CPU:      PROVE_REHEARSAL=1 OUT=/tmp/prove-out bash results/gpu/prove.sh
 #   on the GPU machine:        OUT=$OUT bash results/gpu/prove.sh     (carry .whl and .gpu)
 set -u
 OUT=${OUT:?set OUT to a folder for the outputs}
-mkdir -p "$OUT" /tmp/prove
+RUNS=/tmp/tinyhub-prove-runs  # the runs' own folders: this script's scratch, emptied so that a second call starts clean
+rm -rf "$RUNS"
+mkdir -p "$OUT" "$RUNS"
 LOG=$OUT/prove.log
 if [ "${PROVE_REHEARSAL:-0}" = 1 ]; then
   # The same stages on the CPU, small: proves the script, not the GPU.
@@ -24,13 +26,13 @@ fi
 export TINYHUB_TEST_DATA=$TINYHUB_DATA_DIR
 COMMON="report_to=none progress=false training.checkpoint_every=0 $DEV"
 stage() { echo "== $1 $(date +%T)" | tee -a "$LOG"; }
-train() {  # train NAME ARGS...: one timed process; its record stays in /tmp/prove/NAME
+train() {  # train NAME ARGS...: one timed process; its record stays in $RUNS/NAME
   local name=$1; shift
   local start=$(date +%s.%N)
-  $TINYHUB train $COMMON "$@" run.dir=/tmp/prove/$name > /tmp/prove/$name.log 2>&1
+  $TINYHUB train $COMMON "$@" run.dir=$RUNS/$name > $RUNS/$name.log 2>&1
   local rc=$? end=$(date +%s.%N)
   echo "run $name rc=$rc wall=$(echo "$end - $start" | bc) args=$*" | tee -a "$LOG"
-  tail -3 /tmp/prove/$name.log >> "$LOG"
+  tail -3 $RUNS/$name.log >> "$LOG"
 }
 
 stage "gpu tests"
@@ -52,5 +54,5 @@ stage "tinyhub against the seeds' pipeline, whole epochs, same device"
 $TINYHUB bench --model model4 --rounds 1 ${SMALL:+--quick} 2>&1 | tail -25 | tee -a "$LOG"
 
 stage "figures"
-$PY results/gpu/figures.py "$LOG" /tmp/prove "$OUT/figures.json" 2>&1 | tee -a "$LOG"
+$PY results/gpu/figures.py "$LOG" "$RUNS" "$OUT/figures.json" 2>&1 | tee -a "$LOG"
 echo "PROVE DONE" | tee -a "$LOG"

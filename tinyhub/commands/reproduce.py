@@ -8,10 +8,13 @@ and the README's results table. Run it from a tinyhub checkout (the paths defaul
                                                                          # and compare with its committed number
     tinyhub reproduce --models model4 --label model4-kd --data-dir DIR training.distill.teacher=runs/gap20k-s0
                                                   # a variant of a recipe, recorded and tabled under its own label
+    tinyhub reproduce --seeds 0 1 2 3 4 5 6 7 --jobs 4 --data-dir DIR   # fill a GPU: 4 recipes' stacks at a time
 
 The seeds of a recipe train together in one process (`tinyhub train seeds=[0,1,2]`: each model exactly as its own
 run would sample it, trainer/stack.py) when its architecture allows, else one at a time (--one-at-a-time forces
-that). Runs already finished in --runs-dir are reused, so an interrupted reproduction continues where it stopped.
+that). `--jobs N` trains N recipes' processes side by side: on a GPU, stacked seeds and several processes are how a
+zoo fills the device. Runs already finished in --runs-dir are reused, so an interrupted reproduction continues where
+it stopped.
 Numbers are the final epoch's test accuracy of each run, averaged over seeds; nothing is selected on the test split.
 """
 
@@ -21,6 +24,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tinyhub.files import output_kind_above, write_text_atomic
@@ -46,38 +51,86 @@ PUBLIC_FRONTIER = (
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def _train(what: str, run_dir: Path, train_args: list[str], data_dir: str | None, extra: list[str]) -> None:
-    """One `tinyhub train` process into run_dir, continuing its checkpoints when an earlier attempt was cut."""
-    args = [sys.executable, "-m", "tinyhub", "train", *train_args, f"run.dir={run_dir}", "progress=false", *extra]
-    if data_dir:
-        args.append(f"data.dir={data_dir}")
-    if (run_dir / "checkpoints").is_dir():
-        args.append("training.resume=auto")
-    print(f"[{what}] training: {' '.join(args[1:])}", flush=True)
-    t0 = time.time()
-    proc = subprocess.run(args, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"error: [{what}] training failed (exit {proc.returncode}); fix it and re-run.")
-    print(f"[{what}] done in {time.time() - t0:.0f}s", flush=True)
+@dataclass
+class TrainingJob:
+    """One `tinyhub train` process of a reproduction: one seed alone, or the seeds of a recipe together."""
+
+    what: str  # "gap2k seeds [0, 1] together", for the progress lines
+    run_dir: Path
+    train_args: list[str]
+    run_dirs: dict[int, Path]  # seed -> the run directory its record is read from once the process is done
+
+    def command(self, data_dir: str | None, extra: list[str]) -> list[str]:
+        args = [sys.executable, "-m", "tinyhub", "train", *self.train_args, f"run.dir={self.run_dir}",
+                "progress=false", *extra]
+        if data_dir:
+            args.append(f"data.dir={data_dir}")
+        if (self.run_dir / "checkpoints").is_dir():  # an earlier attempt was cut: continue its checkpoints
+            args.append("training.resume=auto")
+        return args
 
 
-def run_one(model: str, seed: int, runs_dir: Path, data_dir: str | None, extra: list[str],
-            label: str | None = None) -> Path:
+def alone(model: str, seed: int, runs_dir: Path, label: str | None = None) -> TrainingJob:
     run_dir = runs_dir / f"{label or model}-s{seed}"
-    if (run_dir / "results.json").is_file():
-        print(f"[{model} seed {seed}] already finished: {run_dir}")
-        return run_dir
-    _train(f"{model} seed {seed}", run_dir, [f"model={model}", f"seed={seed}"], data_dir, extra)
-    return run_dir
+    return TrainingJob(f"{model} seed {seed}", run_dir, [f"model={model}", f"seed={seed}"], {seed: run_dir})
 
 
-def run_together(model: str, seeds: list[int], runs_dir: Path, data_dir: str | None, extra: list[str],
-                 label: str | None = None) -> list[Path]:
+def together(model: str, seeds: list[int], runs_dir: Path, label: str | None = None) -> TrainingJob:
     """Every seed in one `tinyhub train seeds=[...]` process: <runs-dir>/<label>-s0-1-2/seed_<k>."""
     group = runs_dir / f"{label or model}-s{'-'.join(map(str, seeds))}"
-    _train(f"{model} seeds {seeds} together", group, [f"model={model}", f"seeds=[{','.join(map(str, seeds))}]"],
-           data_dir, extra)
-    return [group / f"seed_{s}" for s in seeds]
+    return TrainingJob(f"{model} seeds {seeds} together", group,
+                       [f"model={model}", f"seeds=[{','.join(map(str, seeds))}]"],
+                       {s: group / f"seed_{s}" for s in seeds})
+
+
+def train_all(jobs: list[TrainingJob], data_dir: str | None, extra: list[str], processes: int = 1,
+              on_done: Callable[[TrainingJob], None] = lambda job: None) -> None:
+    """Run the jobs, `processes` of them at a time (a GPU, or a CPU with cores to spare, trains several recipes side
+    by side); on_done(job) as each finishes. With one at a time a process prints to this terminal; with several,
+    each writes to <run dir>.out, and a failure shows its last lines. A failed job stops nothing already running,
+    and the command then exits naming it: the finished runs are kept for the next attempt."""
+    if processes > 1 and not any(a.startswith("training.threads=") for a in extra):
+        extra = [*extra, f"training.threads={max(1, (os.cpu_count() or 1) // processes)}"]  # cores shared, not fought
+    waiting, running, failed = list(jobs), [], []
+    while waiting or running:
+        while waiting and len(running) < processes:
+            job = waiting.pop(0)
+            args = job.command(data_dir, extra)
+            print(f"[{job.what}] training: {' '.join(args[1:])}", flush=True)
+            output = None
+            if processes > 1:
+                job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+                output = open(job.run_dir.with_name(job.run_dir.name + ".out"), "w")  # noqa: SIM115 - closed below
+                print(f"[{job.what}] output: {output.name}", flush=True)
+            running.append((job, subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT if output else None),
+                            output, time.time()))
+        job, proc, output, started = _first_to_finish(running)
+        running.remove((job, proc, output, started))
+        if output is not None:
+            output.close()
+        if proc.returncode != 0:
+            failed.append(job.what)
+            tail = Path(output.name).read_text(errors="replace").splitlines()[-15:] if output else []
+            print(f"error: [{job.what}] training failed (exit {proc.returncode})" +
+                  "".join(f"\n  | {line}" for line in tail), flush=True)
+            continue
+        print(f"[{job.what}] done in {time.time() - started:.0f}s", flush=True)
+        on_done(job)
+    if failed:
+        raise SystemExit(f"error: training failed for {'; '.join(failed)}; fix it and re-run (finished runs are "
+                         "reused).")
+
+
+def _first_to_finish(running: list) -> tuple:
+    """The first process of `running` to exit (waiting on it, polling the others)."""
+    while True:
+        for entry in running:
+            if entry[1].poll() is not None:
+                return entry
+        try:
+            running[0][1].wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def finished_run(runs_dir: Path, name: str, seed: int) -> Path | None:
@@ -107,7 +160,9 @@ def rerun(model: str, seed: int, runs_root: Path, out_root: Path, data_dir: str 
     if not recorded_file.is_file():
         raise SystemExit(f"error: no recorded result {recorded_file}; run the seed first (without --rerun).")
     recorded = SeedRecord.load(recorded_file)
-    run_dir = run_one(model, seed, runs_root / time.strftime("rerun-%Y%m%d-%H%M%S"), data_dir, extra)
+    job = alone(model, seed, runs_root / time.strftime("rerun-%Y%m%d-%H%M%S"))
+    train_all([job], data_dir, extra)
+    run_dir = job.run_dirs[seed]
     again = load_run(run_dir)
     entry = Rerun(model=model, seed=seed, recorded_accuracy=recorded.test_accuracy,
                   rerun_accuracy=again.final.test_accuracy,
@@ -247,6 +302,9 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--rerun", action="store_true", help="train recorded seeds again in a fresh folder and compare")
     p.add_argument("--one-at-a-time", action="store_true",
                    help="train each seed in its own process instead of all seeds of a recipe together")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="training processes at a time (default 1): a GPU or a many-core machine trains several "
+                        "recipes side by side; each then writes its output to <run dir>.out")
     p.add_argument("--results-md", default="RESULTS.md")
     p.add_argument("--readme", default="README.md", help="README whose results table is replaced")
     p.add_argument("overrides", nargs="*", help="extra training overrides for every run (e.g. training.threads=2)")
@@ -258,6 +316,8 @@ def main(argv=None, prog: str = "tinyhub reproduce") -> int:
     args = p.parse_args(argv)
     if args.label and len(args.models) != 1:
         p.error("--label names a variant of one recipe: give exactly one --models")
+    if args.jobs < 1:
+        p.error(f"--jobs {args.jobs}: give 1 or more training processes at a time")
     out_root = Path(args.out)
     if args.rerun:
         for model in args.models:
@@ -265,18 +325,33 @@ def main(argv=None, prog: str = "tinyhub reproduce") -> int:
                 rerun(model, seed, Path(args.runs_dir).resolve().parent, out_root, args.data_dir, args.overrides)
     elif not args.table_only:
         runs_dir = Path(args.runs_dir).resolve()
+        finished, jobs = {}, {}
         for model in args.models:
             done = {s: d for s in args.seeds if (d := finished_run(runs_dir, args.label or model, s))}
             missing = [s for s in args.seeds if s not in done]
+            finished[model] = done
             if len(missing) > 1 and not args.one_at_a_time and stackable(model, **_model_overrides(args.overrides)):
-                done.update(zip(missing, run_together(model, missing, runs_dir, args.data_dir, args.overrides,
-                                                      args.label)))
+                jobs[model] = [together(model, missing, runs_dir, args.label)]
             else:
-                done.update((s, run_one(model, s, runs_dir, args.data_dir, args.overrides, args.label))
-                            for s in missing)
-            for run_dir in (done[s] for s in args.seeds):
+                jobs[model] = [alone(model, s, runs_dir, args.label) for s in missing]
+
+        def record_recipe(model: str) -> None:
+            for run_dir in (finished[model][s] for s in args.seeds):
                 print(f"  -> {record(run_dir, out_root, args.label)}", flush=True)
             write_tables(out_root, Path(args.results_md), Path(args.readme))
+
+        def job_done(job: TrainingJob) -> None:
+            """A recipe's seeds are recorded, and the tables rewritten, once its last job is done."""
+            model = next(m for m, js in jobs.items() if job in js)
+            finished[model].update(job.run_dirs)
+            if all(s in finished[model] for s in args.seeds):
+                record_recipe(model)
+
+        for model in args.models:
+            if not jobs[model]:  # nothing left to train
+                record_recipe(model)
+        train_all([j for m in args.models for j in jobs[m]], args.data_dir, args.overrides, args.jobs,
+                  on_done=job_done)
     print(write_tables(out_root, Path(args.results_md), Path(args.readme)))
     return 0
 
