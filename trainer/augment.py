@@ -85,7 +85,9 @@ def affine_matrices(cfg: AugmentConfig, n: int, size: int, g: torch.Generator, d
     forward[:, 1, 0] = zoom * sin
     forward[:, 1, 1] = zoom * (sin * tan + cos)
     forward[:, 0, 2], forward[:, 1, 2], forward[:, 2, 2] = tx, ty, 1.0
-    return torch.linalg.inv(forward)[:, :2, :]
+    # inv_ex: the inverse without torch.linalg.inv's singularity check, which waits for the GPU every step. These
+    # matrices are invertible by construction (zoom > 0, |shear| < 90 degrees).
+    return torch.linalg.inv_ex(forward).inverse[:, :2, :]
 
 
 def erase_masks(cfg: AugmentConfig, n: int, h: int, w: int, g: torch.Generator, device) -> torch.Tensor:

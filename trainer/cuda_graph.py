@@ -31,6 +31,14 @@ def setting(value) -> str:
     return text if text in SETTINGS else "invalid"
 
 
+def accelerator_kwargs(value) -> list:
+    """The Accelerator's kwargs_handlers for a run with this training.cuda_graphs: a step that may be captured must
+    not keep autocast's cast weights from one replay to the next."""
+    from accelerate.utils import AutocastKwargs
+
+    return [AutocastKwargs(cache_enabled=False)] if setting(value) != "false" else []
+
+
 def draws_random_numbers(model: nn.Module) -> bool:
     """Whether the model's training forward draws from a random generator (dropout)."""
     return any(getattr(m, "p", 0) > 0 for m in model.modules()

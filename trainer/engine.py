@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import AutocastKwargs, ProjectConfiguration, broadcast_object_list, set_seed
+from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
@@ -261,8 +261,7 @@ def _start_accelerator(cfg: TrainConfig, run_scope: contextlib.ExitStack):
     accelerator = Accelerator(
         cpu=tr.device == "cpu",
         mixed_precision=tr.mixed_precision,
-        # A captured step must not keep autocast's cast weights between replays (trainer/cuda_graph.py).
-        kwargs_handlers=[AutocastKwargs(cache_enabled=False)] if cuda_graph.setting(tr.cuda_graphs) != "false" else [],
+        kwargs_handlers=cuda_graph.accelerator_kwargs(tr.cuda_graphs),
         log_with=None if cfg.report_to == "none" else cfg.report_to,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
     )
@@ -411,6 +410,7 @@ def _train_one_epoch(run: Run, epoch: int) -> tuple[torch.Tensor, float]:
                             img_s=f"{seen * world * n_models / (time.perf_counter() - t0):,.0f}")
     bar.close()
     totals = acc.reduce(torch.cat([loss_sum, correct.float(), torch.tensor([float(seen)], device=device)]), "sum")
+    totals = totals.cpu()  # the epoch's one wait for the device, before the clock stops: a GPU runs behind the host
     return totals, time.perf_counter() - t0
 
 

@@ -61,7 +61,7 @@ def _profile(cfg, threads: int, batches: int = 40) -> dict:
     from accelerate.state import AcceleratorState
 
     from tinyhub import modeling
-    from tinyhub.trainer import seeding
+    from tinyhub.trainer import cuda_graph, seeding
     from tinyhub.trainer.augment import AugmentConfig
     from tinyhub.trainer.data import load_from_config
     from tinyhub.trainer.distill import load_teachers, teacher_specs
@@ -76,7 +76,8 @@ def _profile(cfg, threads: int, batches: int = 40) -> dict:
     if tr.channels_last:
         model = model.to(memory_format=torch.channels_last)
     AcceleratorState._reset_state(reset_partial_state=True)  # the engine's run before this left its own state
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=tr.mixed_precision)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=tr.mixed_precision,
+                              kwargs_handlers=cuda_graph.accelerator_kwargs(tr.cuda_graphs))
     teachers = load_teachers(teacher_specs(tr.distill.teacher), label_names=splits.label_names,
                              image_shape=splits.image_shape, device=accelerator.device)
     trainer = assemble_step(model, tr, accelerator, epochs=tr.epochs, steps_per_epoch=10**6, teachers=teachers)
@@ -85,12 +86,16 @@ def _profile(cfg, threads: int, batches: int = 40) -> dict:
     gen = seeding.generator("augment", 0, 1, 0)
     batch_idx = [torch.randint(0, len(labels), (bs,), device=accelerator.device) for _ in range(batches)]
     model.train()
+    synchronize = torch.cuda.synchronize if accelerator.device.type == "cuda" else (lambda: None)
 
     def timed(fn) -> float:
-        fn(batch_idx[0])  # warm-up
+        for idx in batch_idx[:cuda_graph.WARMUP_STEPS + 1]:  # warm-up (on a GPU: up to the step's capture)
+            fn(idx)
+        synchronize()
         t0 = time.perf_counter()
         for idx in batch_idx:
             fn(idx)
+        synchronize()  # a GPU runs behind the host: the time is the device's, not the launches'
         return (time.perf_counter() - t0) / (batches * bs)
 
     inputs = {}
