@@ -7,7 +7,11 @@
 #   on the CPU machine, once:  bash results/gpu/prepare.sh            (wheels into .whl/, MNIST into .gpu/mnist)
 #   rehearsal on the CPU:      PROVE_REHEARSAL=1 OUT=/tmp/prove-out bash results/gpu/prove.sh
 #   on the GPU machine:        OUT=$OUT bash results/gpu/prove.sh     (carry .whl and .gpu)
+#   in two calls, if one would run past its limit: PART=1 (tests, model4, fast99), then PART=2 (the stack, the
+#   seeds' pipeline, `reproduce --jobs`); each call writes its own prove.log and figures.json to its $OUT.
 set -u
+PART=${PART:-all}
+part() { [ "$PART" = all ] || [ "$PART" = "$1" ]; }
 OUT=${OUT:?set OUT to a folder for the outputs}
 RUNS=/tmp/tinyhub-prove-runs  # the runs' own folders: this script's scratch, emptied so that a second call starts clean
 rm -rf "$RUNS"
@@ -18,10 +22,12 @@ if [ "${PROVE_REHEARSAL:-0}" = 1 ]; then
   TINYHUB=${TINYHUB:-.venv/bin/tinyhub}; PY=${PY:-.venv/bin/python}
   export TINYHUB_DATA_DIR=${TINYHUB_DATA_DIR:-../shared/data/mnist} TINYHUB_GPU_REHEARSAL=1 PYTHONUNBUFFERED=1
   DEV="training.device=cpu"; SMALL="data.subset=2000 training.epochs=1"; KS="1 2"; FAST_SEEDS=2
+  ZOO="gap2k opt6k"; ZOO_EPOCHS=1
 else
   source results/experiments/gpu-calibration/setup.sh > "$OUT/machine.txt" 2>&1 || { cat "$OUT/machine.txt"; exit 3; }
   TINYHUB="python3 -m tinyhub"; PY=python3
   DEV="training.device=auto"; SMALL=""; KS="1 2 4 8 16"; FAST_SEEDS=10
+  ZOO="gap2k gap5k gap8k model4"; ZOO_EPOCHS=3
 fi
 export TINYHUB_TEST_DATA=$TINYHUB_DATA_DIR
 COMMON="report_to=none progress=false training.checkpoint_every=0 $DEV"
@@ -35,23 +41,33 @@ train() {  # train NAME ARGS...: one timed process; its record stays in $RUNS/NA
   tail -3 $RUNS/$name.log >> "$LOG"
 }
 
-stage "gpu tests"
-$PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tail -15 | tee -a "$LOG"
+if part 1; then
+  stage "gpu tests"
+  $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tail -15 | tee -a "$LOG"
 
-stage "model4 recipe end to end"
-train model4-recipe model=model4 $SMALL
+  stage "model4 recipe end to end"
+  train model4-recipe model=model4 $SMALL
 
-stage "model4 recipe, 3 epochs of the eager step (training.cuda_graphs=false), for the step's speed-up"
-train model4-eager model=model4 training.epochs=3 training.cuda_graphs=false $SMALL
+  stage "model4 recipe, 3 epochs of the eager step (training.cuda_graphs=false), for the step's speed-up"
+  train model4-eager model=model4 training.epochs=3 training.cuda_graphs=false $SMALL
 
-stage "speed recipe fast99, $FAST_SEEDS seeds"
-for s in $(seq 0 $((FAST_SEEDS - 1))); do train fast99-s$s model=fast99 seed=$s $SMALL; done
+  stage "speed recipe fast99, $FAST_SEEDS seeds"
+  for s in $(seq 0 $((FAST_SEEDS - 1))); do train fast99-s$s model=fast99 seed=$s $SMALL; done
+fi
 
-stage "stacked seeds, K = $KS (bench --stack: K models trained together, side by side)"
-$TINYHUB bench --model model4 --stack $KS ${SMALL:+--quick} 2>&1 | tail -25 | tee -a "$LOG"
+if part 2; then
+  stage "stacked seeds, K = $KS (bench --stack: K models trained together, side by side)"
+  $TINYHUB bench --model model4 --stack $KS ${SMALL:+--quick} 2>&1 | tail -25 | tee -a "$LOG"
 
-stage "tinyhub against the seeds' pipeline, whole epochs, same device"
-$TINYHUB bench --model model4 --rounds 1 ${SMALL:+--quick} 2>&1 | tail -25 | tee -a "$LOG"
+  stage "tinyhub against the seeds' pipeline, whole epochs, same device"
+  $TINYHUB bench --model model4 --rounds 1 ${SMALL:+--quick} 2>&1 | tail -25 | tee -a "$LOG"
+
+  stage "a zoo filling the device: reproduce --jobs 4, each recipe's 3 seeds stacked, $ZOO_EPOCHS epochs"
+  $TINYHUB reproduce --models $ZOO --seeds 0 1 2 --jobs 4 --runs-dir $RUNS/zoo --out $RUNS/zoo-results \
+    --results-md $RUNS/zoo-RESULTS.md --readme $RUNS/zoo-README.md $COMMON training.epochs=$ZOO_EPOCHS \
+    ${SMALL:+data.subset=2000} 2>&1 | grep -E "training:|done in|error|failed" | tee -a "$LOG"
+  stage "zoo done"
+fi
 
 stage "figures"
 $PY results/gpu/figures.py "$LOG" "$RUNS" "$OUT/figures.json" 2>&1 | tee -a "$LOG"
