@@ -26,6 +26,11 @@ if [ "${PROVE_REHEARSAL:-0}" = 1 ]; then
 else
   source results/experiments/gpu-calibration/setup.sh > "$OUT/machine.txt" 2>&1 || { cat "$OUT/machine.txt"; exit 3; }
   TINYHUB="python3 -m tinyhub"; PY=python3
+  # The tests run `tinyhub` from beside the interpreter; without an editable install (setup.sh's fallback) there
+  # is none, so put one there.
+  CLI=$(dirname "$(python3 -c 'import sys; print(sys.executable)')")/tinyhub
+  [ -x "$CLI" ] || { printf '#!/bin/sh\nexec python3 -m tinyhub "$@"\n' > "$CLI" && chmod +x "$CLI"; } \
+    || echo "no tinyhub command beside python3: the gpu tests that run it will fail" | tee -a "$LOG"
   DEV="training.device=auto"; SMALL=""; KS="1 2 4 8 16"; FAST_SEEDS=10
   ZOO="gap2k gap5k gap8k model4"; ZOO_EPOCHS=3
 fi
