@@ -40,6 +40,34 @@ def test_bench_times_the_engine_itself_side_by_side_with_the_seeds(tiny_runs, mn
     assert abs(seeds_epoch / step / ratio - 1) < 0.05  # as printed, to the rounding of two decimals
 
 
+def _gpu_figures():
+    spec = importlib.util.spec_from_file_location("gpu_figures", REPO / "results" / "gpu" / "figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_stack_trains_k_models_together_and_the_gpu_figures_read_its_table(mnist_dir, tmp_path):
+    # The stack's table is what the GPU proof reports for K = 1..16: each K one stacked run, its images/s the
+    # K models' sum, and results/gpu/figures.py reads the same figures back out of the printed table.
+    r = run_cli("bench", "--quick", "--epochs", "1", "--model", "gap2k", "--stack", "1", "2", "--data-dir",
+                str(mnist_dir), "--keep-runs", str(tmp_path / "runs"), "training.threads=1", timeout=SAFETY_TIMEOUT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = tmp_path / "prove.log"
+    log.write_text(r.stdout)
+    stack = _gpu_figures().tables(log)["stack"]
+    assert [row["models"] for row in stack] == [1, 2], r.stdout
+    one, two = stack
+    assert one["vs_one"] == 1.0 and one["per_model"] == one["images_per_second"]
+    assert abs(two["per_model"] * 2 - two["images_per_second"]) <= 1  # per model: the sum over K, rounded
+    assert abs(two["images_per_second"] / one["images_per_second"] - two["vs_one"]) <= 0.01
+    stacked = sorted((tmp_path / "runs").glob("bench-gap2k-stack2-*"))
+    assert len(stacked) == 1
+    members = [json.loads((stacked[0] / f"seed_{s}" / "results.json").read_text()) for s in (0, 1)]
+    assert [m["seed"] for m in members] == [0, 1]
+    assert f"{members[0]['epochs'][-1]['images_per_second'] * 2:,.0f}" == f"{two['images_per_second']:,.0f}"
+
+
 def test_bench_times_the_recipe_with_its_overrides(mnist_dir, tmp_path):
     # A candidate recipe is timed before it is adopted: the override reaches both sides; a misspelt key stops
     # with a clear error instead of timing the unchanged recipe.
