@@ -236,7 +236,7 @@ def test_the_engine_and_the_bench_profile_run_the_same_step_and_input_path(mnist
     from conftest import FAST
     from tinyhub import trainer
     from tinyhub.commands.bench import _profile
-    from tinyhub.trainer import inputs, step
+    from tinyhub.trainer import cuda_graph, inputs, step
 
     calls, original = [], step.TrainStep.__call__
     assembled, inputs_made = [], []
@@ -256,5 +256,64 @@ def test_the_engine_and_the_bench_profile_run_the_same_step_and_input_path(mnist
     assert inputs_made[:2] == [64, 64]  # the training batches, then evaluation's through the same path
     calls.clear(), assembled.clear(), inputs_made.clear()
     profile = _profile(cfg, threads=1, batches=3)
-    assert calls == [64] * 4 and profile["step"] > 0 and profile["augment"] > 0  # a warm-up, then three timed
-    assert assembled == [1] and inputs_made == [64] * 4
+    # a warm-up (up to where a GPU's step is captured: all three batches here), then the three timed
+    warm_up = min(cuda_graph.WARMUP_STEPS + 1, 3)
+    assert calls == [64] * (warm_up + 3) and profile["step"] > 0 and profile["augment"] > 0
+    assert assembled == [1] and inputs_made == [64] * (warm_up + 3)
+
+
+def test_the_gpu_table_is_written_from_a_gpu_proofs_figures_and_never_from_a_rehearsal(tmp_path):
+    # results/gpu/figures.py docs: the Speed page's GPU table comes only from figures measured on a GPU (the
+    # machine named as setup.sh printed it); a rehearsal's CPU figures are refused and the page is left as it was.
+    gpu = _gpu_figures()
+    page = tmp_path / "speed.md"
+    page.write_text((REPO / "docs" / "speed.md").read_text())
+    before = page.read_text()
+    run = dict(rc=0, wall_seconds=8.4, train_seconds=5.25, last_epoch_seconds=0.31, test_accuracy=99.21, epochs=15,
+               device="cuda:0", cuda_graphs=True, optimizer="fused")
+    found = {"model4-recipe": run, "model4-eager": dict(run, epochs=3, cuda_graphs=False, last_epoch_seconds=0.93),
+             **{f"fast99-s{s}": dict(run, epochs=4, train_seconds=0.8 + s / 50, test_accuracy=98.9 + s / 25)
+                for s in range(10)},
+             "stack": [dict(models=k, images_per_second=60000.0 * k ** 0.9, vs_one=round(k ** 0.9, 2))
+                       for k in (1, 2, 4, 8, 16)],
+             "pipelines": [dict(pipeline="seeds' pipeline (DataLoader + PIL)", epoch_seconds=30.0,
+                                images_per_second=2000.0, vs_seeds=1.0),
+                           dict(pipeline="tinyhub (tinyhub.trainer.train)", epoch_seconds=2.5,
+                                images_per_second=150000.0, vs_seeds=12.0)],
+             "zoo": {"job_seconds": {"gap2k seeds [0, 1, 2] together": 20}, "stage_seconds": 22}}
+    rehearsal, proof = tmp_path / "rehearsal", tmp_path / "proof"
+    for out, figures in ((rehearsal, {"model4-recipe": dict(run, device="cpu")}), (proof, found)):
+        out.mkdir()
+        (out / "figures.json").write_text(json.dumps(figures))
+    (proof / "machine.txt").write_text(
+        "NVIDIA H200, 580.159.04, 143771 MiB, 1980 MHz, 1980 MHz\n"
+        "python 3.12.3 | torch 2.14.1+cu130 cuda 13.0 | accelerate 1.16.0 | hub 2.4.0 | datasets 5.2.0 "
+        "| gpu NVIDIA H200 | cpus 16\n")
+
+    for refused in ([rehearsal], [proof, rehearsal]):  # CPU figures, alone or beside a GPU's
+        try:
+            gpu.write_docs(refused, page)
+        except gpu.NotGpuFigures as e:
+            assert "cpu" in str(e)
+        else:
+            raise AssertionError("CPU figures were written into the GPU table")
+        assert page.read_text() == before
+
+    verdicts = gpu.write_docs([proof], page)
+    text = page.read_text()
+    block = text[text.index(gpu.BEGIN):text.index(gpu.END)]
+    assert text.replace(block, "") == before.replace(before[before.index(gpu.BEGIN):before.index(gpu.END)], "")
+    assert "On one NVIDIA H200 (driver 580.159.04, torch 2.14.1+cu130, CUDA 13.0, 16 CPU cores)" in block
+    assert "| model4's recipe, 15 epochs | 8.4 s | 5.2 s | 99.21% | CUDA graph, fused optimizer |" in block
+    # ten seeds: the mean accuracy (98.9 + 0.04 * 4.5 = 99.08) and the median training time ((0.88 + 0.9) / 2)
+    assert "| fast99, 10 seeds (mean accuracy, median times) | 8.4 s | 0.89 s | 99.08% |" in block
+    assert "0.31 s with its step replayed from a CUDA graph, 0.93 s eager" in block
+    assert "| against K=1 | 1.00x | 1.87x | 3.48x | 6.50x | 12.13x |" in block
+    assert "| tinyhub (tinyhub.trainer.train) | 2.5 s | 150,000 | 12.00x |" in block
+    assert "1 recipes in 22 s, each job gap2k 20 s." in block
+    assert verdicts == ["model4's recipe in <= 10 s wall: 8.4 s, met",
+                        "99.0% (mean of 10 seeds) in <= 1 s of training: 99.08% in a median 0.89 s, met",
+                        "K = 8 stacked >= 5x one model's images/s: 6.50x, met",
+                        ">= 10x the seeds' pipeline, whole epochs: 12.00x, met"]
+    gpu.write_docs([proof], page)  # written again from the same figures: the same page
+    assert page.read_text() == text

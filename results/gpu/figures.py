@@ -1,6 +1,8 @@
 """The figures of one `results/gpu/prove.sh` call, from its log and the records of its runs: figures.json.
 
-    python results/gpu/figures.py PROVE_LOG RUNS_DIR OUT.json
+    python results/gpu/figures.py PROVE_LOG RUNS_DIR OUT.json      # prove.sh runs this at its end
+    python results/gpu/figures.py docs OUT [OUT2]                  # on the CPU machine, with the $OUT folders of
+                                                                   # prove.sh's call(s): the Speed page's GPU table
 
 Per run: its wall time from process start to exit (the log's `run NAME rc=.. wall=..` lines), the training seconds
 and the last epoch's, the final test accuracy, the device and GPU its record names, and whether its step was
@@ -16,7 +18,11 @@ import re
 import sys
 from pathlib import Path
 
+from tinyhub.files import replace_between
 from tinyhub.trainer.record import RunRecordError, load_run
+
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "speed.md"
+BEGIN, END = "<!-- gpu-proof:begin -->", "<!-- gpu-proof:end -->"
 
 
 def figures(log: Path, runs: Path) -> dict:
@@ -76,7 +82,133 @@ def tables(log: Path) -> dict:
     return out
 
 
+class NotGpuFigures(ValueError):
+    """The figures were not measured on a GPU (a rehearsal's, or a run that fell back to the CPU)."""
+
+
+def _machine(out_dirs: list[Path]) -> str:
+    """The GPU, its driver and torch, as setup.sh printed them into machine.txt (nvidia-smi's CSV line and the
+    interpreter's versions line)."""
+    for out in out_dirs:
+        path = out / "machine.txt"
+        if not path.is_file():
+            continue
+        lines = path.read_text().splitlines()
+        # nvidia-smi's line: name, driver, memory, clocks (five fields, the driver's version second)
+        smi = next((fields for fields in (line.split(", ") for line in lines)
+                    if len(fields) == 5 and re.fullmatch(r"\d+\.\d+(\.\d+)?", fields[1])), None)
+        versions = next((line for line in lines if line.startswith("python ")), "")
+        torch = re.search(r"torch (\S+) cuda (\S+)", versions)
+        cpus = re.search(r"cpus (\d+)", versions)
+        if smi and torch:
+            return (f"one {smi[0]} (driver {smi[1]}, torch {torch.group(1)}, CUDA {torch.group(2)}"
+                    + (f", {cpus.group(1)} CPU cores" if cpus else "") + ")")
+    raise NotGpuFigures("no machine.txt with nvidia-smi's line in " + ", ".join(map(str, out_dirs))
+                        + ": prove.sh writes it on the GPU machine (a rehearsal writes none)")
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+def _median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _runs(found: dict) -> dict:
+    """The timed runs among the figures (the tables are the other keys), refused unless each trained on a GPU."""
+    runs = {name: f for name, f in found.items() if isinstance(f, dict) and "rc" in f}
+    off_gpu = [name for name, f in runs.items() if "device" in f and not str(f["device"]).startswith("cuda")]
+    if off_gpu:
+        raise NotGpuFigures(f"runs {', '.join(off_gpu)} trained on {runs[off_gpu[0]]['device']}, not a GPU")
+    return runs
+
+
+def docs_block(found: dict, machine: str) -> tuple[str, list[str]]:
+    """The Speed page's GPU table from prove.sh's figures, and the targets' verdicts (printed, not written)."""
+    runs = _runs(found)
+    rows = []
+    verdicts = [f"run {name} failed (exit status {f['rc']}): its figures are missing"
+                for name, f in runs.items() if f["rc"] != 0]
+
+    def run_row(label: str, f: dict) -> str:
+        step = "CUDA graph" if f.get("cuda_graphs") else "eager"
+        return (f"| {label} | {f['wall_seconds']:.1f} s | {f['train_seconds']:.1f} s | {f['test_accuracy']:.2f}% | "
+                f"{step}, {f.get('optimizer')} optimizer |")
+
+    recipe, eager = runs.get("model4-recipe"), runs.get("model4-eager")
+    if recipe and "train_seconds" in recipe:
+        rows.append(run_row(f"model4's recipe, {recipe['epochs']} epochs", recipe))
+        verdicts.append(f"model4's recipe in <= 10 s wall: {recipe['wall_seconds']:.1f} s, "
+                        + ("met" if recipe["wall_seconds"] <= 10 else "not met"))
+    fast = [f for name, f in sorted(runs.items()) if name.startswith("fast99-s") and "train_seconds" in f]
+    if fast:
+        accuracy, train = _mean([f["test_accuracy"] for f in fast]), _median([f["train_seconds"] for f in fast])
+        wall = _median([f["wall_seconds"] for f in fast])
+        step = "CUDA graph" if all(f.get("cuda_graphs") for f in fast) else "eager"
+        rows.append(f"| fast99, {len(fast)} seeds (mean accuracy, median times) | {wall:.1f} s | {train:.2f} s | "
+                    f"{accuracy:.2f}% | {step}, {fast[0].get('optimizer')} optimizer |")
+        verdicts.append(f"99.0% (mean of {len(fast)} seeds) in <= 1 s of training: {accuracy:.2f}% in a median "
+                        f"{train:.2f} s, " + ("met" if accuracy >= 99.0 and train <= 1 and len(fast) >= 10
+                                              else "not met"))
+    lines = [f"On {machine}, measured by `results/gpu/prove.sh`: wall is process start to exit, training the "
+             "epochs' own clock, the accuracy the final epoch's on the 10,000 test images.", "",
+             "| what ran | wall | training | test accuracy | step |", "|---|---:|---:|---:|---|", *rows]
+    if recipe and eager and "last_epoch_seconds" in recipe and "last_epoch_seconds" in eager:
+        lines += ["", f"model4's last epoch: {recipe['last_epoch_seconds']:.2f} s with its step "
+                  f"{'replayed from a CUDA graph' if recipe.get('cuda_graphs') else 'eager'}, "
+                  f"{eager['last_epoch_seconds']:.2f} s eager (`training.cuda_graphs=false`)."]
+    stack = found.get("stack")
+    if stack:
+        lines += ["", "| models trained together (`seeds=[...]`, model4) | " + " | ".join(str(r["models"]) for r in stack)
+                  + " |", "|---|" + "---:|" * len(stack),
+                  "| training images/s, all K | " + " | ".join(f"{r['images_per_second']:,.0f}" for r in stack) + " |",
+                  "| against K=1 | " + " | ".join(f"{r['vs_one']:.2f}x" for r in stack) + " |"]
+        eight = next((r for r in stack if r["models"] == 8), None)
+        if eight:
+            verdicts.append(f"K = 8 stacked >= 5x one model's images/s: {eight['vs_one']:.2f}x, "
+                            + ("met" if eight["vs_one"] >= 5 else "not met"))
+    pipelines = found.get("pipelines")
+    if pipelines:
+        lines += ["", "| pipeline, model4, whole epochs (training + evaluation) | epoch | images/s | against the seeds' |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {p['pipeline']} | {p['epoch_seconds']:.1f} s | {p['images_per_second']:,.0f} | "
+                  f"{p['vs_seeds']:.2f}x |" for p in pipelines]
+        ours = next((p for p in pipelines if p["pipeline"].startswith("tinyhub")), None)
+        if ours:
+            verdicts.append(f">= 10x the seeds' pipeline, whole epochs: {ours['vs_seeds']:.2f}x, "
+                            + ("met" if ours["vs_seeds"] >= 10 else "not met"))
+    zoo = found.get("zoo")
+    if zoo and "stage_seconds" in zoo:
+        lines += ["", f"A zoo side by side (`tinyhub reproduce --jobs 4`, each recipe's three seeds stacked): "
+                  f"{len(zoo['job_seconds'])} recipes in {zoo['stage_seconds']} s, each job "
+                  + ", ".join(f"{name.split()[0]} {s} s" for name, s in zoo["job_seconds"].items()) + "."]
+    return "\n".join(lines) + "\n", verdicts
+
+
+def write_docs(out_dirs: list[Path], page: Path = PAGE) -> list[str]:
+    """Merge the calls' figures.json, check they are a GPU's, and write the Speed page's block; the verdicts."""
+    found = {}
+    for out in out_dirs:
+        found.update(json.loads((out / "figures.json").read_text()))
+    _runs(found)  # the runs' own devices first: the plainest reason a rehearsal's figures are refused
+    block, verdicts = docs_block(found, _machine(out_dirs))
+    replace_between(page, BEGIN, END, block)
+    return verdicts
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["docs"]:
+        try:
+            verdicts = write_docs([Path(p) for p in sys.argv[2:]])
+        except (NotGpuFigures, FileNotFoundError) as e:
+            sys.exit(f"figures.py docs: {e}; the Speed page is unchanged")
+        print(f"wrote the GPU table into {PAGE}")
+        for line in verdicts:
+            print("target:", line)
+        return
     log, runs, dest = map(Path, sys.argv[1:4])
     found = figures(log, runs)
     for name, f in found.items():

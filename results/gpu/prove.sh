@@ -1,8 +1,10 @@
 #!/bin/bash
 # The GPU proof in one call (≤ 5 minutes on an H100/H200): the gpu tests, model4's 15-epoch recipe end to end (and
 # three epochs of its eager step, against the CUDA graph), the speed recipe's runs, the seeds stacked K = 1..16, and
-# tinyhub against the seeds' pipeline on the same GPU. Every figure goes to $OUT (prove.log, figures.json);
-# results/gpu/figures.py turns them into the docs' table.
+# tinyhub against the seeds' pipeline on the same GPU. Every figure goes to $OUT (prove.log, figures.json, and
+# machine.txt: the GPU, driver and versions); back on the CPU machine,
+# `python results/gpu/figures.py docs OUT [OUT2]` writes them into the Speed page's GPU table (a rehearsal's CPU
+# figures are refused) and prints them against the targets.
 #
 #   on the CPU machine, once:  bash results/gpu/prepare.sh            (wheels into .whl/, MNIST into .gpu/mnist)
 #   rehearsal on the CPU:      PROVE_REHEARSAL=1 OUT=/tmp/prove-out bash results/gpu/prove.sh
