@@ -55,7 +55,9 @@ def test_bench_stack_trains_k_models_together_and_the_gpu_figures_read_its_table
     assert r.returncode == 0, r.stderr[-3000:]
     log = tmp_path / "prove.log"
     log.write_text(r.stdout)
-    stack = _gpu_figures().tables(log)["stack"]
+    tables = _gpu_figures().tables(log)
+    assert tables["bench_devices"] == ["cpu"]  # what keeps these figures out of the Speed page's GPU table
+    stack = tables["stack"]
     assert [row["models"] for row in stack] == [1, 2], r.stdout
     one, two = stack
     assert one["vs_one"] == 1.0 and one["per_model"] == one["images_per_second"]
@@ -281,8 +283,9 @@ def test_the_gpu_table_is_written_from_a_gpu_proofs_figures_and_never_from_a_reh
                            dict(pipeline="tinyhub (tinyhub.trainer.train)", epoch_seconds=2.5,
                                 images_per_second=150000.0, vs_seeds=12.0)],
              "zoo": {"job_seconds": {"gap2k seeds [0, 1, 2] together": 20}, "stage_seconds": 22}}
-    rehearsal, proof = tmp_path / "rehearsal", tmp_path / "proof"
-    for out, figures in ((rehearsal, {"model4-recipe": dict(run, device="cpu")}), (proof, found)):
+    rehearsal, benched, proof = tmp_path / "rehearsal", tmp_path / "benched", tmp_path / "proof"
+    for out, figures in ((rehearsal, {"model4-recipe": dict(run, device="cpu")}),
+                         (benched, {"stack": found["stack"], "bench_devices": ["cpu"]}), (proof, found)):
         out.mkdir()
         (out / "figures.json").write_text(json.dumps(figures))
     (proof / "machine.txt").write_text(
@@ -290,7 +293,7 @@ def test_the_gpu_table_is_written_from_a_gpu_proofs_figures_and_never_from_a_reh
         "python 3.12.3 | torch 2.14.1+cu130 cuda 13.0 | accelerate 1.16.0 | hub 2.4.0 | datasets 5.2.0 "
         "| gpu NVIDIA H200 | cpus 16\n")
 
-    for refused in ([rehearsal], [proof, rehearsal]):  # CPU figures, alone or beside a GPU's
+    for refused in ([rehearsal], [proof, rehearsal], [proof, benched]):  # CPU figures, alone or beside a GPU's
         try:
             gpu.write_docs(refused, page)
         except gpu.NotGpuFigures as e:

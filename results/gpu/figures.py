@@ -48,6 +48,7 @@ _STACK_ROW = re.compile(r"^(\d+)\s+" + r"\s+".join([_NUMBER] * 4) + r"\s+([\d.]+
 # `bench`: pipeline name, images/s, train s, eval s, epoch s, vs seeds, peak MiB
 _PIPELINE_ROW = re.compile(r"^(seeds' pipeline.*?|tinyhub .*?)\s{2,}" + r"\s+".join([_NUMBER] * 4)
                            + r"\s+([\d.]+)x\s+([\d,]+)$", re.M)
+_BENCH_DEVICE = re.compile(r"test images on (\S+) \|")
 _ZOO_JOB = re.compile(r"^\[(.+?)\] done in (\d+)s$", re.M)
 _STAGE = re.compile(r"^== (.*) (\d\d):(\d\d):(\d\d)$", re.M)
 
@@ -71,6 +72,9 @@ def tables(log: Path) -> dict:
                  for name, a, t, e, ep, r, p in _PIPELINE_ROW.findall(text)]
     if pipelines:
         out["pipelines"] = pipelines
+    devices = sorted(set(_BENCH_DEVICE.findall(text)))  # the bench runs' own header lines
+    if devices:
+        out["bench_devices"] = devices
     jobs = {name: int(s) for name, s in _ZOO_JOB.findall(text)}
     if jobs:
         stages = {name: int(h) * 3600 + int(m) * 60 + int(sec) for name, h, m, sec in _STAGE.findall(text)}
@@ -123,6 +127,9 @@ def _runs(found: dict) -> dict:
     off_gpu = [name for name, f in runs.items() if "device" in f and not str(f["device"]).startswith("cuda")]
     if off_gpu:
         raise NotGpuFigures(f"runs {', '.join(off_gpu)} trained on {runs[off_gpu[0]]['device']}, not a GPU")
+    benched_off_gpu = [d for d in found.get("bench_devices", []) if not d.startswith("cuda")]
+    if benched_off_gpu:
+        raise NotGpuFigures(f"the bench tables were measured on {benched_off_gpu[0]}, not a GPU")
     return runs
 
 
@@ -191,9 +198,10 @@ def docs_block(found: dict, machine: str) -> tuple[str, list[str]]:
 def write_docs(out_dirs: list[Path], page: Path = PAGE) -> list[str]:
     """Merge the calls' figures.json, check they are a GPU's, and write the Speed page's block; the verdicts."""
     found = {}
-    for out in out_dirs:
-        found.update(json.loads((out / "figures.json").read_text()))
-    _runs(found)  # the runs' own devices first: the plainest reason a rehearsal's figures are refused
+    for out in out_dirs:  # each call's figures checked on their own: the runs' and the bench's devices first,
+        figures = json.loads((out / "figures.json").read_text())  # the plainest reason a rehearsal's are refused
+        _runs(figures)
+        found.update(figures)
     block, verdicts = docs_block(found, _machine(out_dirs))
     replace_between(page, BEGIN, END, block)
     return verdicts
