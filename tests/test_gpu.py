@@ -31,9 +31,16 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not (CUDA or REHEARSAL), reaso
 DEVICE = "training.device=cpu" if REHEARSAL else "training.device=auto"
 #: Mixed precisions to compare with fp32: fp16 (with loss scaling) runs on CUDA only.
 PRECISIONS = ["bf16"] if REHEARSAL else ["bf16", "fp16"]
-#: How far a mixed-precision run's final test accuracy may be from fp32's, same seed, 2 epochs of 3,000 images.
+#: How far a mixed-precision run's final test accuracy may be from fp32's (same seed), and a two-process run's from
+#: the seeds' spread, after 2 epochs of 12,000 images (SETTLED).
 PRECISION_TOLERANCE = 1.5  # points
-SMALL = [*FAST, "model=opt6k", "data.subset=3000", "training.epochs=2", "seed=0", DEVICE]
+# Cosine: the rate anneals to ~0 by the last step, so the final accuracy settles; under FAST's constant rate it
+# swings by 10 points from one step to the next (74.49% for one process, 85.31% for two, same losses to 0.05).
+SMALL = [*FAST, "model=opt6k", "data.subset=3000", "training.epochs=2", "training.scheduler.name=cosine", "seed=0",
+         DEVICE]
+# Accuracy comparisons train on 12,000 images: after 3,000, one seed's bf16 and fp32 runs stood 2.2 points apart
+# (92.03%, 94.19%); after 12,000, 0.06 (97.56%, 97.62%), the seeds at batch 128 96.30-97.23%.
+SETTLED = "data.subset=12000"
 
 
 def _record(run: Path) -> dict:
@@ -68,8 +75,8 @@ def test_accelerate_launch_trains_on_the_device(mnist_dir, tmp_path):
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_mixed_precision_stays_within_its_tolerance_of_fp32(mnist_dir, tmp_path, precision):
-    fp32 = _train(mnist_dir, tmp_path / "fp32")
-    mixed = _train(mnist_dir, tmp_path / precision, f"training.mixed_precision={precision}")
+    fp32 = _train(mnist_dir, tmp_path / "fp32", SETTLED)
+    mixed = _train(mnist_dir, tmp_path / precision, SETTLED, f"training.mixed_precision={precision}")
     assert mixed["mixed_precision"] == precision
     gap = abs(mixed["final"]["test_accuracy"] - fp32["final"]["test_accuracy"])
     assert gap <= PRECISION_TOLERANCE, (precision, mixed["final"]["test_accuracy"], fp32["final"]["test_accuracy"])
@@ -136,10 +143,17 @@ def test_a_stack_draws_each_seeds_dropout_from_that_seed(mnist_dir, tmp_path):
 
 @pytest.mark.skipif(not REHEARSAL and torch.cuda.device_count() < 2, reason="needs two GPUs")
 def test_two_processes_give_the_same_record_shape_and_accuracy(mnist_dir, tmp_path):
-    one = _train(mnist_dir, tmp_path / "one", "data.batch_size=128")  # the same global batch as 2 x 64
-    r = _launch(mnist_dir, tmp_path / "two", 2)
+    # One process at the same global batch (2 x 64), three seeds stacked: their spread is what "the same accuracy"
+    # means for a run whose images are split differently between the steps.
+    stacked = run_cli("train", *SMALL, f"data.dir={mnist_dir}", f"run.dir={tmp_path / 'one'}", SETTLED,
+                      "data.batch_size=128", "seeds=[0,1,2]")
+    assert stacked.returncode == 0, stacked.stderr[-3000:]
+    seeds = [_record(tmp_path / "one" / f"seed_{s}") for s in range(3)]
+    r = _launch(mnist_dir, tmp_path / "two", 2, SETTLED)
     assert r.returncode == 0, r.stderr[-3000:]
     two = _record(tmp_path / "two")
-    assert two["world_size"] == 2 and set(two) == set(one)
-    assert two["final"]["test_total"] == one["final"]["test_total"]  # every test image counted once
-    assert abs(two["final"]["test_accuracy"] - one["final"]["test_accuracy"]) <= 2 * PRECISION_TOLERANCE
+    assert two["world_size"] == 2 and set(two) == set(seeds[0])
+    assert two["final"]["test_total"] == seeds[0]["final"]["test_total"]  # every test image counted once
+    spread = [s["final"]["test_accuracy"] for s in seeds]
+    assert min(spread) - PRECISION_TOLERANCE <= two["final"]["test_accuracy"] <= max(spread) + PRECISION_TOLERANCE, (
+        two["final"]["test_accuracy"], spread)
