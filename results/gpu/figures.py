@@ -35,7 +35,8 @@ def figures(log: Path, runs: Path) -> dict:
             out[name] = entry
             continue
         entry.update(device=r.device, hardware=r.hardware.text, train_seconds=round(r.train_seconds, 2),
-                     last_epoch_seconds=r.epochs[-1].epoch_seconds, test_accuracy=r.final.test_accuracy,
+                     last_epoch_seconds=r.epochs[-1].epoch_seconds, last_eval_seconds=r.epochs[-1].eval_seconds,
+                     test_accuracy=r.final.test_accuracy,
                      epochs=len(r.epochs), mixed_precision=r.mixed_precision, cuda_graphs=r.cuda_graphs,
                      optimizer=r.optimizer_implementation)
         out[name] = entry
@@ -167,6 +168,10 @@ def docs_block(found: dict, machine: str) -> tuple[str, list[str]]:
         lines += ["", f"model4's last epoch: {recipe['last_epoch_seconds']:.2f} s with its step "
                   f"{'replayed from a CUDA graph' if recipe.get('cuda_graphs') else 'eager'}, "
                   f"{eager['last_epoch_seconds']:.2f} s eager (`training.cuda_graphs=false`)."]
+    big_eval = runs.get("model4-evalbatch")
+    if recipe and big_eval and "last_eval_seconds" in recipe and "last_eval_seconds" in big_eval:
+        lines += ["", f"Evaluating the 10,000 test images: {recipe['last_eval_seconds']:.3f} s at 250 images per "
+                  f"forward (`data.eval_batch_size`'s default), {big_eval['last_eval_seconds']:.3f} s at 10,000."]
     stack = found.get("stack")
     if stack:
         lines += ["", "| models trained together (`seeds=[...]`, model4) | " + " | ".join(str(r["models"]) for r in stack)

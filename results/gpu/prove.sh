@@ -1,6 +1,6 @@
 #!/bin/bash
 # The GPU proof in one call (≤ 5 minutes on an H100/H200): the gpu tests, model4's 15-epoch recipe end to end (and
-# three epochs of its eager step, against the CUDA graph), the speed recipe's runs, the seeds stacked K = 1..16, and
+# three epochs of its eager step, against the CUDA graph; one epoch evaluated in one batch), the speed recipe's runs, the seeds stacked K = 1..16, and
 # tinyhub against the seeds' pipeline on the same GPU. Every figure goes to $OUT (prove.log, figures.json, and
 # machine.txt: the GPU, driver and versions); back on the CPU machine,
 # `python results/gpu/figures.py docs OUT [OUT2]` writes them into the Speed page's GPU table (a rehearsal's CPU
@@ -57,6 +57,9 @@ if part 1; then
 
   stage "model4 recipe, 3 epochs of the eager step (training.cuda_graphs=false), for the step's speed-up"
   train model4-eager model=model4 training.epochs=3 training.cuda_graphs=false $SMALL
+
+  stage "model4, one epoch evaluated 10,000 test images per forward (data.eval_batch_size=10000; the default is 250)"
+  train model4-evalbatch model=model4 training.epochs=1 data.eval_batch_size=10000 $SMALL
 
   stage "speed recipe fast99, $FAST_SEEDS seeds"
   for s in $(seq 0 $((FAST_SEEDS - 1))); do train fast99-s$s model=fast99 seed=$s $SMALL; done
