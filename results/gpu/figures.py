@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -112,16 +113,6 @@ def _machine(out_dirs: list[Path]) -> str:
                         + ": prove.sh writes it on the GPU machine (a rehearsal writes none)")
 
 
-def _mean(values):
-    return sum(values) / len(values)
-
-
-def _median(values):
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def _runs(found: dict) -> dict:
     """The timed runs among the figures (the tables are the other keys), refused unless each trained on a GPU."""
     runs = {name: f for name, f in found.items() if isinstance(f, dict) and "rc" in f}
@@ -153,8 +144,9 @@ def docs_block(found: dict, machine: str) -> tuple[str, list[str]]:
                         + ("met" if recipe["wall_seconds"] <= 10 else "not met"))
     fast = [f for name, f in sorted(runs.items()) if name.startswith("fast99-s") and "train_seconds" in f]
     if fast:
-        accuracy, train = _mean([f["test_accuracy"] for f in fast]), _median([f["train_seconds"] for f in fast])
-        wall = _median([f["wall_seconds"] for f in fast])
+        accuracy = statistics.mean(f["test_accuracy"] for f in fast)
+        train = statistics.median(f["train_seconds"] for f in fast)
+        wall = statistics.median(f["wall_seconds"] for f in fast)
         step = "CUDA graph" if all(f.get("cuda_graphs") for f in fast) else "eager"
         rows.append(f"| fast99, {len(fast)} seeds (mean accuracy, median times) | {wall:.1f} s | {train:.2f} s | "
                     f"{accuracy:.2f}% | {step}, {fast[0].get('optimizer')} optimizer |")
@@ -174,8 +166,8 @@ def docs_block(found: dict, machine: str) -> tuple[str, list[str]]:
                   f"forward (`data.eval_batch_size`'s default), {big_eval['last_eval_seconds']:.3f} s at 10,000."]
     stack = found.get("stack")
     if stack:
-        lines += ["", "| models trained together (`seeds=[...]`, model4) | " + " | ".join(str(r["models"]) for r in stack)
-                  + " |", "|---|" + "---:|" * len(stack),
+        lines += ["", "| models trained together (`seeds=[...]`, model4) | "
+                  + " | ".join(str(r["models"]) for r in stack) + " |", "|---|" + "---:|" * len(stack),
                   "| training images/s, all K | " + " | ".join(f"{r['images_per_second']:,.0f}" for r in stack) + " |",
                   "| against K=1 | " + " | ".join(f"{r['vs_one']:.2f}x" for r in stack) + " |"]
         eight = next((r for r in stack if r["models"] == 8), None)
@@ -184,7 +176,8 @@ def docs_block(found: dict, machine: str) -> tuple[str, list[str]]:
                             + ("met" if eight["vs_one"] >= 5 else "not met"))
     pipelines = found.get("pipelines")
     if pipelines:
-        lines += ["", "| pipeline, model4, whole epochs (training + evaluation) | epoch | images/s | against the seeds' |",
+        lines += ["", "| pipeline, model4, whole epochs (training + evaluation) | epoch | images/s "
+                  "| against the seeds' |",
                   "|---|---:|---:|---:|"]
         lines += [f"| {p['pipeline']} | {p['epoch_seconds']:.1f} s | {p['images_per_second']:,.0f} | "
                   f"{p['vs_seeds']:.2f}x |" for p in pipelines]
