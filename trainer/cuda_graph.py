@@ -20,29 +20,29 @@ import logging
 import torch
 from torch import nn
 
+from .stack import StackedDropout
+
 logger = logging.getLogger(__name__)
 WARMUP_STEPS = 3
-SETTINGS = ("auto", "true", "false")
 
 
 def setting(value) -> str:
-    """training.cuda_graphs as one of auto | true | false (Hydra hands booleans over as bool)."""
-    text = str(value).lower()
-    return text if text in SETTINGS else "invalid"
+    """training.cuda_graphs as auto | true | false (Hydra hands booleans over as bool; check_values has refused
+    anything else)."""
+    return str(value).lower()
 
 
-def accelerator_kwargs(value) -> list:
+def accelerator_kwargs(value, on_cuda: bool) -> list:
     """The Accelerator's kwargs_handlers for a run with this training.cuda_graphs: a step that may be captured must
-    not keep autocast's cast weights from one replay to the next."""
+    not keep autocast's cast weights from one replay to the next. Nothing changes on the CPU."""
     from accelerate.utils import AutocastKwargs
 
-    return [AutocastKwargs(cache_enabled=False)] if setting(value) != "false" else []
+    return [AutocastKwargs(cache_enabled=False)] if on_cuda and setting(value) != "false" else []
 
 
 def draws_random_numbers(model: nn.Module) -> bool:
     """Whether the model's training forward draws from a random generator (dropout)."""
-    return any(getattr(m, "p", 0) > 0 for m in model.modules()
-               if isinstance(m, nn.modules.dropout._DropoutNd) or type(m).__name__ == "StackedDropout")
+    return any(m.p > 0 for m in model.modules() if isinstance(m, (nn.modules.dropout._DropoutNd, StackedDropout)))
 
 
 def capture_blockers(*, device: torch.device, processes: int, mixed_precision: str, compiled: bool,

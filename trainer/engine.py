@@ -261,7 +261,7 @@ def _start_accelerator(cfg: TrainConfig, run_scope: contextlib.ExitStack):
     accelerator = Accelerator(
         cpu=tr.device == "cpu",
         mixed_precision=tr.mixed_precision,
-        kwargs_handlers=cuda_graph.accelerator_kwargs(tr.cuda_graphs),
+        kwargs_handlers=cuda_graph.accelerator_kwargs(tr.cuda_graphs, tr.device != "cpu" and torch.cuda.is_available()),
         log_with=None if cfg.report_to == "none" else cfg.report_to,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
     )

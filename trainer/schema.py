@@ -511,6 +511,8 @@ def config_dict(cfg: TrainConfig) -> dict:
 
 # ---- values and relations: checked once, when a configuration becomes a TrainConfig ----
 #: Names each choice setting takes.
+#: training.cuda_graphs (Hydra hands true and false over as booleans, so it is checked apart from CHOICES)
+CUDA_GRAPHS = ("auto", "true", "false")
 CHOICES = {
     "training.device": ("auto", "cpu"),
     "data.source": ("auto", "local", "hub"),
@@ -605,7 +607,7 @@ def check_values(cfg: TrainConfig) -> None:
             listed = ", ".join(choices[:-1]) + f" or {choices[-1]}"
             meaning = _CHOICE_MEANING.get(key)
             raise ConfigError(f"{key}={value!r}: choose {listed}" + (f" ({meaning})" if meaning else "") + ".")
-    if str(cfg.training.cuda_graphs).lower() not in ("auto", "true", "false"):
+    if str(cfg.training.cuda_graphs).lower() not in CUDA_GRAPHS:
         raise ConfigError(f"training.cuda_graphs={cfg.training.cuda_graphs!r}: choose auto, true or false.")
     if not (isinstance(cfg.progress, bool) or str(cfg.progress).lower() == "auto"):
         raise ConfigError(f"progress={cfg.progress!r}: choose auto, true or false.")

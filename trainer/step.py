@@ -30,10 +30,9 @@ def optimizer_implementation(setting: str, device: torch.device | str) -> str:
     return "fused" if torch.device(device).type == "cuda" else "forloop"
 
 
-def build_optimizer(params, opt: OptimizerConfig, device: torch.device | str = "cpu") -> torch.optim.Optimizer:
-    """The recipe's optimizer for parameters that will train on `device` (they may still be on the CPU)."""
+def build_optimizer(params, opt: OptimizerConfig, implementation: str = "forloop") -> torch.optim.Optimizer:
+    """The recipe's optimizer, running `implementation`'s kernels (optimizer_implementation resolves auto)."""
     name = opt.name.lower()
-    implementation = optimizer_implementation(opt.implementation, device)
     kernels = {"foreach": implementation == "foreach", "fused": implementation == "fused" or None}
     if name == "sgd":
         return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
@@ -151,7 +150,8 @@ def assemble_step(model: torch.nn.Module, training: TrainingConfig, accelerator:
                   steps_per_epoch: int, n_models: int = 1, teachers: list | None = None) -> AssembledStep:
     """The recipe's training step for `model` (one model or a ModelStack of `n_models`): optimizer, schedule, EMA,
     torch.compile, Accelerate's prepare, the loss with label smoothing and the teachers' soft targets."""
-    optimizer = build_optimizer(model.parameters(), training.optimizer, accelerator.device)
+    implementation = optimizer_implementation(training.optimizer.implementation, accelerator.device)
+    optimizer = build_optimizer(model.parameters(), training.optimizer, implementation)
     scheduler, when = build_scheduler(optimizer, training.scheduler, epochs, steps_per_epoch)
     ema = None
     if training.ema:
@@ -176,6 +176,4 @@ def assemble_step(model: torch.nn.Module, training: TrainingConfig, accelerator:
             deterministic=training.deterministic, n_models=n_models, model=model)
         if not not_captured:
             step = GraphedStep(step)
-    return AssembledStep(step, train_model, optimizer, scheduler, when, ema,
-                         optimizer_implementation(training.optimizer.implementation, accelerator.device),
-                         not_captured)
+    return AssembledStep(step, train_model, optimizer, scheduler, when, ema, implementation, not_captured)

@@ -77,7 +77,7 @@ def _profile(cfg, threads: int, batches: int = 40) -> dict:
         model = model.to(memory_format=torch.channels_last)
     AcceleratorState._reset_state(reset_partial_state=True)  # the engine's run before this left its own state
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=tr.mixed_precision,
-                              kwargs_handlers=cuda_graph.accelerator_kwargs(tr.cuda_graphs))
+                              kwargs_handlers=cuda_graph.accelerator_kwargs(tr.cuda_graphs, torch.cuda.is_available()))
     teachers = load_teachers(teacher_specs(tr.distill.teacher), label_names=splits.label_names,
                              image_shape=splits.image_shape, device=accelerator.device)
     trainer = assemble_step(model, tr, accelerator, epochs=tr.epochs, steps_per_epoch=10**6, teachers=teachers)
