@@ -121,11 +121,13 @@ def _credit(identity: DatasetIdentity, name: str, hub_id: str | None) -> str:
     if identity.canonical == "mnist":
         where = {"idx": "from the original IDX files (SHA-256 checksums verified)",
                  "hub": f"loaded from the Hugging Face dataset {link}{at}",
-                 "folder": "from a saved copy whose every image and label is canonical MNIST's"}[identity.source]
+                 "folder": "from a saved copy whose every image and label is canonical MNIST's"}.get(
+            identity.source, f"read by the `{identity.source}` data source, every image and label canonical MNIST's")
         return f"{MNIST_AUTHORS}, {where}."
     if identity.source == "hub" or (hub_id and identity.source != "idx"):
         return f"the Hugging Face dataset {link}{at}."
-    kind = "local IDX files" if identity.source == "idx" else "a folder saved with 🤗 Datasets"
+    kind = {"idx": "local IDX files", "folder": "a folder saved with 🤗 Datasets"}.get(
+        identity.source, f"read by the `{identity.source}` data source")
     return f"`{name}` ({kind}" + (f"; on the Hub as {link}" if link else "") + ")."
 
 
@@ -344,8 +346,14 @@ def load_exports(run_dir: str | Path) -> ExportsRecord | None:
     return exports
 
 
-#: How the card names each export format.
-FORMAT_NAMES = {"onnx": "ONNX float32", "int8": "ONNX int8 (static, QDQ)"}
+def _format_name(name: str) -> str:
+    """How the card names an export format: its registry's text (a plugin's, when it is installed)."""
+    from tinyhub.registry import EXPORT_FORMATS
+
+    try:
+        return EXPORT_FORMATS.help(name) or name
+    except (KeyError, ImportError):
+        return name
 
 
 def _deploy_rows(exports: ExportsRecord, run_dir: Path) -> list[list[str]]:
@@ -353,7 +361,7 @@ def _deploy_rows(exports: ExportsRecord, run_dir: Path) -> list[list[str]]:
     rows = [["PyTorch float32 (`model.safetensors`)", f"{weights / 1024:,.1f} KiB",
              f"{exports.pytorch_test_accuracy:.2f}%", "—", "—", "", ""]]
     for f in exports.passed:
-        rows.append([f"{FORMAT_NAMES[f.format]} (`{f.file}`)", f"{f.bytes / 1024:,.1f} KiB",
+        rows.append([f"{_format_name(f.format)} (`{f.file}`)", f"{f.bytes / 1024:,.1f} KiB",
                      f"{f.test_accuracy:.2f}%", f"{f.agreement:.2f}%", f"{f.max_logit_difference:.2g}",
                      f"{f.latency_ms:.3f} ms", f"{f.images_per_second:,.0f}"])
     return rows
@@ -385,7 +393,7 @@ def _reproduce_command(results: RunRecord, dataset: CardDataset) -> str:
     placeholder, data_dir = f"/path/to/{_slug(dataset.name)}", None
     if dataset.identity.source == "folder" and not dataset.mnist:
         replace["data.dataset"] = placeholder
-    elif dataset.identity.source == "idx" and not dataset.mnist:
+    elif dataset.identity.source not in ("hub", "folder") and not dataset.mnist:  # IDX files, a plugin's data
         data_dir = placeholder
     return results.train_command(data_dir=data_dir, replace=replace)
 

@@ -18,6 +18,7 @@ site under experiments/, so the Results page links to them and their READMEs lin
 from __future__ import annotations
 
 import dataclasses
+import html
 import importlib
 import importlib.util
 import inspect
@@ -77,17 +78,12 @@ def _nested(cls: type, f: dataclasses.Field) -> type | None:
     return None
 
 
-def _limits() -> dict:
-    from tinyhub.trainer.schema import SWEEP_LIMITS, TRAIN_LIMITS
-
-    return {limit.key: limit for limit in (*TRAIN_LIMITS, *SWEEP_LIMITS)}
-
-
 def _schema_tables(cls: type, prefix: str = "", level: int = 2, *, defaults: bool = True,
                    seen: set | None = None) -> list[str]:
+    from tinyhub.trainer.schema import described_choices
+
     seen = set() if seen is None else seen
-    limits = _limits() if defaults else {}
-    notes = _field_notes(cls)
+    notes = _field_notes(cls)  # a record's fields are documented by their comments; a setting's by its declaration
     out, children = [], []
     title = f"`{prefix.rstrip('.')}`" if prefix else f"`{cls.__name__}`"
     out.append(f"{'#' * level} {title}\n")
@@ -100,15 +96,21 @@ def _schema_tables(cls: type, prefix: str = "", level: int = 2, *, defaults: boo
     for f in dataclasses.fields(cls):
         child = _nested(cls, f)
         kind = str(f.type).replace("|", "or")
-        note = notes.get(f.name, "").replace("|", "\\|")
+        facts = f.metadata.get("tinyhub")
+        # escaped: placeholders such as <root> are text, not tags
+        note = html.escape(facts.help if facts else notes.get(f.name, ""), quote=False).replace("|", "\\|")
         if child is not None and child not in seen:
             seen.add(child)
             children.append((f"{prefix}{f.name}.", child))
             note = (note.rstrip(".") + ". " if note else "") + f"See [`{prefix}{f.name}`](#{_anchor(prefix + f.name)})."
-        limit = limits.get(prefix + f.name)
-        if limit is not None and limit.range_text:
+        if facts and facts.range_text:
+            span = facts.range_text
             pair = " (each of the two)" if "List" in kind and f.name != "seeds" else ""
-            note = (note.rstrip(".") + ". " if note else "") + f"Allowed{pair}:{limit.range_text}."
+            note = (note.rstrip(".") + ". " if note else "") + f"Allowed{pair}:{span}."
+        if facts and facts.read_by is not None:
+            note = (note.rstrip(".") + ". " if note else "") + f"Read only with `{prefix}name` = {' or '.join(facts.read_by)}."
+        if facts and facts.choices is not None:
+            note = (note.rstrip(".") + ". " if note else "") + f"One of: {', '.join(described_choices(facts))}."
         cells = [f"`{prefix}{f.name}`", f"`{kind}`", *([_default(f)] if defaults else []), note]
         rows.append("| " + " | ".join(cells) + " |")
     out.append(head + "\n" + "\n".join(rows) + "\n")

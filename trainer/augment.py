@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from tinyhub.errors import UsageError
 
 from .record import Augmentation
-from .schema import TRAIN_LIMITS, TrainConfig, check_limits
+from .schema import AugmentSchema, TrainConfig, check_limits, limits_of
 
-AUGMENT_LIMITS = tuple(limit for limit in TRAIN_LIMITS if limit.key.startswith("augment."))
+AUGMENT_LIMITS = limits_of(AugmentSchema, "augment.")
 
 
 class AugmentConfigError(UsageError, ValueError):

@@ -56,9 +56,8 @@ def compose_baseline(group: str | None) -> dict:
     return out
 
 
-#: Keys that say where this machine keeps things or how it printed, not what was trained.
-MACHINE_KEYS = ("run", "progress", "data.dir", "data.cache_dir", "training.threads", "training.keep_freed_memory",
-                "training.resume", "hydra")
+#: Keys that say where this machine keeps things or how it printed, not what was trained (declared `machine`).
+MACHINE_KEYS = (*schema_module.keys_where(schema_module.TrainConfig, "machine"), "hydra")
 
 
 def recipe_overrides(cfg: dict) -> list[str]:
@@ -79,9 +78,9 @@ def recipe_overrides(cfg: dict) -> list[str]:
     return out
 
 
-#: What may change when a run is resumed: where things are and how it reports, never what it computes.
-RESUME_MAY_CHANGE = (*MACHINE_KEYS, "report_to", "tracker_project", "training.checkpoint_every",
-                     "training.keep_checkpoints", "data.eval_batch_size")
+#: What may change when a run is resumed: where things are and how it reports, never what it computes (declared
+#: `machine` or `resumable`).
+RESUME_MAY_CHANGE = (*MACHINE_KEYS, *schema_module.keys_where(schema_module.TrainConfig, "resumable"))
 _ABSENT = object()
 
 
@@ -166,13 +165,11 @@ def check_composes(overrides: list[str], *, config_name: str = "train", config_d
         if key and not any(_split_override(o)[0] == key for o in overrides):  # it is in a recipe file, not typed
             error = ConfigError(f"the recipe {config_name!r}{f' in {config_dir}' if config_dir else ''}: {error}")
         raise error from e
-    if "hpo" in composed:  # a sweep: its own numbers first (the training part may take its values from them)
-        from types import SimpleNamespace
-
+    if "hpo" in composed:  # a sweep: its own settings first (the training part may take its values from them)
         from omegaconf import OmegaConf
 
         hpo = schema_module.checked(schema_module.HpoConfig, OmegaConf.to_container(composed.hpo, resolve=True), "hpo.")
-        schema_module.check_limits(SimpleNamespace(hpo=hpo), schema_module.SWEEP_LIMITS, schema_module.SweepConfig)
+        schema_module.check_hpo(hpo)
     schema_module.typed_config(composed)  # every value and relation, checked as the configuration is composed
 
 

@@ -575,6 +575,87 @@ def _checked_names(names, num_classes: int, where: str) -> list[str]:
     return names
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Data sources (tinyhub.registry.DATA_SOURCES): each reads one kind of storage into a SourceData
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class SourceData:
+    """What a data source hands over. Only `tensors` is required: train_images, train_labels, test_images,
+    test_labels (and val_images, val_labels when the data has its own validation split); images uint8 (N, C, H, W)
+    or (N, H, W), labels integers 0..K-1. tinyhub checks them, computes the content fingerprint and normalisation
+    statistics (`meta`), and names the data (`identity`: MNIST by its content, else data.name) when the source
+    leaves these out."""
+
+    tensors: dict
+    label_names: list[str] | None = None  # class names in label order; None = the indices
+    names_from: str = "indices"  # where the names came from, in words
+    info: dict = field(default_factory=dict)  # what was read (paths, revision, ...), kept in results.json
+    identity: DatasetIdentity | None = None
+    meta: dict | None = None  # num_classes, fingerprint, mean, std: computed from the tensors when None
+    cache_path: Path | None = None
+
+
+def idx_source(data: DataConfig, cache_root: Path) -> SourceData:
+    """Four IDX files named like MNIST's in data.dir."""
+    if not data.dir:
+        raise DataError(f"data.source=local needs a data folder. {OFFLINE_HINT}")
+    tensors, meta, identity, names, names_from, info, cache_path = _load_idx(
+        Path(data.dir).expanduser(), name=data.name, verify=data.verify, cache_root=cache_root)
+    return SourceData(tensors, names, names_from, info, identity, meta, cache_path)
+
+
+def hub_source(data: DataConfig, cache_root: Path) -> SourceData:
+    """A Hub dataset (data.dataset at data.revision), or a folder saved with DatasetDict.save_to_disk."""
+    splits = dataclasses.asdict(data.splits) if dataclasses.is_dataclass(data.splits) else dict(data.splits or {})
+    unknown = set(splits) - set(DEFAULT_SPLITS)
+    if unknown:
+        raise DataError(f"data.splits has {sorted(unknown)}; it maps only {', '.join(DEFAULT_SPLITS)}.")
+    split_names = {**DEFAULT_SPLITS, **{k: v for k, v in splits.items() if v}}
+    tensors, meta, is_folder, info, cache_path = _load_hub_cached(data.dataset, data.revision, split_names,
+                                                                  cache_root)
+    identity = _hub_identity(data.dataset, data.revision, is_folder, data.name, meta)
+    return SourceData(tensors, meta["label_names"], "the dataset's ClassLabel feature", info, identity, meta,
+                      cache_path)
+
+
+def _completed(loaded: SourceData, source: str, name: str | None) -> SourceData:
+    """A plugin's SourceData with what tinyhub derives itself: checked uint8 tensors, meta and identity."""
+    if loaded.meta is not None and loaded.identity is not None:
+        return loaded
+    tensors = {}
+    for key, value in loaded.tensors.items():
+        t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+        if key.endswith("_images"):
+            if t.dtype != torch.uint8:
+                raise DataError(f"the {source} data source returned {key} as {t.dtype}; images must be uint8 "
+                                "(0-255).")
+            t = t.unsqueeze(1) if t.ndim == 3 else t
+        tensors[key] = t.contiguous() if key.endswith("_images") else t.long()
+    missing = [k for k in CACHE_TENSORS if k not in tensors]
+    if missing:
+        raise DataError(f"the {source} data source returned no {', '.join(missing)}.")
+    num_classes = len(loaded.label_names) if loaded.label_names else int(tensors["train_labels"].max()) + 1
+    _check_labels(tensors, num_classes, f"the labels from the {source} data source",
+                  every_class_in_train=not loaded.label_names)
+    meta = {"num_classes": num_classes, **_describe(tensors)}
+    identity = loaded.identity or _source_identity(source, name, meta["fingerprint"])
+    names = loaded.label_names or [str(i) for i in range(num_classes)]
+    return SourceData(tensors, names, loaded.names_from, {"kind": source, **loaded.info}, identity, meta,
+                      loaded.cache_path)
+
+
+def _source_identity(source: str, name: str | None, fingerprint: str) -> DatasetIdentity:
+    if fingerprint == MNIST_FINGERPRINT:
+        return DatasetIdentity(MNIST_NAME, source, "its content (every image and label of canonical MNIST)",
+                               fingerprint, canonical="mnist")
+    if certified_name(name):
+        raise DataError(f"data.name={name!r} names MNIST, but the {source} data is not canonical MNIST: the name "
+                        "MNIST, in any spelling, is kept for MNIST itself. Give its own name with data.name=NAME.")
+    if name:
+        return DatasetIdentity(name, source, "data.name", fingerprint)
+    return DatasetIdentity(None, source, "nothing: no data.name", fingerprint)
+
+
 def load_dataset_splits(
     *,
     source: str = "auto",
@@ -591,8 +672,9 @@ def load_dataset_splits(
 ) -> DatasetSplits:
     """Load train/test (and a validation split: the dataset's own, else carved from train) as uint8 tensors.
 
-    source: "local" (IDX files in `dir`), "hub" (`dataset`: a Hub id or a folder saved with
-    `DatasetDict.save_to_disk`), or "auto" (local when `dir` or TINYHUB_DATA_DIR is set, else hub).
+    source: a name of tinyhub.registry.DATA_SOURCES: "local" (IDX files in `dir`), "hub" (`dataset`: a Hub id or
+    a folder saved with `DatasetDict.save_to_disk`), a plugin's; or "auto" (local when `dir` or TINYHUB_DATA_DIR
+    is set, else hub).
     name: the dataset's name (default $TINYHUB_DATA_NAME); needed for IDX files that are not canonical MNIST
     (unless verify=False, which trains them unidentified). "mnist" is refused for anything but MNIST itself.
     label_names: the class names in label order; default a labels.txt beside IDX files, or a Hub dataset's
@@ -601,28 +683,23 @@ def load_dataset_splits(
     val_size: images carved from train for validation, when the dataset has no validation split; 0 = none.
     subset: keep only the first N training images (tests and smoke runs); 0 keeps all.
     """
+    from tinyhub.registry import DATA_SOURCES, UnknownNameError
+
     t0 = time.perf_counter()
     dir = dir or os.environ.get("TINYHUB_DATA_DIR") or None
     name = name or os.environ.get("TINYHUB_DATA_NAME") or None
     if source == "auto":
         source = "local" if dir else "hub"
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
-
-    if source == "local":
-        if not dir:
-            raise DataError(f"data.source=local needs a data folder. {OFFLINE_HINT}")
-        tensors, meta, identity, names, names_from, info, cache_path = _load_idx(
-            Path(dir).expanduser(), name=name, verify=verify, cache_root=cache_root)
-    elif source == "hub":
-        unknown = set(splits or {}) - set(DEFAULT_SPLITS)
-        if unknown:
-            raise DataError(f"data.splits has {sorted(unknown)}; it maps only {', '.join(DEFAULT_SPLITS)}.")
-        split_names = {**DEFAULT_SPLITS, **{k: v for k, v in (splits or {}).items() if v}}
-        tensors, meta, is_folder, info, cache_path = _load_hub_cached(dataset, revision, split_names, cache_root)
-        identity = _hub_identity(dataset, revision, is_folder, name, meta)
-        names, names_from = meta["label_names"], "the dataset's ClassLabel feature"
-    else:
-        raise DataError(f"data.source must be 'local', 'hub' or 'auto', not {source!r}.")
+    data = DataConfig(source=source, dir=dir, dataset=dataset, revision=revision, name=name, verify=verify,
+                      label_names=label_names, splits=splits or {}, cache_dir=cache_dir)
+    try:
+        read = DATA_SOURCES.get(source)
+    except UnknownNameError as e:
+        raise DataError(f"data.source: {e}") from e
+    loaded = _completed(read(data, cache_root), source, name)
+    tensors, meta, identity = loaded.tensors, loaded.meta, loaded.identity
+    names, names_from, info, cache_path = loaded.label_names, loaded.names_from, loaded.info, loaded.cache_path
     if label_names:
         names, names_from = label_names, "data.label_names"
     names = _checked_names(names, meta["num_classes"], names_from)
@@ -633,7 +710,7 @@ def load_dataset_splits(
         mean=tuple(meta["mean"]), std=tuple(meta["std"]),
     )
     if split.val_labels is not None:
-        validation = f"the dataset's own {meta['splits']['validation']!r} split"
+        validation = f"the dataset's own {meta.get('splits', {}).get('validation', 'validation')!r} split"
         if val_size:
             logger.info("Validation uses %s; data.val_size=%d is not carved from train", validation, val_size)
     elif val_size:
@@ -652,7 +729,7 @@ def load_dataset_splits(
     info.update(
         name=identity.name, identity=identity.as_dict(), canonical_mnist=identity.canonical == "mnist",
         fingerprint=identity.fingerprint, label_names_from=names_from, mean=list(split.mean), std=list(split.std),
-        image_shape=list(split.image_shape), validation=validation, cache_file=str(cache_path),
+        image_shape=list(split.image_shape), validation=validation, cache_file=str(cache_path) if cache_path else None,
         load_seconds=round(time.perf_counter() - t0, 4), train_size=len(split.train_labels),
         test_size=len(split.test_labels), val_size=0 if split.val_labels is None else len(split.val_labels))
     return split

@@ -262,13 +262,26 @@ def _start_accelerator(cfg: TrainConfig, run_scope: contextlib.ExitStack):
         cpu=tr.device == "cpu",
         mixed_precision=tr.mixed_precision,
         kwargs_handlers=cuda_graph.accelerator_kwargs(tr.cuda_graphs, tr.device != "cpu" and torch.cuda.is_available()),
-        log_with=None if cfg.report_to == "none" else cfg.report_to,
+        log_with=_tracker(cfg, run_dir),
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
     )
     if tr.keep_freed_memory and accelerator.device.type == "cpu":
         host_memory.keep_freed_memory()  # speed only: where memory comes from, never a value (host_memory.py)
     set_seed(member_seeds(cfg)[0], deterministic=tr.deterministic)
     return accelerator, run_dir, resume_from, resume_changes
+
+
+def _tracker(cfg: TrainConfig, run_dir: Path):
+    """What Accelerate logs to: a built-in tracker by its name; a plugin's (tinyhub.registry.TRACKERS) as the
+    accelerate.tracking.GeneralTracker its entry point names, built with the project name and log folder."""
+    from tinyhub.registry import TRACKERS
+
+    if cfg.report_to == "none":
+        return None
+    entry = TRACKERS.entries()[cfg.report_to]
+    if entry.origin == "tinyhub":
+        return cfg.report_to
+    return TRACKERS.get(cfg.report_to)(run_name=cfg.tracker_project, logging_dir=str(run_dir / "logs"))
 
 
 def _load_data(cfg: TrainConfig, accelerator: Accelerator) -> DatasetSplits:

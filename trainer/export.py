@@ -15,6 +15,7 @@ figures are kept, and it is never uploaded.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -25,6 +26,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -35,8 +37,6 @@ from tinyhub.files import atomic_path, sha256_file
 from .record import EXPORT_EXAMPLES_FILE, ExportedFormat, ExportsRecord
 from .run_info import library_versions, this_machine
 
-#: Where each format goes, relative to the folder that holds exports.json (the run directory for a run).
-FILES = {"onnx": "onnx/model.onnx", "int8": "onnx/model_int8.onnx"}
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 MAX_DISAGREEMENT = 0.05  # % of test images
 MAX_INT8_LOSS = 0.3  # points of test accuracy
@@ -51,13 +51,56 @@ class ExportError(TinyhubError, RuntimeError):
     """The model could not be exported or checked; nothing was replaced."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportFormat:
+    """One way out (tinyhub.registry.EXPORT_FORMATS). tinyhub verifies every format the same way: `run` gives the
+    exported file's logits for raw pixels in [0, 1], on the whole test split and for the timings.
+
+    build(model, splits, work, built) -> (path of the file written in `work`, how it was calibrated or None);
+    `built` holds the paths of the formats built before it (the float ONNX graph comes first).
+    open(path, threads) -> run, where run(images01: float32 (N, C, H, W) ndarray) -> logits ndarray (N, classes).
+    """
+
+    file: str  # where it goes, relative to the folder that holds exports.json
+    build: Callable
+    open: Callable
+    help: str = ""  # its name on the card and in the reference ("ONNX float32")
+    quantized: bool = False  # held to the accuracy it loses (MAX_INT8_LOSS), not to agreement with PyTorch
+
+
+def _build_onnx(model, splits, work: Path, built: dict) -> tuple[Path, None]:
+    path = work / "model.onnx"
+    _export_onnx(model, path)
+    return path, None
+
+
+def _build_int8(model, splits, work: Path, built: dict) -> tuple[Path, str]:
+    return _quantize(built["onnx"], splits.train_images, work), _calibration_text(splits)
+
+
+def _open_onnx(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda images01: session.run([OUTPUT_NAME], {INPUT_NAME: images01})[0]
+
+
+export_onnx_float = ExportFormat("onnx/model.onnx", _build_onnx, _open_onnx, "ONNX float32")
+export_onnx_int8 = ExportFormat("onnx/model_int8.onnx", _build_int8, _open_onnx, "ONNX int8 (static, QDQ)",
+                                quantized=True)
+
+
 def export_model(model, splits, out_dir: str | Path, *, weights_sha256: str, dataset: str,
                  examples: tuple[torch.Tensor, torch.Tensor] | None = None, formats=("onnx", "int8"),
                  threads: int | None = None, log=print) -> ExportsRecord:
-    """Export `model` (a TinyClassifier in eval mode) in `formats`, verify each on `splits`' whole test split, and
-    write the files, `onnx/examples.npz` and exports.json into `out_dir`. Files are written whole (a failure
-    leaves the previous ones); exports.json last, naming each file's SHA-256."""
-    import onnxruntime as ort
+    """Export `model` (a TinyClassifier in eval mode) in `formats` (names of tinyhub.registry.EXPORT_FORMATS),
+    verify each on `splits`' whole test split, and write the files, `onnx/examples.npz` and exports.json into
+    `out_dir`. Files are written whole (a failure leaves the previous ones); exports.json last, naming each
+    file's SHA-256."""
+    from tinyhub.registry import EXPORT_FORMATS
 
     out_dir = Path(out_dir)
     threads = threads or len(os.sched_getaffinity(0))
@@ -66,29 +109,30 @@ def export_model(model, splits, out_dir: str | Path, *, weights_sha256: str, dat
     log(f"PyTorch reference on the {len(test_y):,} test images ...")
     reference = _torch_logits(model, test_x)
     torch_pred = reference.argmax(1)
-    results = []
+    chosen = {name: EXPORT_FORMATS.get(name) for name in dict.fromkeys(["onnx", *formats])}  # ONNX first: int8's input
+    results, built = [], {}
     with tempfile.TemporaryDirectory(prefix="tinyhub-export-") as tmp:
-        float_path = Path(tmp) / "model.onnx"
-        log("exporting ONNX (float32, dynamic batch, normalisation inside the graph) ...")
-        opset = _export_onnx(model, float_path)
-        built = {"onnx": (float_path, None)}
-        if "int8" in formats:
-            log(f"quantizing to int8 (static, calibrated on {CALIBRATION_IMAGES:,} training images) ...")
-            built["int8"] = (_quantize(float_path, splits.train_images, Path(tmp)), _calibration_text(splits))
-        for name in formats:
-            path, calibration = built[name]
-            log(f"verifying {name} with onnxruntime on the whole test split and timing it ...")
-            session = _session(ort, path, threads)
-            logits = _ort_logits(session, test_x.numpy())
+        for name, fmt_spec in chosen.items():
+            log(f"exporting {EXPORT_FORMATS.help(name)} ...")
+            with _format_failures(name):
+                path, calibration = fmt_spec.build(model, splits, Path(tmp), built)
+            built[name] = path
+            if name not in formats:
+                continue
+            log(f"verifying {name} on the whole test split and timing it ...")
+            with _format_failures(name):
+                run = fmt_spec.open(path, threads)
+                logits = np.concatenate([run(test_x[i:i + EVAL_BATCH].numpy())
+                                         for i in range(0, len(test_x), EVAL_BATCH)])
+                latency, throughput = _timings(run, test_x.numpy())
             pred = logits.argmax(1)
-            latency, throughput = _timings(session, test_x.numpy())
             fmt = ExportedFormat(
-                format=name, file=FILES[name], bytes=path.stat().st_size, sha256=sha256_file(path), opset=opset,
-                test_correct=int((pred == test_y).sum()), test_total=len(test_y),
+                format=name, file=fmt_spec.file, bytes=path.stat().st_size, sha256=sha256_file(path),
+                opset=_onnx_opset(path), test_correct=int((pred == test_y).sum()), test_total=len(test_y),
                 agreement=100 * float((pred == torch_pred).mean()),
                 max_logit_difference=float(np.abs(logits - reference).max()),
                 latency_ms=latency, images_per_second=throughput, passed=True, calibration=calibration)
-            fmt.problem = _problem(fmt, int((torch_pred == test_y).sum()))
+            fmt.problem = _problem(fmt, int((torch_pred == test_y).sum()), fmt_spec.quantized)
             fmt.passed = fmt.problem is None
             results.append(fmt)
         record = ExportsRecord(
@@ -98,12 +142,35 @@ def export_model(model, splits, out_dir: str | Path, *, weights_sha256: str, dat
             threads=threads, versions=library_versions(("torch", "onnx", "onnxruntime", "onnxscript")),
             formats=results)
         for fmt in results:
-            _replace(built[fmt.format][0], out_dir / fmt.file)
+            _replace(built[fmt.format], out_dir / fmt.file)
         images, labels = examples if examples is not None else (splits.test_images[:8], splits.test_labels[:8])
         with atomic_path(out_dir / EXPORT_EXAMPLES_FILE) as tmp_npz:
             write_examples_npz(tmp_npz, images.numpy(), labels.numpy())
         record.save(out_dir)
     return record
+
+
+@contextlib.contextmanager
+def _format_failures(name: str):
+    """A format that fails to build or to run (a plugin's included) is one error line naming it; nothing written."""
+    try:
+        yield
+    except TinyhubError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the format's own code raised
+        raise ExportError(f"the {name} export format failed ({type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}); "
+                          "nothing was written.") from e
+
+
+def _onnx_opset(path: Path) -> int | None:
+    """The ONNX opset of an exported graph; None for a file that is not ONNX (a plugin's format)."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not an ONNX file
+        return None
+    return next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 class _RawPixels(torch.nn.Module):
@@ -193,25 +260,13 @@ def _quantize(float_path: Path, train_images: torch.Tensor, tmp: Path) -> Path:
     return out
 
 
-def _session(ort, path: Path, threads: int):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _ort_logits(session, images01: np.ndarray) -> np.ndarray:
-    return np.concatenate([session.run([OUTPUT_NAME], {INPUT_NAME: images01[i:i + EVAL_BATCH]})[0]
-                           for i in range(0, len(images01), EVAL_BATCH)])
-
-
-def _timings(session, images01: np.ndarray) -> tuple[float, float]:
+def _timings(run, images01: np.ndarray) -> tuple[float, float]:
     """(median ms for one image, median images/s in batches of 256), after a warm-up of each."""
     one, batch = images01[:1], images01[:THROUGHPUT_BATCH]
 
     def seconds(x: np.ndarray) -> float:
         start = time.perf_counter()
-        session.run([OUTPUT_NAME], {INPUT_NAME: x})
+        run(x)
         return time.perf_counter() - start
 
     for _ in range(10):
@@ -222,12 +277,12 @@ def _timings(session, images01: np.ndarray) -> tuple[float, float]:
     return 1000 * latency, len(batch) / per_batch
 
 
-def _problem(fmt: ExportedFormat, torch_correct: int) -> str | None:
-    if fmt.format == "onnx" and 100 - fmt.agreement > MAX_DISAGREEMENT:
+def _problem(fmt: ExportedFormat, torch_correct: int, quantized: bool) -> str | None:
+    if not quantized and 100 - fmt.agreement > MAX_DISAGREEMENT:
         return (f"its predictions differ from PyTorch's on {100 - fmt.agreement:.2f}% of the test images "
                 f"(limit {MAX_DISAGREEMENT}%)")
     loss = 100 * (torch_correct - fmt.test_correct) / fmt.test_total
-    if fmt.format == "int8" and loss > MAX_INT8_LOSS:
+    if quantized and loss > MAX_INT8_LOSS:
         return f"it loses {loss:.2f} points of test accuracy against PyTorch (limit {MAX_INT8_LOSS})"
     return None
 

@@ -25,144 +25,256 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from tinyhub.errors import UsageError
+from tinyhub.registry import DATA_SOURCES, OPTIMIZERS, SCHEDULERS, TRACKERS, Registry, choice_text
 
 
 class ConfigError(UsageError, ValueError):
     """The resolved configuration cannot be trained."""
 
 
+# ---- how a setting is declared: its type and default as a dataclass field, everything else in its metadata ----
+@dataclass(frozen=True)
+class Setting:
+    """What tinyhub knows of a setting beyond its type and default, declared on its field with `setting(...)`.
+    Validation, the ignored-setting rule, error messages, the sweep's checks and the configuration reference are
+    derived from these (`declared`), never kept in tables of their own."""
+
+    help: str = ""  # what it means, as the configuration reference prints it
+    # the values a number may take (a list of two numbers: each of them; `ordered`: a [low,high] range)
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the low end itself is not allowed
+    high_open: bool = False
+    ordered: bool = False
+    note: str = ""  # what the number is, in the words of an error line ("degrees either way")
+    choices: tuple | Registry | None = None  # the names it takes, or the registry that lists them
+    choice_note: str = ""
+    # Under which of its section's `name` choices the setting acts (None: all); any other choice ignores it.
+    read_by: tuple[str, ...] | None = None
+    # Names of the learning-rate schedule that set this value themselves, and why (it is then refused if given).
+    replaced_by_schedules: tuple[str, ...] = ()
+    replaced_why: str = ""
+    machine: bool = False  # where this machine keeps things or how it prints, not what is trained
+    resumable: bool = False  # a resumed run may change it: it never changes what is computed
+    not_searched: str = ""  # why a sweep may not search it
+
+    @property
+    def range_text(self) -> str:
+        """" from 0 below 1": the limits in words, as error lines and the configuration reference say them."""
+        return Limit("", self.low, self.high, self.low_open, self.high_open).range_text
+
+
+_UNSET = object()
+
+
+def setting(default=_UNSET, *, factory=None, **facts):
+    """A dataclass field with its Setting: `epochs: int = setting(15, low=1, help="...")`."""
+    metadata = {"tinyhub": Setting(**facts)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+_SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
+
+
 @dataclass
 class RecipeConfig:
-    target_accuracy: Optional[float] = None  # % on the test split, final epoch, mean of seeds (never used to select)
-    target_dataset: Optional[str] = None  # the dataset the target is for (mnist, or a Hub id / name)
-    design: str = ""  # where the recipe comes from, in words (shown on the card)
-    # accuracy: the best model for its budget | speed: the target soonest (its card records the time and machine)
-    purpose: str = "accuracy"
+    target_accuracy: Optional[float] = setting(
+        None, low=0, high=100, note="% of the test split",
+        help="% on the test split, final epoch, mean of seeds (never used to select)")
+    target_dataset: Optional[str] = setting(None, help="the dataset the target is for (mnist, or a Hub id / name)")
+    design: str = setting("", help="where the recipe comes from, in words (shown on the card)")
+    purpose: str = setting("accuracy", choices=("accuracy", "speed"),
+                           help="accuracy: the best model for its budget | speed: the target soonest (its card "
+                                "records the time and machine)")
 
 
 @dataclass
 class SplitsConfig:
-    train: str = "train"  # the Hub dataset's split to train on
-    validation: str = "validation"  # used for validation when the dataset has it
-    test: str = "test"  # evaluated after every epoch and reported, never used to choose
+    train: str = setting("train", help="the Hub dataset's split to train on")
+    validation: str = setting("validation", help="used for validation when the dataset has it")
+    test: str = setting("test", help="evaluated after every epoch and reported, never used to choose")
 
 
 @dataclass
 class DataConfig:
-    source: str = "auto"  # auto (local if data.dir / TINYHUB_DATA_DIR is set, else hub) | local | hub
-    dir: Optional[str] = None  # folder with four IDX files named like MNIST's (.gz or raw; torchvision MNIST/raw too)
-    dataset: str = "ylecun/mnist"  # Hub dataset id (or a folder saved with DatasetDict.save_to_disk), source=hub
-    revision: Optional[str] = None  # the Hub dataset's revision (a commit pins it)
-    name: Optional[str] = None  # the dataset's name; None = $TINYHUB_DATA_NAME, else decided from the data itself
-    verify: bool = True  # IDX files without data.name must be canonical MNIST; false trains them unidentified
-    label_names: Optional[List[str]] = None  # class names in label order; None = labels.txt / ClassLabel / indices
-    splits: SplitsConfig = field(default_factory=SplitsConfig)  # which splits of a Hub dataset play which part
-    cache_dir: Optional[str] = None  # default: $TINYHUB_CACHE/datasets or ~/.cache/tinyhub/datasets
-    val_size: int = 0  # images carved from train for validation when the data has no validation split
-    subset: int = 0  # first N training images only (smoke tests); 0 = all
-    batch_size: int = 128  # per process
-    eval_batch_size: int = 250  # per forward pass; 1000 was 2-4x slower on a CPU (docs: Speed)
+    source: str = setting("auto", choices=("auto", DATA_SOURCES),
+                          help="where the dataset is read from; auto = local if data.dir / TINYHUB_DATA_DIR is set, "
+                               "else hub")
+    dir: Optional[str] = setting(
+        None, machine=True,
+        help="folder with four IDX files named like MNIST's (.gz or raw; torchvision MNIST/raw too), or the folder "
+             "or file a plugin source reads")
+    dataset: str = setting("ylecun/mnist", help="Hub dataset id (or a folder saved with DatasetDict.save_to_disk), "
+                                                "source=hub")
+    revision: Optional[str] = setting(None, help="the Hub dataset's revision (a commit pins it)")
+    name: Optional[str] = setting(None, help="the dataset's name; None = $TINYHUB_DATA_NAME, else decided from the "
+                                             "data itself")
+    verify: bool = setting(True, help="IDX files without data.name must be canonical MNIST; false trains them "
+                                      "unidentified")
+    label_names: Optional[List[str]] = setting(None, help="class names in label order; None = labels.txt / "
+                                                          "ClassLabel / indices")
+    splits: SplitsConfig = setting(factory=SplitsConfig, help="which splits of a Hub dataset play which part")
+    cache_dir: Optional[str] = setting(None, machine=True,
+                                       help="default: $TINYHUB_CACHE/datasets or ~/.cache/tinyhub/datasets")
+    val_size: int = setting(0, low=0, note="0 = no validation split",
+                            not_searched="every trial must be scored on the same validation split; set hpo.val_size "
+                                         "instead",
+                            help="images carved from train for validation when the data has no validation split")
+    subset: int = setting(0, low=0, note="0 = every training image",
+                          help="first N training images only (smoke tests); 0 = all")
+    batch_size: int = setting(128, low=1, note="images per process and step", help="per process")
+    eval_batch_size: int = setting(250, low=1, resumable=True,
+                                   help="per forward pass; 1000 was 2-4x slower on a CPU (docs: Speed)")
 
 
 @dataclass
 class AugmentSchema:
     """Per-sample, on the device, in one batched op (trainer/augment.py)."""
 
-    rotation: float = 0.0  # degrees
-    translate: List[float] = field(default_factory=lambda: [0.0, 0.0])  # fraction of width, height
-    scale: List[float] = field(default_factory=lambda: [1.0, 1.0])
-    shear: float = 0.0  # degrees
-    center_crop_size: int = 0  # seeds' RandomApply(CenterCrop(k), p) + resize back; 0 = off
-    center_crop_p: float = 0.0
-    erase_p: float = 0.0  # random erasing
-    erase_area: List[float] = field(default_factory=lambda: [0.02, 0.15])
-    erase_ratio: List[float] = field(default_factory=lambda: [0.3, 3.3])
+    rotation: float = setting(0.0, low=0, high=180, note="degrees either way", help="degrees")
+    translate: List[float] = setting(factory=lambda: [0.0, 0.0], low=0, high=1, high_open=True,
+                                     note="fractions of the width and of the height",
+                                     help="fraction of width, height")
+    scale: List[float] = setting(factory=lambda: [1.0, 1.0], low=0, high=10, low_open=True, ordered=True,
+                                 note="the zoom range [low,high]", help="the zoom range [low,high]")
+    shear: float = setting(0.0, low=0, high=90, high_open=True, note="degrees either way", help="degrees")
+    center_crop_size: int = setting(0, low=0, note="pixels; 0 = off",
+                                    help="seeds' RandomApply(CenterCrop(k), p) + resize back; 0 = off")
+    center_crop_p: float = setting(0.0, low=0, high=1, note="a probability")
+    erase_p: float = setting(0.0, low=0, high=1, note="a probability", help="random erasing")
+    erase_area: List[float] = setting(factory=lambda: [0.02, 0.15], low=0, high=1, low_open=True, ordered=True,
+                                      note="fractions of the image area [low,high]")
+    erase_ratio: List[float] = setting(factory=lambda: [0.3, 3.3], low=0, high=100, low_open=True, ordered=True,
+                                       note="aspect ratios [low,high]")
+
+
+_SGD, _ADAM = ("sgd",), ("adam", "adamw")
 
 
 @dataclass
 class OptimizerConfig:
-    name: str = "sgd"  # sgd | adam | adamw
-    lr: float = 0.01  # the learning rate (under onecycle, scheduler.max_lr sets the peak instead)
-    momentum: float = 0.9  # sgd
-    nesterov: bool = False  # sgd
-    weight_decay: float = 0.0
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam / adamw
-    # The update's kernels: auto (fused on a GPU, the for-loop on the CPU) | forloop | foreach | fused. The same
-    # arithmetic, rounded in a different order: a run records the one it used.
-    implementation: str = "auto"
+    name: str = setting("sgd", choices=OPTIMIZERS, help="the optimizer")
+    lr: float = setting(0.01, low=0, note="the learning rate", replaced_by_schedules=("onecycle",),
+                        replaced_why="the schedule sets the learning rate: its peak is training.scheduler.max_lr",
+                        help="the learning rate (under onecycle, scheduler.max_lr sets the peak instead)")
+    momentum: float = setting(0.9, low=0, high=1, high_open=True, read_by=_SGD, help="SGD's momentum")
+    nesterov: bool = setting(False, read_by=_SGD, help="Nesterov momentum")
+    weight_decay: float = setting(0.0, low=0)
+    betas: List[float] = setting(factory=lambda: [0.9, 0.999], low=0, high=1, high_open=True, read_by=_ADAM,
+                                 note="Adam's two decay rates", help="Adam's two decay rates (beta1, beta2)")
+    implementation: str = setting("auto", choices=("auto", "forloop", "foreach", "fused"),
+                                  help="the update's kernels: auto (fused on a GPU, the for-loop on the CPU) | "
+                                       "forloop | foreach | fused. The same arithmetic, rounded in a different "
+                                       "order: a run records the one it used.")
 
 
 @dataclass
 class SchedulerConfig:
-    name: str = "none"  # none | step | onecycle | cosine | plateau
-    step_size: int = 7  # step: epochs between decays
-    gamma: float = 0.1  # step / plateau: decay factor
-    max_lr: float = 0.1  # onecycle: peak learning rate (per step schedule)
-    pct_start: float = 0.25  # onecycle: fraction of steps warming up
-    patience: int = 1  # plateau: epochs without improvement (on validation accuracy, else train accuracy)
-    min_lr: float = 1.0e-6  # plateau / cosine floor
+    name: str = setting("none", choices=SCHEDULERS, help="the learning-rate schedule")
+    step_size: int = setting(7, low=1, read_by=("step",), note="epochs between decays",
+                             help="step: epochs between decays")
+    gamma: float = setting(0.1, low=0, high=1, low_open=True, high_open=True, read_by=("step", "plateau"),
+                           note="the decay factor", help="step / plateau: decay factor")
+    max_lr: float = setting(0.1, low=0, read_by=("onecycle",), note="the peak learning rate",
+                            help="onecycle: peak learning rate (per step schedule)")
+    pct_start: float = setting(0.25, low=0, high=1, low_open=True, high_open=True, read_by=("onecycle",),
+                               note="the share of the steps that warm up",
+                               help="onecycle: fraction of steps warming up")
+    patience: int = setting(1, low=0, read_by=("plateau",), note="epochs without improvement",
+                            help="plateau: epochs without improvement (on validation accuracy, else train accuracy)")
+    min_lr: float = setting(1.0e-6, low=0, read_by=("cosine", "plateau"), note="the floor of the learning rate",
+                            help="plateau / cosine floor")
 
 
 @dataclass
 class DistillConfig:
     """Knowledge distillation, off while teacher is None."""
 
-    teacher: Any = None  # run dir | saved model folder | Hub repo id[@revision]; or a list: an averaged ensemble
-    temperature: float = 4.0  # softens both distributions; the soft-target loss is scaled by temperature^2
-    weight: float = 0.5  # share of the loss from the teachers' soft targets (the rest: cross-entropy on labels)
+    teacher: Any = setting(None, help="run dir | saved model folder | Hub repo id[@revision]; or a list: an averaged "
+                                      "ensemble")
+    temperature: float = setting(4.0, low=0.05, note="the softening temperature",
+                                 help="softens both distributions; the soft-target loss is scaled by temperature^2")
+    weight: float = setting(0.5, low=0, high=1, note="the soft-target share of the loss",
+                            help="share of the loss from the teachers' soft targets (the rest: cross-entropy on "
+                                 "labels)")
 
 
 @dataclass
 class TrainingConfig:
-    epochs: int = 15  # the recorded accuracy is the last epoch's
-    # Epochs between evaluations of the validation and test splits; 0 = after the last epoch only. The last epoch is
-    # always evaluated: it is the run's result. Speed recipes skip the evaluations no one reads.
-    eval_every: int = 1
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
-    label_smoothing: float = 0.0  # of the cross-entropy on labels, 0 to <1
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    grad_clip: float = 0.0  # max grad norm; 0 = off
-    ema: float = 0.0  # EMA decay of weights (e.g. 0.999); 0 = off. The EMA weights are evaluated and saved.
-    mixed_precision: str = "no"  # no | fp16 (GPU) | bf16
-    device: str = "auto"  # auto | cpu
-    compile: bool = False  # torch.compile the model
-    # Replay the step's forward and backward from a CUDA graph (trainer/cuda_graph.py): auto = on a GPU when the
-    # recipe allows it (else the run says why and trains eagerly) | true (the same, and a reason is a warning) | false
-    cuda_graphs: Any = "auto"
-    channels_last: bool = False  # compute in the channels-last memory layout (a stack always does)
-    deterministic: bool = False  # torch.use_deterministic_algorithms; needed for bit-exact resume
-    threads: int = 0  # torch CPU threads; 0 = torch's default
-    keep_freed_memory: bool = True  # CPU, glibc: keep freed blocks for the next step (trainer/host_memory.py)
-    checkpoint_every: int = 1  # epochs; 0 = no checkpoints
-    keep_checkpoints: int = 2  # the newest N complete checkpoints are kept
-    resume: Optional[str] = None  # None | auto (latest complete checkpoint in run.dir) | path to a checkpoint
+    epochs: int = setting(15, low=1, help="the recorded accuracy is the last epoch's",
+                          not_searched="training.epochs is the sweep's epoch budget (ASHA's max_t); set it, do not "
+                                       "search it")
+    eval_every: int = setting(
+        1, low=0, note="epochs between evaluations; 0 = after the last epoch only",
+        help="epochs between evaluations of the validation and test splits; 0 = after the last epoch only. The last "
+             "epoch is always evaluated: it is the run's result. Speed recipes skip the evaluations no one reads.")
+    optimizer: OptimizerConfig = setting(factory=OptimizerConfig)
+    scheduler: SchedulerConfig = setting(factory=SchedulerConfig)
+    label_smoothing: float = setting(0.0, low=0, high=1, high_open=True,
+                                     help="of the cross-entropy on labels, 0 to <1")
+    distill: DistillConfig = setting(factory=DistillConfig)
+    grad_clip: float = setting(0.0, low=0, note="the largest gradient norm; 0 = off", help="max grad norm; 0 = off")
+    ema: float = setting(0.0, low=0, high=1, high_open=True, note="the EMA decay; 0 = off",
+                         help="EMA decay of weights (e.g. 0.999); 0 = off. The EMA weights are evaluated and saved.")
+    mixed_precision: str = setting("no", choices=("no", "bf16", "fp16"), help="no | fp16 (GPU) | bf16")
+    device: str = setting("auto", choices=("auto", "cpu"),
+                          choice_note="auto: a GPU when there is one; several with accelerate launch",
+                          help="auto | cpu")
+    compile: bool = setting(False, help="torch.compile the model")
+    # Hydra hands true and false over as booleans, hence Any.
+    cuda_graphs: Any = setting(
+        "auto", choices=("auto", "true", "false"),
+        help="replay the step's forward and backward from a CUDA graph (trainer/cuda_graph.py): auto = on a GPU "
+             "when the recipe allows it (else the run says why and trains eagerly) | true (the same, and a reason "
+             "is a warning) | false")
+    channels_last: bool = setting(False, help="compute in the channels-last memory layout (a stack always does)")
+    deterministic: bool = setting(False, help="torch.use_deterministic_algorithms; needed for bit-exact resume")
+    threads: int = setting(0, low=0, note="0 = torch's default", machine=True,
+                           help="torch CPU threads; 0 = torch's default")
+    keep_freed_memory: bool = setting(True, machine=True, help="CPU, glibc: keep freed blocks for the next step "
+                                                               "(trainer/host_memory.py)")
+    checkpoint_every: int = setting(1, low=0, note="epochs; 0 = no checkpoints", resumable=True,
+                                    help="epochs; 0 = no checkpoints")
+    keep_checkpoints: int = setting(2, low=1, resumable=True, help="the newest N complete checkpoints are kept")
+    resume: Optional[str] = setting(None, machine=True, not_searched="trials always start fresh",
+                                    help="None | auto (latest complete checkpoint in run.dir) | path to a checkpoint")
 
 
 @dataclass
 class RunConfig:
-    root: str = "runs"  # new runs go to <root>/<model>-s<seed>-<timestamp>
-    dir: Optional[str] = None  # or exactly here
-    name: Optional[str] = None  # the run directory's name under run.root (default <model>-s<seed>-<timestamp>)
+    root: str = setting("runs", help="new runs go to <root>/<model>-s<seed>-<timestamp>")
+    dir: Optional[str] = setting(None, help="or exactly here")
+    name: Optional[str] = setting(None, help="the run directory's name under run.root (default "
+                                             "<model>-s<seed>-<timestamp>)")
 
 
 @dataclass
 class TrainConfig:
-    seed: int = 0  # every random stream (init, order, augmentation, dropout) derives from it
-    # Several seeds trained together in one process (trainer/stack.py), each exactly as its own run would sample
-    # it, each ending as its own run directory <run.dir>/seed_<s>; None = the one run of `seed`.
-    seeds: Optional[List[int]] = None
-    report_to: str = "tensorboard"  # tensorboard | wandb | trackio | none  (Accelerate trackers)
-    tracker_project: str = "tinyhub"  # project name for the tracker (W&B / trackio project, TensorBoard subfolder)
-    progress: Any = "auto"  # tqdm bars on the main process: auto = only on a terminal | true | false
-    # name: any name from modeling.list_models(), set by the recipe; param_budget: building a model over it is an
-    # error (None = the family's own budget); any other key is an argument of the architecture.
-    model: Dict[str, Any] = field(default_factory=lambda: {"name": MISSING, "param_budget": None})
-    recipe: RecipeConfig = field(default_factory=RecipeConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    augment: AugmentSchema = field(default_factory=AugmentSchema)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+    seed: int = setting(0, low=0, high=_SEED_MAX, note="seeds every random stream",
+                        help="every random stream (init, order, augmentation, dropout) derives from it")
+    seeds: Optional[List[int]] = setting(
+        None, low=0, high=_SEED_MAX, note="one seed per model of the stack",
+        help="several seeds trained together in one process (trainer/stack.py), each exactly as its own run would "
+             "sample it, each ending as its own run directory <run.dir>/seed_<s>; None = the one run of `seed`")
+    report_to: str = setting("tensorboard", choices=TRACKERS, resumable=True,
+                             not_searched="use hpo.wandb to log trials to Weights & Biases",
+                             help="the experiment tracker the run logs to (Accelerate's trackers)")
+    tracker_project: str = setting("tinyhub", resumable=True, help="project name for the tracker (W&B / trackio "
+                                                                   "project, TensorBoard subfolder)")
+    progress: Any = setting("auto", choices=("auto", "true", "false"), machine=True,
+                            not_searched="trials never draw progress bars",
+                            help="tqdm bars on the main process: auto = only on a terminal | true | false")
+    model: Dict[str, Any] = setting(
+        factory=lambda: {"name": MISSING, "param_budget": None},
+        help="name: any name from modeling.list_models(), set by the recipe; param_budget: building a model over it "
+             "is an error (None = the family's own budget); any other key is an argument of the architecture.")
+    recipe: RecipeConfig = setting(factory=RecipeConfig)
+    data: DataConfig = setting(factory=DataConfig)
+    augment: AugmentSchema = setting(factory=AugmentSchema)
+    training: TrainingConfig = setting(factory=TrainingConfig)
+    run: RunConfig = setting(factory=RunConfig, machine=True)
 
     @property
     def model_name(self) -> str:
@@ -177,15 +289,17 @@ class TrainConfig:
 # ---- the sweep: everything above, and what to search ----
 @dataclass
 class HpoSchedulerConfig:
-    name: str = "asha"  # asha | none (every trial runs all training.epochs)
-    grace_period: int = 2  # epochs every trial runs before it can be stopped
-    reduction_factor: float = 2  # keep the best 1/reduction_factor at each rung; max_t = training.epochs
+    name: str = setting("asha", choices=("asha", "none"),
+                        help="asha | none (every trial runs all training.epochs)")
+    grace_period: int = setting(2, low=1, note="epochs", help="epochs every trial runs before it can be stopped")
+    reduction_factor: float = setting(2, low=1, low_open=True, help="keep the best 1/reduction_factor at each rung; "
+                                                                    "max_t = training.epochs")
 
 
 @dataclass
 class ResourcesConfig:
-    cpu: float = 1  # CPUs per trial (also torch threads when training.threads=0)
-    gpu: float = 0  # GPUs per trial; fractions share one GPU (0.25 = four trials per GPU)
+    cpu: float = setting(1, low=0, low_open=True, help="CPUs per trial (also torch threads when training.threads=0)")
+    gpu: float = setting(0, low=0, help="GPUs per trial; fractions share one GPU (0.25 = four trials per GPU)")
 
 
 def _default_space() -> dict:
@@ -198,29 +312,40 @@ def _default_space() -> dict:
 class HpoConfig:
     """What a sweep searches and how (sweep.yaml explains the search space's format)."""
 
-    name: Optional[str] = None  # default: <model>-<timestamp>
-    dir: Optional[str] = None  # sweep output folder; default: sweeps/<name> (keep it out of the runs folder)
-    num_samples: int = 8  # trials (with `grid` parameters: samples per grid point)
-    metric: str = "val_accuracy"  # val_accuracy | val_loss (validation split); never a test metric
-    mode: str = "max"  # max | min
-    val_size: int = 5000  # training images held out for validation (must be > 0)
-    seed: Optional[int] = None  # seed of the search algorithm (reproducible sampling); None = random
-    space: Optional[Dict[str, Any]] = field(default_factory=_default_space)
-    search: str = "random"  # random | optuna (ray.tune.search.optuna.OptunaSearch, TPE)
-    scheduler: HpoSchedulerConfig = field(default_factory=HpoSchedulerConfig)
-    max_concurrent: Optional[int] = None  # trials at once; None = as many as the resources allow
-    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
-    address: Optional[str] = None  # None = $RAY_ADDRESS or a new local Ray; auto | ray://head:10001 | local
-    num_cpus: Optional[int] = None  # CPUs of a new local Ray instance (None = all); ignored on a cluster
-    env: Dict[str, str] = field(default_factory=dict)  # extra environment variables for the trial processes
-    wandb: bool = False  # each trial logs to Weights & Biases (report_to=wandb), grouped by sweep name
-    project: str = "tinyhub"  # W&B project of the trials (sets tracker_project for each trial)
-    resume: bool = False  # continue the interrupted sweep in hpo.dir: finish its missing trials only
+    name: Optional[str] = setting(None, help="default: <model>-<timestamp>")
+    dir: Optional[str] = setting(None, help="sweep output folder; default: sweeps/<name> (keep it out of the runs "
+                                            "folder)")
+    num_samples: int = setting(8, low=1, help="trials (with `grid` parameters: samples per grid point)")
+    metric: str = setting("val_accuracy", choices=("val_accuracy", "val_loss"),
+                          choice_note="a sweep selects on the validation split only; the test split is never used "
+                                      "to choose",
+                          help="val_accuracy | val_loss (validation split); never a test metric")
+    mode: str = setting("max", choices=("max", "min"), help="max | min")
+    val_size: int = setting(5000, low=0, note="training images held out for validation when data.val_size is 0",
+                            help="training images held out for validation (must be > 0)")
+    seed: Optional[int] = setting(None, low=0, high=_SEED_MAX,
+                                  help="seed of the search algorithm (reproducible sampling); None = random")
+    space: Optional[Dict[str, Any]] = setting(factory=_default_space, help="the parameters searched (sweep.yaml "
+                                                                           "explains the format)")
+    search: str = setting("random", choices=("random", "optuna"),
+                          help="random | optuna (ray.tune.search.optuna.OptunaSearch, TPE)")
+    scheduler: HpoSchedulerConfig = setting(factory=HpoSchedulerConfig)
+    max_concurrent: Optional[int] = setting(None, low=1, help="trials at once; None = as many as the resources "
+                                                              "allow")
+    resources: ResourcesConfig = setting(factory=ResourcesConfig)
+    address: Optional[str] = setting(None, help="None = $RAY_ADDRESS or a new local Ray; auto | ray://head:10001 | "
+                                                "local")
+    num_cpus: Optional[int] = setting(None, low=1, note="CPUs of a new local Ray instance",
+                                      help="CPUs of a new local Ray instance (None = all); ignored on a cluster")
+    env: Dict[str, str] = setting(factory=dict, help="extra environment variables for the trial processes")
+    wandb: bool = setting(False, help="each trial logs to Weights & Biases (report_to=wandb), grouped by sweep name")
+    project: str = setting("tinyhub", help="W&B project of the trials (sets tracker_project for each trial)")
+    resume: bool = setting(False, help="continue the interrupted sweep in hpo.dir: finish its missing trials only")
 
 
 @dataclass
 class SweepConfig(TrainConfig):
-    hpo: HpoConfig = field(default_factory=HpoConfig)
+    hpo: HpoConfig = setting(factory=HpoConfig)
 
 
 #: Sections of a composed configuration that are not the training recipe.
@@ -257,67 +382,77 @@ class Limit:
     @property
     def range_text(self) -> str:
         """" from 0 below 1": the bounds in words, as the error line and the configuration reference say them."""
-        low = "" if self.low is None else f" {'above' if self.low_open else 'from'} {self.low:g}"
-        high = "" if self.high is None else f" {'below' if self.high_open else 'up to'} {self.high:g}"
+        low = "" if self.low is None else f" {'above' if self.low_open else 'from'} {_number_text(self.low)}"
+        high = "" if self.high is None else f" {'below' if self.high_open else 'up to'} {_number_text(self.high)}"
         return low + high
 
 
-_SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
+def _number_text(value: float) -> str:
+    """4,294,967,295 or 0.05: a bound as the schema writes it, never in exponent notation."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
 
-#: Every numeric setting of TrainConfig. Values outside are refused before anything runs, with this meaning.
-TRAIN_LIMITS = (
-    Limit("seed", 0, _SEED_MAX, meaning="seeds every random stream"),
-    Limit("seeds", 0, _SEED_MAX, meaning="one seed per model of the stack"),
-    Limit("recipe.target_accuracy", 0, 100, meaning="% of the test split"),
-    Limit("data.val_size", 0, meaning="0 = no validation split"),
-    Limit("data.subset", 0, meaning="0 = every training image"),
-    Limit("data.batch_size", 1, meaning="images per process and step"),
-    Limit("data.eval_batch_size", 1),
-    Limit("augment.rotation", 0, 180, meaning="degrees either way"),
-    Limit("augment.translate", 0, 1, high_open=True, meaning="fractions of the width and of the height"),
-    Limit("augment.scale", 0, 10, low_open=True, meaning="the zoom range [low,high]", ordered=True),
-    Limit("augment.shear", 0, 90, high_open=True, meaning="degrees either way"),
-    Limit("augment.center_crop_size", 0, meaning="pixels; 0 = off"),
-    Limit("augment.center_crop_p", 0, 1, meaning="a probability"),
-    Limit("augment.erase_p", 0, 1, meaning="a probability"),
-    Limit("augment.erase_area", 0, 1, low_open=True, meaning="fractions of the image area [low,high]",
-          ordered=True),
-    Limit("augment.erase_ratio", 0, 100, low_open=True, meaning="aspect ratios [low,high]", ordered=True),
-    Limit("training.epochs", 1),
-    Limit("training.eval_every", 0, meaning="epochs between evaluations; 0 = after the last epoch only"),
-    Limit("training.optimizer.lr", 0, meaning="the learning rate"),
-    Limit("training.optimizer.momentum", 0, 1, high_open=True),
-    Limit("training.optimizer.weight_decay", 0),
-    Limit("training.optimizer.betas", 0, 1, high_open=True, meaning="Adam's two decay rates"),
-    Limit("training.scheduler.step_size", 1, meaning="epochs between decays"),
-    Limit("training.scheduler.gamma", 0, 1, low_open=True, high_open=True, meaning="the decay factor"),
-    Limit("training.scheduler.max_lr", 0, meaning="the peak learning rate"),
-    Limit("training.scheduler.pct_start", 0, 1, low_open=True, high_open=True,
-          meaning="the share of the steps that warm up"),
-    Limit("training.scheduler.patience", 0, meaning="epochs without improvement"),
-    Limit("training.scheduler.min_lr", 0, meaning="the floor of the learning rate"),
-    Limit("training.label_smoothing", 0, 1, high_open=True),
-    Limit("training.distill.temperature", 0.05, meaning="the softening temperature"),
-    Limit("training.distill.weight", 0, 1, meaning="the soft-target share of the loss"),
-    Limit("training.grad_clip", 0, meaning="the largest gradient norm; 0 = off"),
-    Limit("training.ema", 0, 1, high_open=True, meaning="the EMA decay; 0 = off"),
-    Limit("training.threads", 0, meaning="0 = torch's default"),
-    Limit("training.checkpoint_every", 0, meaning="epochs; 0 = no checkpoints"),
-    Limit("training.keep_checkpoints", 1),
-)
 
-#: The numeric settings a sweep adds (hpo.*).
-SWEEP_LIMITS = (
-    Limit("hpo.num_samples", 1),
-    Limit("hpo.val_size", 0, meaning="training images held out for validation when data.val_size is 0"),
-    Limit("hpo.seed", 0, _SEED_MAX),
-    Limit("hpo.scheduler.grace_period", 1, meaning="epochs"),
-    Limit("hpo.scheduler.reduction_factor", 1, low_open=True),
-    Limit("hpo.max_concurrent", 1),
-    Limit("hpo.num_cpus", 1, meaning="CPUs of a new local Ray instance"),
-    Limit("hpo.resources.cpu", 0, low_open=True),
-    Limit("hpo.resources.gpu", 0),
-)
+# ---- what is derived from the declarations ----
+@dataclass(frozen=True)
+class Declared:
+    """One setting of a schema: its dotted key, field, declared facts and type."""
+
+    key: str
+    field: dataclasses.Field
+    facts: Setting
+    kind: Any  # the field's type
+
+    @property
+    def limit(self) -> Limit | None:
+        f = self.facts
+        if f.low is None and f.high is None:
+            return None
+        return Limit(self.key, f.low, f.high, f.low_open, f.high_open, f.note, f.ordered)
+
+
+def declared(schema: type, prefix: str = "") -> list[Declared]:
+    """Every setting of `schema` (a dataclass), sections and their settings, depth first, with its dotted key."""
+    out = []
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        kind = hints[f.name]
+        out.append(Declared(prefix + f.name, f, f.metadata.get("tinyhub", Setting()), kind))
+        if dataclasses.is_dataclass(kind):
+            out += declared(kind, f"{prefix}{f.name}.")
+    return out
+
+
+def limits_of(schema: type, prefix: str = "") -> tuple[Limit, ...]:
+    """The numeric limits declared in `schema`, keyed as a configuration writes them."""
+    return tuple(d.limit for d in declared(schema, prefix) if d.limit is not None)
+
+
+def described_choices(facts: Setting) -> list[str]:
+    """Each name a choice setting takes, with a registry's one-line help: "sgd (SGD, with momentum ...)"."""
+    given = facts.choices if isinstance(facts.choices, tuple) else (facts.choices,)
+    out = []
+    for c in given:
+        if isinstance(c, Registry):
+            out += [f"{name} ({c.help(name)})" if c.help(name) else name for name in c.names()]
+        else:
+            out.append(c)
+    return out
+
+
+def choices_of(facts: Setting) -> tuple[str, ...]:
+    """The names a choice setting takes now: its own, and those of its registry (built-ins and plugins)."""
+    given = facts.choices if isinstance(facts.choices, tuple) else (facts.choices,)
+    return tuple(n for c in given for n in (c.names() if isinstance(c, Registry) else (c,)))
+
+
+def keys_where(schema: type, flag: str) -> tuple[str, ...]:
+    """The dotted keys whose declaration sets `flag` (machine, resumable, ...); a flagged section covers all below."""
+    return tuple(d.key for d in declared(schema) if getattr(d.facts, flag))
+
+
+#: Every numeric setting of a training configuration, and those a sweep adds.
+TRAIN_LIMITS = limits_of(TrainConfig)
+SWEEP_LIMITS = limits_of(HpoConfig, "hpo.")
 
 
 def check_limits(cfg, limits: tuple[Limit, ...], schema: type, error: type | None = None) -> None:
@@ -510,82 +645,76 @@ def config_dict(cfg: TrainConfig) -> dict:
 
 
 # ---- values and relations: checked once, when a configuration becomes a TrainConfig ----
-#: Names each choice setting takes.
-#: training.cuda_graphs (Hydra hands true and false over as booleans, so it is checked apart from CHOICES)
-CUDA_GRAPHS = ("auto", "true", "false")
-CHOICES = {
-    "training.device": ("auto", "cpu"),
-    "data.source": ("auto", "local", "hub"),
-    "training.optimizer.name": ("sgd", "adam", "adamw"),
-    "training.optimizer.implementation": ("auto", "forloop", "foreach", "fused"),
-    "training.scheduler.name": ("none", "step", "onecycle", "cosine", "plateau"),
-    "training.mixed_precision": ("no", "bf16", "fp16"),
-    "report_to": ("none", "tensorboard", "wandb", "trackio"),
-    "recipe.purpose": ("accuracy", "speed"),
-}
-_CHOICE_MEANING = {"training.device": "auto: a GPU when there is one; several with accelerate launch"}
-
-#: What each optimizer and schedule reads; every other setting of its section is inert under it.
-_ACTS = {
-    "training.optimizer": {"sgd": ("lr", "momentum", "nesterov", "weight_decay"),
-                           "adam": ("lr", "weight_decay", "betas"), "adamw": ("lr", "weight_decay", "betas")},
-    "training.scheduler": {"none": (), "step": ("step_size", "gamma"), "onecycle": ("max_lr", "pct_start"),
-                           "cosine": ("min_lr",), "plateau": ("gamma", "patience", "min_lr")},
-}
-_WHY_INERT = {"training.optimizer.lr": "the schedule sets the learning rate: its peak is training.scheduler.max_lr"}
+def _section_choice(cfg, section_key: str) -> str:
+    return str(_get(cfg, section_key).name).lower()
 
 
-def inert_settings(cfg: TrainConfig) -> list[str]:
+def inert_settings(cfg) -> list[str]:
     """The settings the chosen optimizer and schedule ignore: under onecycle, training.optimizer.lr (max_lr sets
-    the rate); under adam, momentum; under cosine, gamma; ..."""
-    tr = cfg.training
+    the rate); under adam, momentum; under cosine, gamma; ... (each field's `read_by` and `replaced_by_schedules`)."""
     inert = []
-    for section, chosen in (("training.optimizer", tr.optimizer), ("training.scheduler", tr.scheduler)):
-        acts = _ACTS[section].get(str(chosen.name).lower())
-        if acts is None:  # an unknown name is refused by check_values
-            continue
-        inert += [f"{section}.{f.name}" for f in dataclasses.fields(chosen)
-                  if f.name not in (*acts, "name", "implementation")]  # every optimizer has kernels
-    if str(tr.scheduler.name).lower() == "onecycle":
-        inert.append("training.optimizer.lr")
+    for d in declared(type(cfg)):
+        section = d.key.rpartition(".")[0]
+        if d.facts.read_by is not None and _section_choice(cfg, section) not in d.facts.read_by:
+            inert.append(d.key)
+        elif d.facts.replaced_by_schedules and _schedule_name(cfg) in d.facts.replaced_by_schedules:
+            inert.append(d.key)
     return inert
+
+
+def _schedule_name(cfg) -> str:
+    return str(cfg.training.scheduler.name).lower()
+
+
+def _acting(cfg, section) -> list[str]:
+    """The fields of a chosen section (the optimizer, the schedule) that act, in declaration order."""
+    inert = set(inert_settings(cfg))
+    prefix = _path_of(cfg, section)
+    return [f.name for f in dataclasses.fields(section)
+            if f.name not in ("name", "implementation") and f"{prefix}.{f.name}" not in inert]
+
+
+def _path_of(cfg, section) -> str:
+    return next(d.key for d in declared(type(cfg)) if _get(cfg, d.key) is section)
 
 
 def optimizer_text(cfg: TrainConfig) -> str:
     """"sgd (weight decay 0.0001, momentum 0.9, nesterov true)": the optimizer with the settings that act."""
-    opt, inert = cfg.training.optimizer, set(inert_settings(cfg))
-    acts = _ACTS["training.optimizer"].get(str(opt.name).lower(), ())
-    shown = [f"{k.replace('_', ' ')} {override_text(getattr(opt, k))}" for k in acts
-             if f"training.optimizer.{k}" not in inert]
+    opt = cfg.training.optimizer
+    shown = [f"{k.replace('_', ' ')} {override_text(getattr(opt, k))}" for k in _acting(cfg, opt)]
     return f"{opt.name} ({', '.join(shown)})" if shown else str(opt.name)
 
 
 def schedule_text(cfg: TrainConfig) -> str:
     """"onecycle (max_lr 0.24, pct_start 0.2)": the schedule with the settings that act."""
     sch = cfg.training.scheduler
-    acts = _ACTS["training.scheduler"].get(str(sch.name).lower(), ())
-    shown = [f"{k} {override_text(getattr(sch, k))}" for k in acts]
+    shown = [f"{k} {override_text(getattr(sch, k))}" for k in _acting(cfg, sch)]
     return f"{sch.name} ({', '.join(shown)})" if shown else str(sch.name)
 
 
 def learning_rate_text(cfg: TrainConfig) -> str:
     """The learning rate that acted: the optimizer's, or the schedule's peak under onecycle."""
     tr = cfg.training
-    if str(tr.scheduler.name).lower() == "onecycle":
+    if _schedule_name(cfg) in _facts(OptimizerConfig, "lr").replaced_by_schedules:
         return f"max {tr.scheduler.max_lr:g}"
     return f"{tr.optimizer.lr:g}"
 
 
+def _facts(schema: type, name: str) -> Setting:
+    return next(f for f in dataclasses.fields(schema) if f.name == name).metadata["tinyhub"]
+
+
 def ignored_settings(cfg: TrainConfig) -> dict[str, str]:
     """The inert settings given a value other than the schema's default, each with a line saying so. The run
-    leaves them out of its record and says that line (a learning rate under onecycle is refused instead)."""
-    defaults, notes = TrainConfig(), {}
+    leaves them out of its record and says that line (a value the schedule replaces is refused instead)."""
+    defaults, notes = type(cfg)(), {}
+    facts = {d.key: d.facts for d in declared(type(cfg))}
     for key in inert_settings(cfg):
         value = _get(cfg, key)
         if value != _get(defaults, key):
-            section = key.rpartition(".")[0]
-            chosen = "training.scheduler" if key in _WHY_INERT else section
-            why = _WHY_INERT.get(key, f"it does not read {key.rpartition('.')[2]}")
+            replaced = facts[key].replaced_why
+            chosen = _path_of(cfg, cfg.training.scheduler) if replaced else key.rpartition(".")[0]
+            why = replaced or f"it does not read {key.rpartition('.')[2]}"
             notes[key] = (f"{key}={override_text(value)} has no effect with {chosen}.name={_get(cfg, chosen).name} "
                           f"({why})")
     return notes
@@ -597,20 +726,33 @@ def _get(cfg, dotted: str):
     return cfg
 
 
+def check_choices(cfg, schema: type, prefix: str = "", error: type | None = None) -> None:
+    """Raise ConfigError (or `error`) naming the first choice setting of `cfg` whose value is not one of its
+    declared names (a registry's include the installed plugins')."""
+    for d in declared(schema):
+        if d.facts.choices is None:
+            continue
+        value = _get(cfg, d.key)
+        text = override_text(value) if isinstance(value, bool) else value  # Hydra reads true/false as booleans
+        choices = choices_of(d.facts)
+        if not (isinstance(text, str) and text.lower() in choices):
+            note = f" ({d.facts.choice_note})" if d.facts.choice_note else ""
+            raise (error or ConfigError)(f"{prefix}{d.key}={value!r}: choose {choice_text(choices)}{note}.")
+
+
+def check_hpo(hpo: HpoConfig, error: type | None = None) -> None:
+    """The sweep's own settings (the `hpo` section, typed): their declared limits and choices."""
+    from types import SimpleNamespace
+
+    check_limits(SimpleNamespace(hpo=hpo), SWEEP_LIMITS, SweepConfig, error)
+    check_choices(hpo, HpoConfig, "hpo.", error)
+
+
 def check_values(cfg: TrainConfig) -> None:
-    """Every value the run reads, with its meaning: limits (TRAIN_LIMITS), choices, relations between settings,
+    """Every value the run reads, with its meaning: the declared limits and choices, relations between settings,
     and no setting that would be silently ignored. ConfigError names the first problem and its fix."""
-    check_limits(cfg, TRAIN_LIMITS, TrainConfig)
-    for key, choices in CHOICES.items():
-        value = _get(cfg, key)
-        if not (isinstance(value, str) and value.lower() in choices):
-            listed = ", ".join(choices[:-1]) + f" or {choices[-1]}"
-            meaning = _CHOICE_MEANING.get(key)
-            raise ConfigError(f"{key}={value!r}: choose {listed}" + (f" ({meaning})" if meaning else "") + ".")
-    if str(cfg.training.cuda_graphs).lower() not in CUDA_GRAPHS:
-        raise ConfigError(f"training.cuda_graphs={cfg.training.cuda_graphs!r}: choose auto, true or false.")
-    if not (isinstance(cfg.progress, bool) or str(cfg.progress).lower() == "auto"):
-        raise ConfigError(f"progress={cfg.progress!r}: choose auto, true or false.")
+    check_limits(cfg, limits_of(type(cfg)), type(cfg))
+    check_choices(cfg, type(cfg))
     if cfg.seeds is not None:
         if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
             raise ConfigError(f"seeds={list(cfg.seeds)}: give distinct seeds, e.g. seeds=[0,1,2] (or seed=N for one "
@@ -622,8 +764,9 @@ def check_values(cfg: TrainConfig) -> None:
     if cfg.training.scheduler.name == "plateau" and cfg.training.eval_every != 1:
         raise ConfigError(f"training.eval_every={cfg.training.eval_every}: the plateau schedule reads the accuracy "
                           "after every epoch; set training.eval_every=1, or choose step, onecycle or cosine.")
+    facts = {d.key: d.facts for d in declared(type(cfg))}
     for key, note in ignored_settings(cfg).items():
-        if key in _WHY_INERT:  # a learning rate that looks set but is not: refused, not just noted
+        if facts[key].replaced_why:  # a value that looks set but is the schedule's: refused, not just noted
             raise ConfigError(f"{note}; remove it, or set the learning rate the schedule uses.")
     if cfg.training.mixed_precision == "fp16" and (cfg.training.device == "cpu" or not _cuda_available()):
         raise ConfigError("training.mixed_precision=fp16 needs a CUDA GPU (fp16 autocast with loss scaling); on "
@@ -641,8 +784,9 @@ def _check_tracker(report_to: str) -> None:
     """Accelerate only warns when a tracker is missing; a user who asked for one should know it is not logging."""
     import importlib.util
 
-    module = None if report_to == "none" else report_to
-    if module is not None and importlib.util.find_spec(module) is None:
+    entry = TRACKERS.entries()[report_to]
+    module = entry.target if entry.origin == "tinyhub" else None  # a plugin's tracker is its own package
+    if module and importlib.util.find_spec(module) is None:
         raise ConfigError(f"report_to={report_to} needs the {module} package: pip install {module} "
                           "(or `pip install tinyhub[tracking]`), or choose report_to=tensorboard|none.")
 

@@ -9,57 +9,72 @@ import dataclasses
 import torch
 from accelerate import Accelerator
 
+from tinyhub.registry import OPTIMIZERS, SCHEDULERS
+
 from . import cuda_graph
 from .cuda_graph import GraphedStep
 from .distill import distillation_loss, soft_targets
-from .schema import ConfigError, OptimizerConfig, SchedulerConfig, TrainingConfig
-
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("none", "step", "onecycle", "cosine", "plateau")
-IMPLEMENTATIONS = ("auto", "forloop", "foreach", "fused")
+from .schema import OptimizerConfig, SchedulerConfig, TrainingConfig
 
 
 def optimizer_implementation(setting: str, device: torch.device | str) -> str:
     """The optimizer kernels a run uses. auto: fused on a GPU (the whole update of every tensor in one launch: a
-    tiny model's step is otherwise mostly launches), torch's own for-loop on the CPU (what every CPU record ran)."""
+    tiny model's step is otherwise mostly launches), torch's own for-loop on the CPU (what every CPU record ran).
+    check_values has refused any other name."""
     setting = str(setting).lower()
-    if setting not in IMPLEMENTATIONS:
-        raise ConfigError(f"training.optimizer.implementation={setting!r}: choose auto, forloop, foreach or fused.")
     if setting != "auto":
         return setting
     return "fused" if torch.device(device).type == "cuda" else "forloop"
 
 
+# ---- the optimizers and schedules of tinyhub.registry: each name's builder ----
+def sgd(params, opt: OptimizerConfig, kernels: dict) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
+                           weight_decay=opt.weight_decay, **kernels)
+
+
+def adam(params, opt: OptimizerConfig, kernels: dict) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay, **kernels)
+
+
+def adamw(params, opt: OptimizerConfig, kernels: dict) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay, **kernels)
+
+
+def constant(optimizer, sch: SchedulerConfig, epochs: int, steps_per_epoch: int):
+    return None, None
+
+
+def step_decay(optimizer, sch: SchedulerConfig, epochs: int, steps_per_epoch: int):
+    return torch.optim.lr_scheduler.StepLR(optimizer, sch.step_size, sch.gamma), "epoch"
+
+
+def one_cycle(optimizer, sch: SchedulerConfig, epochs: int, steps_per_epoch: int):
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=sch.max_lr, total_steps=epochs * steps_per_epoch, pct_start=sch.pct_start), "step"
+
+
+def cosine(optimizer, sch: SchedulerConfig, epochs: int, steps_per_epoch: int):
+    return torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=epochs * steps_per_epoch, eta_min=sch.min_lr), "step"
+
+
+def plateau(optimizer, sch: SchedulerConfig, epochs: int, steps_per_epoch: int):
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=sch.gamma, patience=sch.patience, min_lr=sch.min_lr), "plateau"
+
+
 def build_optimizer(params, opt: OptimizerConfig, implementation: str = "forloop") -> torch.optim.Optimizer:
-    """The recipe's optimizer, running `implementation`'s kernels (optimizer_implementation resolves auto)."""
-    name = opt.name.lower()
+    """The recipe's optimizer (tinyhub.registry.OPTIMIZERS), running `implementation`'s kernels
+    (optimizer_implementation resolves auto). A builder takes (params, the optimizer section, the kernels' kwargs)."""
     kernels = {"foreach": implementation == "foreach", "fused": implementation == "fused" or None}
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
-                               weight_decay=opt.weight_decay, **kernels)
-    if name in ("adam", "adamw"):
-        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return cls(params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay, **kernels)
-    raise ConfigError(f"training.optimizer.name={name!r}: choose sgd, adam or adamw.")
+    return OPTIMIZERS.get(opt.name.lower())(params, opt, kernels)
 
 
 def build_scheduler(optimizer, sch: SchedulerConfig, epochs: int, steps_per_epoch: int):
-    """Returns (scheduler or None, when it steps: 'step' | 'epoch' | 'plateau' | None)."""
-    name = sch.name.lower()
-    if name == "none":
-        return None, None
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, sch.step_size, sch.gamma), "epoch"
-    if name == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=sch.max_lr, total_steps=epochs * steps_per_epoch, pct_start=sch.pct_start), "step"
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=epochs * steps_per_epoch, eta_min=sch.min_lr), "step"
-    if name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=sch.gamma, patience=sch.patience, min_lr=sch.min_lr), "plateau"
-    raise ConfigError(f"training.scheduler.name={name!r}: choose none, step, onecycle, cosine or plateau.")
+    """Returns (scheduler or None, when it steps: 'step' | 'epoch' | 'plateau' | None), from the schedule's
+    builder in tinyhub.registry.SCHEDULERS."""
+    return SCHEDULERS.get(sch.name.lower())(optimizer, sch, epochs, steps_per_epoch)
 
 
 @dataclasses.dataclass

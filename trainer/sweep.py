@@ -35,7 +35,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -44,14 +43,12 @@ from tinyhub.files import OUTPUT_MARKER, mark_output_folder, write_text_atomic
 from .config import (compose_baseline, describe_value, differences, model_group, plain_value, set_dotted,
                      trial_config)
 from .record import SweepBest, SweepSummary, SweepTrial, load_run
-from .schema import SWEEP_LIMITS, HpoConfig, SweepConfig, check_limits, checked, typed_config
+from .schema import HpoConfig, check_hpo, checked, typed_config
 from .sweep_report import console_text, write_outputs
 from .sweep_space import Param, SweepConfigError, parse_space, tune_space
 
 logger = logging.getLogger(__name__)
 
-#: What a sweep may select on: the engine's per-epoch metrics on the validation split.
-VALIDATION_METRICS = ("val_accuracy", "val_loss")
 #: What each trial reports to Tune after every epoch. Test metrics never: they take no part in the choice.
 REPORTED = ("epoch", "val_accuracy", "val_loss", "train_loss", "train_accuracy", "lr", "epoch_seconds")
 #: Driver environment variables that reach every trial process (plus `hpo.env`).
@@ -125,46 +122,32 @@ def prepare_sweep(cfg: DictConfig | dict) -> SweepPlan:
     _require(isinstance(base.get("hpo"), dict), "the configuration has no hpo section: compose it with "
              "config_name='sweep' (tinyhub sweep ...), or give your recipe `defaults: [sweep, _self_]`.")
     typed_hpo = checked(HpoConfig, base.pop("hpo"), "hpo.", SweepConfigError)
-    check_limits(SimpleNamespace(hpo=typed_hpo), SWEEP_LIMITS, SweepConfig, SweepConfigError)
+    check_hpo(typed_hpo, SweepConfigError)  # every declared limit and choice of the hpo section
     hpo = dataclasses.asdict(typed_hpo)
     recipe = typed_config(base, validate=False)  # read by attribute; values are checked once below
-    metric, mode, epochs = hpo["metric"], hpo["mode"], recipe.training.epochs
-    _require(metric in VALIDATION_METRICS, f"hpo.metric={metric!r}: a sweep selects on the validation split only "
-             "(val_accuracy or val_loss); the test split is never used to choose.")
-    _require(mode in ("max", "min"), f"hpo.mode={mode!r}: choose max or min.")
+    hpo["metric"], hpo["mode"] = metric, mode = typed_hpo.metric.lower(), typed_hpo.mode.lower()
+    epochs = recipe.training.epochs
     _require(mode == {"val_accuracy": "max", "val_loss": "min"}[metric],
              f"hpo.metric={metric} with hpo.mode={mode} would select the worst trial.")
-    val_size = recipe.data.val_size or hpo["val_size"]
-    _require(val_size > 0, f"hpo.val_size={hpo['val_size']!r} (data.val_size={recipe.data.val_size!r}): a sweep needs "
-             "a validation split carved from the training images to compare trials, and never chooses on the test "
-             "split. Set hpo.val_size to a positive number of images, e.g. hpo.val_size=5000.")
+    val_size = recipe.data.val_size or typed_hpo.val_size
+    _require(val_size > 0, f"hpo.val_size={typed_hpo.val_size!r} (data.val_size={recipe.data.val_size!r}): a sweep "
+             "needs a validation split carved from the training images to compare trials, and never chooses on the "
+             "test split. Set hpo.val_size to a positive number of images, e.g. hpo.val_size=5000.")
     set_dotted(base, "data.val_size", val_size)
-    _require(hpo["num_samples"] >= 1, f"hpo.num_samples={hpo['num_samples']!r}: need a positive integer.")
-    _require(epochs >= 1, f"training.epochs={epochs!r}: need a positive integer.")
     _require(not recipe.training.resume, "training.resume must be null for a sweep: every trial starts fresh "
              "(an interrupted sweep continues with hpo.resume=true).")
-    hpo["search"] = search = hpo["search"].lower()
-    _require(search in ("random", "optuna"), f"hpo.search={search!r}: choose random or optuna.")
+    hpo["search"] = search = typed_hpo.search.lower()
     _require(search != "optuna" or importlib.util.find_spec("optuna") is not None, "hpo.search=optuna needs the "
              "optuna package: pip install 'tinyhub[hpo]' (or pip install optuna), or use hpo.search=random.")
 
-    sched = dict(hpo["scheduler"], name=hpo["scheduler"]["name"].lower())
-    _require(sched["name"] in ("asha", "none"), f"hpo.scheduler.name={sched['name']!r}: choose asha or none.")
+    sched = dict(hpo["scheduler"], name=typed_hpo.scheduler.name.lower())
     if sched["name"] == "asha":
-        grace, factor = sched["grace_period"], sched["reduction_factor"]
-        _require(grace >= 1, f"hpo.scheduler.grace_period={grace!r}: a positive number of epochs.")
+        grace = typed_hpo.scheduler.grace_period
         _require(grace <= epochs, f"hpo.scheduler.grace_period={grace} exceeds training.epochs={epochs}: ASHA could "
                  "never stop a trial. Lower it or use hpo.scheduler.name=none.")
-        _require(factor > 1, f"hpo.scheduler.reduction_factor={factor!r}: a number greater than 1.")
         sched["max_t"] = epochs
     else:
         sched = {"name": "none"}
-    _require(hpo["resources"]["cpu"] > 0, f"hpo.resources.cpu={hpo['resources']['cpu']!r}: a positive number of "
-             "CPUs per trial.")
-    _require(hpo["resources"]["gpu"] >= 0, f"hpo.resources.gpu={hpo['resources']['gpu']!r}: 0, a fraction of a "
-             "GPU, or a number of GPUs.")
-    for opt in ("max_concurrent", "num_cpus"):
-        _require(hpo[opt] is None or hpo[opt] >= 1, f"hpo.{opt}={hpo[opt]!r}: a positive integer or null.")
     secrets = sorted(k for k in hpo["env"] if SECRET_ENV.search(k))
     _require(not secrets, f"hpo.env.{secrets[0] if secrets else ''}: secrets are never passed through a sweep (Ray "
              "and sweep_config.yaml would write them to disk). Set them in the environment that starts the sweep "

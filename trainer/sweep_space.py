@@ -17,21 +17,16 @@ import difflib
 from dataclasses import dataclass
 
 from .config import plain_value
-from .schema import ConfigError, typed_config
+from .schema import ConfigError, TrainConfig, declared, typed_config
 
 #: Parameter types of `hpo.space` and the fields each one takes.
 SPACE_TYPES = {"loguniform": ("low", "high"), "uniform": ("low", "high"), "randint": ("low", "high"),
                "choice": ("values",), "grid": ("values",)}
 #: `lr` in the space means the learning rate that actually drives training (see `_resolve_alias`).
 LR_ALIAS = "lr"
-#: Options a sweep fixes for every trial; searching them would make trials incomparable or break the sweep.
-NOT_SEARCHABLE = {
-    "training.epochs": "training.epochs is the sweep's epoch budget (ASHA's max_t); set it, do not search it",
-    "data.val_size": "every trial must be scored on the same validation split; set hpo.val_size instead",
-    "training.resume": "trials always start fresh",
-    "report_to": "use hpo.wandb to log trials to Weights & Biases",
-    "progress": "trials never draw progress bars",
-}
+#: Options a sweep fixes for every trial (declared `not_searched`, with why); searching them would make trials
+#: incomparable or break the sweep.
+NOT_SEARCHABLE = {d.key: d.facts.not_searched for d in declared(TrainConfig) if d.facts.not_searched}
 NOT_SEARCHABLE_SECTIONS = ("hpo", "run", "hydra")
 
 

@@ -17,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from tinyhub.registry import EXPORT_FORMATS
+
 from ._common import ArgumentParser, run_model_command
 
 
@@ -26,8 +28,9 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="folder with the IDX files (default: the run's own data)")
     p.add_argument("--output-dir", default=None,
                    help="default: the run directory (or the model folder; ./exports/<repo> for a repo id)")
-    p.add_argument("--formats", nargs="+", choices=["onnx", "int8"], default=["onnx", "int8"],
-                   help="what to export (int8 is quantized from the float32 ONNX graph)")
+    p.add_argument("--formats", nargs="+", choices=EXPORT_FORMATS.names(), default=["onnx", "int8"],
+                   help="what to export: " + "; ".join(f"{n}: {EXPORT_FORMATS.help(n)}" for n in EXPORT_FORMATS.names())
+                   + " (int8 is quantized from the float32 ONNX graph; a plugin adds its own)")
     p.add_argument("--threads", type=int, default=None,
                    help="onnxruntime threads when verifying and timing (default: every core this process may use)")
     return p
