@@ -95,7 +95,7 @@ def _schema_tables(cls: type, prefix: str = "", level: int = 2, *, defaults: boo
     rows = []
     for f in dataclasses.fields(cls):
         child = _nested(cls, f)
-        kind = str(f.type).replace("|", "or")
+        kind = _type_text(f.type).replace("|", "or")
         facts = f.metadata.get("tinyhub")
         # escaped: placeholders such as <root> are text, not tags
         note = html.escape(facts.help if facts else notes.get(f.name, ""), quote=False).replace("|", "\\|")
@@ -117,6 +117,13 @@ def _schema_tables(cls: type, prefix: str = "", level: int = 2, *, defaults: boo
     for child_prefix, child in children:
         out += _schema_tables(child, child_prefix, min(level + 1, 4), defaults=defaults, seen=seen)
     return out
+
+
+def _type_text(kind) -> str:
+    """A field's type as its annotation is written ("Optional[int]", "str")."""
+    if isinstance(kind, str):
+        return kind
+    return kind.__name__ if isinstance(kind, type) else str(kind).replace("typing.", "")
 
 
 def _anchor(key: str) -> str:

@@ -3,13 +3,14 @@ range is one ConfigError (exit 2 on the command line) naming the key and what is
 torch after the data have loaded."""
 
 import copy
+import dataclasses
 import math
 import typing
 
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import FAST
+from conftest import FAST, REPO
 from tinyhub import trainer
 from tinyhub.trainer import schema
 from tinyhub.trainer.config import set_dotted
@@ -68,8 +69,7 @@ CASES = list(_cases())
 
 @pytest.fixture(scope="module")
 def base(mnist_dir, tmp_path_factory):
-    cfg = OmegaConf.to_container(trainer.load_config([*FAST, "model=model4", "training.epochs=1", "data.subset=64",
-                                                      f"data.dir={mnist_dir}"]))
+    cfg = trainer.load_config([*FAST, "model=model4", "training.epochs=1", "data.subset=64", f"data.dir={mnist_dir}"])
     return cfg, tmp_path_factory.mktemp("bad-values")
 
 
@@ -79,10 +79,10 @@ def test_the_generator_covers_every_limit():
 
 @pytest.mark.parametrize("key, value", CASES, ids=[f"{k}={v}" for k, v in CASES])
 def test_a_bad_number_is_refused_before_anything_runs(base, key, value):
-    cfg, root = copy.deepcopy(base[0]), base[1]
-    set_dotted(cfg, key, value)
-    run_dir = root / f"run-{abs(hash((key, str(value))))}"
-    set_dotted(cfg, "run.dir", str(run_dir))
+    """A TrainConfig changed after it was checked (here by schema.with_values, as a sweep trial's is) is checked
+    again by train(), before anything is written."""
+    run_dir = base[1] / f"run-{abs(hash((key, str(value))))}"
+    cfg = schema.with_values(base[0], {key: value, "run.dir": str(run_dir)})
     with pytest.raises(trainer.ConfigError, match=rf"^{key}"):
         trainer.train(cfg)
     assert not run_dir.exists()
@@ -94,9 +94,9 @@ def test_a_bad_number_is_refused_before_anything_runs(base, key, value):
     ("gap8k", "stem", 0), ("gap8k", "width", -4),
 ])
 def test_an_architecture_argument_it_cannot_take_is_refused_before_anything_runs(base, model, argument, value):
-    cfg, root = copy.deepcopy(base[0]), base[1]
-    cfg["model"] = {"name": model, "param_budget": None, argument: value}
-    set_dotted(cfg, "run.dir", str(root / f"model-{model}-{argument}-{value}"))
+    root = base[1]
+    cfg = dataclasses.replace(base[0], model={"name": model, "param_budget": None, argument: value},
+                              run=schema.RunConfig(dir=str(root / f"model-{model}-{argument}-{value}")))
     with pytest.raises(trainer.ConfigError, match=rf"model.{argument}="):
         trainer.train(cfg)
     assert not (root / f"model-{model}-{argument}-{value}").exists()
@@ -156,3 +156,71 @@ def test_settings_the_schedule_ignores_are_never_recorded_or_carded(tiny_runs):
     assert "training.optimizer.nesterov" in schema.ignored_settings(adam)  # the recipe's, noted by the run
     assert "nesterov" not in schema.config_dict(adam)["training"]["optimizer"]
     assert "lr 0.01" in schema.optimizer_text(adam) and "nesterov" not in schema.optimizer_text(adam)
+
+
+def test_one_tinyhub_train_composes_the_configuration_once(mnist_dir, tmp_path, monkeypatch):
+    """The command line composes and checks the configuration once and hands the engine that TrainConfig; the
+    packaged recipe the run's record is a difference from is composed once per process, however many runs."""
+    import hydra
+
+    from tinyhub.commands import train as train_command
+    from tinyhub.trainer import config as config_module
+
+    composed, checked = [], []
+    real_compose, real_check = hydra.compose, schema.check_values
+    monkeypatch.setattr(hydra, "compose", lambda **kw: composed.append(kw["overrides"]) or real_compose(**kw))
+    monkeypatch.setattr(schema, "check_values", lambda cfg: checked.append(1) or real_check(cfg))
+    config_module._baseline.cache_clear()
+    for run in ("a", "b"):
+        code = train_command.main([*FAST, "model=gap2k", "training.epochs=1", "data.subset=128",
+                                   f"--data-dir={mnist_dir}", f"run.dir={tmp_path / run}", "training.checkpoint_every=0"])
+        assert code == 0 and (tmp_path / run / "results.json").is_file()
+    users = [o for o in composed if f"run.dir={tmp_path / 'a'}" in o]
+    assert len(users) == 1 and len(checked) == 2  # each run: composed once, checked once
+    assert composed.count(["model=gap2k"]) == 1  # the recipe the records are a difference from: once for both
+    assert len(composed) == 3
+
+
+@pytest.fixture
+def schema_with_a_new_setting():
+    """A new setting, declared once: its type, default, meaning and limits on its field, and nothing else."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class WarmupConfig:
+        steps: int = schema.setting(0, low=0, note="steps of linear warm-up",
+                                    help="steps of linear warm-up before the schedule")
+        shape: str = schema.setting("linear", choices=("linear", "cosine"), help="the warm-up's curve")
+
+    @dataclass
+    class ExtendedConfig(schema.TrainConfig):
+        warmup: WarmupConfig = schema.setting(factory=WarmupConfig)
+
+    return ExtendedConfig, WarmupConfig
+
+
+def test_a_setting_declared_once_is_validated_documented_and_recorded(schema_with_a_new_setting, mnist_dir):
+    import sys
+
+    extended, warmup = schema_with_a_new_setting
+    cfg = extended(model={"name": "gap2k", "param_budget": None}, warmup=warmup(steps=-5))
+    with pytest.raises(schema.ConfigError, match=r"^warmup.steps=-5: must be a whole number from 0 "
+                                                   r"\(steps of linear warm-up\)\.$"):
+        schema.check_values(cfg)
+    with pytest.raises(schema.ConfigError, match=r"^warmup.shape='square': choose linear or cosine\.$"):
+        schema.check_values(schema.with_values(cfg, {"warmup.steps": 5, "warmup.shape": "square"}))
+    with pytest.raises(schema.ConfigError, match=r"warmup.stepz is not a setting \(did you mean warmup.steps\?\)"):
+        schema.checked(extended, {"model": {"name": "gap2k"}, "warmup": {"stepz": 3}})
+    good = schema.with_values(cfg, {"warmup.steps": 5})
+    schema.check_values(good)
+    assert schema.config_dict(good)["warmup"] == {"steps": 5, "shape": "linear"}  # recorded as it acted
+    assert "warmup.steps" in [limit.key for limit in schema.limits_of(extended)]
+    sys.path.insert(0, str(REPO / "docs"))
+    try:
+        import hooks
+    finally:
+        sys.path.remove(str(REPO / "docs"))
+    page = "\n".join(hooks._schema_tables(extended))
+    assert ("| `warmup.steps` | `int` | `0` | steps of linear warm-up before the schedule. Allowed: from 0. |"
+            in page)
+    assert "| `warmup.shape` | `str` | `\"linear\"` | the warm-up's curve. One of: linear, cosine. |" in page

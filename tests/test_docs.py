@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -112,7 +113,7 @@ def check_command(line: str) -> None:
 
 def _check_hydra(name: str, args: list[str], line: str) -> None:
     from tinyhub.commands._common import translate_shared_options
-    from tinyhub.trainer import load_config
+    from tinyhub.trainer import compose as load_config
 
     overrides = translate_shared_options(args)
     if "--config-dir" in overrides:  # a recipe folder of the user's: check the flags, not the files
@@ -145,7 +146,7 @@ def test_the_checker_catches_drift():
 
 
 def test_recipe_examples_compose(tmp_path):
-    from tinyhub.trainer import load_config
+    from tinyhub.trainer import compose as load_config
 
     blocks = _blocks("yaml")
     assert blocks
@@ -156,7 +157,7 @@ def test_recipe_examples_compose(tmp_path):
         assert cfg.model.name == "net24k" and cfg.training.epochs == 3
 
 
-def test_python_blocks_run(hub, tiny_runs, tmp_path):
+def test_python_blocks_run(hub, tiny_runs, mnist_dir, tmp_path):
     """Each Python block runs as written, in a fresh process; the Hub repo it names is served by the local Hub
     (a run pushed there under that id's name), and a run directory it reads is a real finished run."""
     blocks = _blocks("python")
@@ -181,7 +182,9 @@ def test_python_blocks_run(hub, tiny_runs, tmp_path):
         code = block
         for repo, _ in named:
             code = code.replace(f'"{repo}"', f'"tester/{repo.split("/")[1]}"')
+        code = code.replace('"/path/to/mnist"', json.dumps(str(mnist_dir)))  # a block that trains reads real data
         env = hub.client_env(tmp_path / "hf_home", token=None)
+        env.update({k: v for k, v in os.environ.items() if k in ("TINYHUB_DATA_NAME", "TINYHUB_CACHE")})
         r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=SAFETY_TIMEOUT)
         assert r.returncode == 0, f"this block failed:\n{block}\n{r.stderr[-2000:]}"

@@ -15,6 +15,7 @@ import yaml
 
 from tinyhub import trainer
 from tinyhub.trainer import sweep, sweep_space
+from tinyhub.trainer.config import trial_config
 from conftest import REPO, SAFETY_TIMEOUT, run_cli
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray[tune] (tinyhub[hpo])")
@@ -134,7 +135,7 @@ def test_space_aliases_and_trial_config(tmp_path):
                   "+hpo.space.training.ema={type:choice,values:[0.0,0.99]}",
                   "+hpo.space.seed={type:randint,low:0,high:3}")
     assert [p.key for p in plain.params][:2] == ["training.optimizer.lr", "data.batch_size"]
-    cfg = sweep.trial_config(plain.base, {"training.optimizer.lr": 0.003, "augment.rotation": 7.5, "seed": 2})
+    cfg = trial_config(plain.base, {"training.optimizer.lr": 0.003, "augment.rotation": 7.5, "seed": 2})
     assert cfg["training"]["optimizer"]["lr"] == 0.003 and cfg["augment"]["rotation"] == 7.5 and cfg["seed"] == 2
     assert plain.base["training"]["optimizer"]["lr"] == 0.01  # the plan itself is untouched
     # Paths a trial uses are absolute (Ray runs trials in their own working directories).

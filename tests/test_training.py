@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from tinyhub import modeling
 from tinyhub import trainer
+from tinyhub.trainer.schema import typed_config
 from tinyhub.trainer import checkpoint as ckpt
 from conftest import FAST, REPO, TINYHUB, run_cli, run_cli_many, run_script
 
@@ -134,10 +135,9 @@ def test_eval_every_skips_evaluations_but_never_the_last_epoch(mnist_dir, tmp_pa
     assert (run / "images" / "training_curves.png").is_file() and "–" in (run / "report.html").read_text()
     log = (run / "train.log").read_text()
     assert re.search(r"epoch   1/3 \| loss [\d.]+ \| train [\d.]+% \| lr", log)  # no test figures after epoch 1
-    cfg = trainer.load_config([*FAST, "model=opt6k", f"run.dir={tmp_path / 'plateau'}", "training.eval_every=0",
-                               "training.scheduler.name=plateau", "data.val_size=500"])
     with pytest.raises(trainer.ConfigError, match=r"training.eval_every=0: the plateau schedule reads the accuracy"):
-        trainer.train(cfg)
+        trainer.load_config([*FAST, "model=opt6k", f"run.dir={tmp_path / 'plateau'}", "training.eval_every=0",
+                             "training.scheduler.name=plateau", "data.val_size=500"])
     with pytest.raises(trainer.ConfigError, match=r"set training.eval_every=1 for sweeps"):
         trainer.train(trainer.load_config([*FAST, "model=opt6k", f"run.dir={tmp_path / 'trial'}",
                                            "training.eval_every=0"]), on_epoch_end=lambda record: None)
@@ -350,9 +350,8 @@ def test_results_json_is_always_valid_json(tmp_path):
 def test_nonsense_values_are_refused_before_anything_runs(tmp_path, override, message):
     if override.endswith("fp16") and torch.cuda.is_available():
         pytest.skip("fp16 is valid where a GPU exists")
-    cfg = trainer.load_config([*FAST, "model=opt6k", f"run.dir={tmp_path / 'run'}", override])
     with pytest.raises(trainer.ConfigError, match=message):
-        trainer.train(cfg)
+        trainer.load_config([*FAST, "model=opt6k", f"run.dir={tmp_path / 'run'}", override])
     assert not (tmp_path / "run").exists()
 
 
@@ -371,10 +370,12 @@ def test_a_wrong_type_or_unknown_key_fails_when_the_config_is_composed(override,
     (tmp_path / "mine.yaml").write_text("defaults:\n  - train\n  - _self_\ntraining:\n  epochz: 3\n")
     with pytest.raises(HydraException, match="epochz"):
         trainer.load_config([], config_name="mine", config_dir=tmp_path)
-    # and so is a plain dict handed to train() (a notebook, a sweep trial), before anything is written
-    cfg = OmegaConf.to_container(trainer.load_config(["model=opt6k", f"run.dir={tmp_path / 'run'}"]))
+    # and so is a plain dict typed in Python (a record's, a notebook's); train() itself takes only a TrainConfig
+    cfg = OmegaConf.to_container(trainer.compose(["model=opt6k", f"run.dir={tmp_path / 'run'}"]))
     cfg["training"]["epochs"] = "ten"
     with pytest.raises(trainer.ConfigError, match="training.epochs"):
+        typed_config(cfg)
+    with pytest.raises(TypeError, match=r"train\(\) takes a TrainConfig, not a dict: build one with tinyhub.trainer.load_config"):
         trainer.train(cfg)
     assert not (tmp_path / "run").exists()
 

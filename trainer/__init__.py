@@ -7,7 +7,7 @@ types answer without importing torch.
 from typing import TYPE_CHECKING
 
 _WHERE = {"AugmentConfig": "augment", "augment_batch": "augment", "DataError": "data", "DatasetSplits": "data",
-          "load_dataset_splits": "data", "load_config": "config", "ConfigError": "schema",
+          "load_dataset_splits": "data", "load_config": "config", "compose": "config", "TrainConfig": "schema", "ConfigError": "schema",
           "TrainingDiverged": "engine", "evaluate": "engine", "train": "engine", "RunRecord": "record",
           "RunRecordError": "record", "load_run": "record"}
 
@@ -15,11 +15,11 @@ __all__ = sorted(_WHERE)
 
 if TYPE_CHECKING:
     from .augment import AugmentConfig, augment_batch  # noqa: F401
-    from .config import load_config  # noqa: F401
+    from .config import compose, load_config  # noqa: F401
     from .data import DataError, DatasetSplits, load_dataset_splits  # noqa: F401
     from .engine import TrainingDiverged, evaluate, train  # noqa: F401
     from .record import RunRecord, RunRecordError, load_run  # noqa: F401
-    from .schema import ConfigError  # noqa: F401
+    from .schema import ConfigError, TrainConfig  # noqa: F401
 
 
 def __getattr__(name: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from pathlib import Path
 
@@ -12,14 +13,16 @@ from . import schema as schema_module  # registers the configuration schema with
 from .schema import ConfigError, override_text
 
 
-def load_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train",
-                config_dir: str | Path | None = None) -> DictConfig:
-    """`load_config(["model=opt6k", "training.epochs=3"])` -> the resolved recipe as a DictConfig.
+def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train",
+            config_dir: str | Path | None = None) -> DictConfig:
+    """Hydra's composition of a recipe with `overrides`, exactly as the command line composes it: the DictConfig
+    that load_config types and checks.
 
     With `config_dir` (like `--config-dir` on the command line) the recipe is looked up there first and can build
     on the packaged ones: `defaults: [train, {override /model: net24k}, _self_]`.
     """
-    from hydra import compose, initialize_config_dir, initialize_config_module
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir, initialize_config_module
 
     overrides = list(overrides)
     if config_dir is not None:
@@ -28,7 +31,42 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = 
     else:
         ctx = initialize_config_module("tinyhub.trainer.recipes", version_base=None)
     with ctx:
-        return compose(config_name=config_name, overrides=overrides)
+        return hydra_compose(config_name=config_name, overrides=overrides)
+
+
+def load_config(recipe: str | list[str] | tuple[str, ...] = (), *overrides: str, config_name: str = "train",
+                config_dir: str | Path | None = None, **sections) -> schema_module.TrainConfig:
+    """A recipe as the TrainConfig that `train` takes, composed once and checked once:
+
+        load_config("model4", training={"epochs": 2}, data={"subset": 2000})
+        load_config("model4", "training.epochs=2", "data.subset=2000")       # overrides as on the command line
+        load_config(["model=model4", "training.epochs=2"])                    # a list of them
+
+    `recipe` names a packaged (or --config-dir) model recipe; `sections` set any key of a section, nested as the
+    configuration is. With config_name="sweep" the result is a SweepConfig (the training recipe and `hpo`).
+    A problem is a ConfigError naming the key and the fix.
+    """
+    given = [f"model={recipe}"] if isinstance(recipe, str) else list(recipe)
+    given += [*overrides, *_section_overrides(sections)]
+    composed = compose(given, config_name=config_name, config_dir=config_dir)
+    if "hpo" in composed:
+        from omegaconf import OmegaConf
+
+        values = OmegaConf.to_container(composed, resolve=True)
+        values.pop("hydra", None)
+        return schema_module.checked(schema_module.SweepConfig, values)
+    return schema_module.typed_config(composed)
+
+
+def _section_overrides(sections: dict, prefix: str = "") -> list[str]:
+    """{"training": {"epochs": 2}} -> ["++training.epochs=2"] (++: set, or add in the open model section)."""
+    out = []
+    for key, value in sections.items():
+        if isinstance(value, dict) and value:
+            out += _section_overrides(value, f"{prefix}{key}.")
+        else:
+            out.append(f"++{prefix}{key}={override_text(value)}")
+    return out
 
 
 def model_group(model_name: str) -> str | None:
@@ -40,17 +78,26 @@ def model_group(model_name: str) -> str | None:
 
 
 def compose_baseline(group: str | None) -> dict:
-    """train.yaml + model/<group>.yaml, composed by Hydra exactly as a recipe's defaults list would be."""
+    """train.yaml + model/<group>.yaml, composed by Hydra exactly as a recipe's defaults list would be: what a
+    run's recorded overrides are the difference from. Composed once per process and recipe (a stack's seeds, a
+    notebook's runs), handed out as a copy."""
+    import copy
+
+    return copy.deepcopy(_baseline(group))
+
+
+@functools.lru_cache(maxsize=None)
+def _baseline(group: str | None) -> dict:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     overrides = [f"model={group}"] if group else []
-    if GlobalHydra.instance().is_initialized():  # inside @hydra.main (tinyhub train/sweep): reuse its search path
-        from hydra import compose
+    if GlobalHydra.instance().is_initialized():  # inside @hydra.main (tinyhub sweep): reuse its search path
+        from hydra import compose as hydra_compose
 
-        cfg = compose(config_name="train", overrides=overrides)
+        cfg = hydra_compose(config_name="train", overrides=overrides)
     else:
-        cfg = load_config(overrides)
+        cfg = compose(overrides)
     out = OmegaConf.to_container(cfg, resolve=True)
     out.pop("hydra", None)
     return out
@@ -148,12 +195,13 @@ def describe_value(value) -> str:
 # A configuration Hydra cannot compose, said in one line with the fix
 # ---------------------------------------------------------------------------------------------------------
 def check_composes(overrides: list[str], *, config_name: str = "train", config_dir: str | None = None,
-                   schema: type | None = None) -> None:
-    """Compose the configuration as the command will, and raise ConfigError (one line, with the fix) when Hydra
-    cannot (an unknown recipe, key or section, a value of the wrong type, an override it cannot read) or when a
-    value is out of range, a choice unknown, or a setting would be ignored (schema.check_values)."""
+                   schema: type | None = None):
+    """Compose the configuration as the command line gives it, once, and return (the composition, its training
+    recipe as a checked TrainConfig); or raise ConfigError (one line, with the fix) when Hydra cannot compose it
+    (an unknown recipe, key or section, a value of the wrong type, an override it cannot read) or when a value is
+    out of range, a choice unknown, or a setting would be ignored (schema.check_values)."""
     try:
-        composed = load_config(overrides, config_name=config_name, config_dir=config_dir)
+        composed = compose(overrides, config_name=config_name, config_dir=config_dir)
     except Exception as e:  # noqa: BLE001 - every composition failure is the user's configuration
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
@@ -170,7 +218,7 @@ def check_composes(overrides: list[str], *, config_name: str = "train", config_d
 
         hpo = schema_module.checked(schema_module.HpoConfig, OmegaConf.to_container(composed.hpo, resolve=True), "hpo.")
         schema_module.check_hpo(hpo)
-    schema_module.typed_config(composed)  # every value and relation, checked as the configuration is composed
+    return composed, schema_module.typed_config(composed)  # every value and relation, checked as it is composed
 
 
 def explain_composition_error(error: BaseException, overrides: list[str], schema: type) -> ConfigError:
@@ -264,7 +312,7 @@ def _unknown_model_argument(key: str, given: dict) -> ConfigError:
     from tinyhub.modeling import UnknownModelError, model_arguments
 
     group = given.get("model")
-    name = given.get("model.name") or (load_config([f"model={group}"] if group else []).model.name)
+    name = given.get("model.name") or (compose([f"model={group}"] if group else []).model.name)
     argument = key.split(".", 1)[1]
     try:
         known = model_arguments(name)

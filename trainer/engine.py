@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
 from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
@@ -48,7 +48,7 @@ from .record import (ArchitectureSummary, DataRecord, DatasetIdentity, Distillat
 from .report import write_run_report
 from .run_dir import member_run_dirs, member_seeds, resolve_run_dir
 from .run_info import EXAMPLES_FILE, environment_info, git_state
-from .schema import ConfigError, RecipeConfig, TrainConfig, config_dict, ignored_settings, typed_config
+from .schema import ConfigError, RecipeConfig, TrainConfig, config_dict, ignored_settings, validated
 from .stack import ModelStack
 from .step import AssembledStep, assemble_step
 
@@ -155,9 +155,10 @@ class Run:
 # ---------------------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------------------
-def train(cfg: DictConfig | dict | TrainConfig, on_epoch_end=None) -> Path:
+def train(cfg: TrainConfig, on_epoch_end=None) -> Path:
     """Train one recipe and return its run directory (model/, results.json, config.yaml, checkpoints/, logs,
-    train.log: every message the run logged).
+    train.log: every message the run logged). `cfg` is a TrainConfig: `tinyhub.trainer.load_config("model4",
+    training={"epochs": 2})` builds one; it is checked here unless it was checked, unchanged, before.
 
     on_epoch_end(record): called on every process after each epoch with that epoch's EpochRecord (the sweep reports
     it to Ray Tune this way); it may raise to stop the run.
@@ -167,7 +168,10 @@ def train(cfg: DictConfig | dict | TrainConfig, on_epoch_end=None) -> Path:
 
 
 def _train(config, on_epoch_end, run_scope: contextlib.ExitStack) -> Path:
-    cfg = config if isinstance(config, TrainConfig) else typed_config(config)  # values checked once, here
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"train() takes a TrainConfig, not a {type(config).__name__}: build one with "
+                        "tinyhub.trainer.load_config(\"model4\", training={\"epochs\": 2}) (or load_config([...overrides]))")
+    cfg = validated(config)  # values checked once: here, unless the command line already did
     check_model(cfg)
     if on_epoch_end is not None and cfg.seeds and len(cfg.seeds) > 1:
         raise ConfigError("seeds: a sweep trial reports one model's accuracy; set seed=N for the trials, not seeds.")

@@ -617,17 +617,56 @@ def override_text(value) -> str:
     return str(value)
 
 
-def typed_config(cfg: DictConfig | dict, *, validate: bool = True) -> TrainConfig:
-    """A composed configuration, or a plain dict (a sweep trial, a notebook), as the TrainConfig everything reads by
+def typed_config(cfg: DictConfig | dict | TrainConfig, *, validate: bool = True) -> TrainConfig:
+    """A composed configuration, or a plain dict (a record's, a notebook's), as the TrainConfig everything reads by
     attribute, checked once: types and unknown keys against the schema, then (`validate`) every value and relation
     (`check_values`). A problem raises ConfigError naming the key and the fix. Records of finished runs are read
-    with validate=False: what ran, ran."""
+    with validate=False: what ran, ran. A TrainConfig is returned as it is (checked if it was not yet)."""
+    if isinstance(cfg, TrainConfig):
+        return validated(cfg) if validate else cfg
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
     typed = checked(TrainConfig, {k: v for k, v in cfg.items() if k not in NOT_TRAINING})
-    if validate:
-        check_values(typed)
-    return typed
+    return validated(typed) if validate else typed
+
+
+_CHECKED_AS = "_tinyhub_checked_as"
+
+
+def validated(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with every value and relation checked (check_values), once: a TrainConfig checked and unchanged since
+    is not checked again (a changed one, or one made by dataclasses.replace, is)."""
+    if getattr(cfg, _CHECKED_AS, None) != repr(cfg):
+        check_values(cfg)
+        object.__setattr__(cfg, _CHECKED_AS, repr(cfg))
+    return cfg
+
+
+def with_values(cfg: TrainConfig, values: dict) -> TrainConfig:
+    """A new TrainConfig: `cfg` with `values` (dotted key -> value, e.g. a sweep trial's sampled ones) written over
+    it through dataclasses.replace, section by section; `model` (an open section) takes any key. Not checked:
+    `validated` (or engine.train) does that."""
+    nested: dict = {}
+    for key, value in values.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return _replaced(cfg, nested, "")
+
+
+def _replaced(node, changes: dict, prefix: str):
+    if isinstance(node, dict):
+        return {**node, **changes}
+    known = {f.name for f in dataclasses.fields(node)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ConfigError(unknown_setting_message(prefix + unknown[0], type(node), prefix))
+    return dataclasses.replace(node, **{
+        k: _replaced(getattr(node, k), v, f"{prefix}{k}.")
+        if isinstance(v, dict) and (dataclasses.is_dataclass(getattr(node, k)) or isinstance(getattr(node, k), dict))
+        else v for k, v in changes.items()})
 
 
 def config_dict(cfg: TrainConfig) -> dict:

@@ -40,10 +40,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from tinyhub.files import OUTPUT_MARKER, mark_output_folder, write_text_atomic
 
-from .config import (compose_baseline, describe_value, differences, model_group, plain_value, set_dotted,
-                     trial_config)
+from .config import compose_baseline, describe_value, differences, model_group, plain_value, set_dotted
 from .record import SweepBest, SweepSummary, SweepTrial, load_run
-from .schema import HpoConfig, check_hpo, checked, typed_config
+from .schema import HpoConfig, SweepConfig, check_hpo, checked, typed_config, with_values
 from .sweep_report import console_text, write_outputs
 from .sweep_space import Param, SweepConfigError, parse_space, tune_space
 
@@ -109,9 +108,11 @@ def _require(ok: bool, message: str) -> None:
         raise SweepConfigError(message)
 
 
-def prepare_sweep(cfg: DictConfig | dict) -> SweepPlan:
+def prepare_sweep(cfg: SweepConfig | DictConfig | dict) -> SweepPlan:
     """Validate a sweep configuration (sweep.yaml composed with overrides) and return the plan. Raises
     SweepConfigError (a ConfigError) with the offending option and the fix; never imports Ray."""
+    if isinstance(cfg, SweepConfig):  # load_config(..., config_name="sweep")
+        cfg = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
     if isinstance(cfg, DictConfig):
         try:
             cfg = OmegaConf.to_container(cfg, resolve=True)
@@ -226,10 +227,14 @@ def _trainable(config: dict, *, base: dict, env: dict, report_to: str, trials_di
             tune.report({k: v for k, v in epoch.as_dict().items() if k in REPORTED})
         return
     recipe = typed_config(base, validate=False)
-    # Tune restarts an interrupted trial (no checkpoints); the best recipe trains afresh.
-    cfg = trial_config(base, {**config, "report_to": report_to, "tracker_project": project, "progress": False,
-                              "run.dir": str(run_dir), "run.name": None, "training.checkpoint_every": 0,
-                              "training.threads": recipe.training.threads or threads})
+    # Tune restarts an interrupted trial (no checkpoints); the best recipe trains afresh. The trial's configuration
+    # is the recipe's, typed, with the sampled values and the trial's own place written over it.
+    trial = dataclasses.replace(
+        recipe, report_to=report_to, tracker_project=project, progress=False,
+        run=dataclasses.replace(recipe.run, dir=str(run_dir), name=None),
+        training=dataclasses.replace(recipe.training, checkpoint_every=0,
+                                     threads=recipe.training.threads or threads))
+    cfg = with_values(trial, {key: plain_value(value) for key, value in config.items()})
     epochs, final = recipe.training.epochs, []
 
     def on_epoch_end(record) -> None:

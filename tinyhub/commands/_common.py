@@ -108,15 +108,17 @@ _HYDRA_OWN_FLAGS = ("help", "hydra_help", "version", "cfg", "info", "shell_compl
                     "experimental_rerun", "config_path")
 
 
-def run_hydra(task, *, config_name: str, argv: list[str], prog: str, schema: type | None = None) -> int:
-    """Run `task(cfg)` under @hydra.main with `argv` as the command line (overrides, --config-dir, --help, ...).
+def run_hydra(task, *, config_name: str, argv: list[str], prog: str, schema: type | None = None,
+              typed: bool = True) -> int:
+    """Run `task(cfg)` with `argv` as the command line (overrides, --config-dir, --help, ...): cfg is the checked
+    TrainConfig (`typed`), or the composition itself (a sweep's, which its own checks type).
 
-    The configuration is composed once before Hydra runs, so a mistake in it (an unknown recipe or key, a value of
-    the wrong type) is one `error:` line with the fix and exit 2; `--verbose` or HYDRA_FULL_ERROR=1 shows Hydra's
-    own report instead. Once the task runs, its own exit status stands."""
+    The configuration is composed once, here, so a mistake in it (an unknown recipe or key, a value of the wrong
+    type) is one `error:` line with the fix and exit 2. Hydra's own flags (--help, --cfg, --info, -m, ...) run
+    under @hydra.main as Hydra documents them; so do `--verbose` and HYDRA_FULL_ERROR=1, which show Hydra's own
+    report of a mistake. Once the task runs, its own exit status stands."""
     import os
 
-    import hydra
     from hydra._internal.utils import get_args_parser
 
     from tinyhub.trainer.config import check_composes
@@ -129,12 +131,25 @@ def run_hydra(task, *, config_name: str, argv: list[str], prog: str, schema: typ
         if unknown:
             raise UsageError(f"unknown option {unknown[0]!r}: {prog} takes settings as key=value (see {prog} "
                              "--help), and --data-dir, --batch-size, --config-dir, --config-name and --verbose.")
-        if not (verbose or os.environ.get("HYDRA_FULL_ERROR") == "1"
-                or any(getattr(args, flag, None) for flag in _HYDRA_OWN_FLAGS)):
-            check_composes(args.overrides, config_name=args.config_name or config_name,
-                           config_dir=args.config_dir, schema=schema)
+        hydra_runs_it = (verbose or os.environ.get("HYDRA_FULL_ERROR") == "1"
+                         or any(getattr(args, flag, None) for flag in _HYDRA_OWN_FLAGS))
+        if not hydra_runs_it:
+            composed, checked = check_composes(args.overrides, config_name=args.config_name or config_name,
+                                               config_dir=args.config_dir, schema=schema)
     except UsageError as e:
         return fail(e)
+    if not hydra_runs_it:
+        from tinyhub.trainer.logs import console_logging
+
+        console_logging()
+        return task(checked if typed else composed) or 0
+    return _under_hydra(task, config_name=config_name, argv=argv, prog=prog)
+
+
+def _under_hydra(task, *, config_name: str, argv: list[str], prog: str) -> int:
+    """`task` under @hydra.main, which hands it the DictConfig it composed."""
+    import hydra
+
     started = False
 
     def job(cfg) -> None:

@@ -41,4 +41,4 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub sweep") -> int:
         print(__doc__.strip() + "\n\nThe sweep's options (Hydra's help follows):\n")
     from tinyhub.trainer.schema import SweepConfig
 
-    return run_hydra(_sweep, config_name="sweep", argv=argv, prog=prog, schema=SweepConfig)
+    return run_hydra(_sweep, config_name="sweep", argv=argv, prog=prog, schema=SweepConfig, typed=False)

@@ -17,10 +17,12 @@ from ._common import run_hydra, run_reporting
 
 
 def _train(cfg) -> int:
+    """cfg: the checked TrainConfig (or, under Hydra's own flags, its DictConfig, typed here)."""
     from tinyhub import trainer
+    from tinyhub.trainer.schema import typed_config
 
     def body() -> int:
-        trainer.train(cfg)
+        trainer.train(typed_config(cfg))
         return 0
 
     return run_reporting(body)
