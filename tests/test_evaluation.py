@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +153,31 @@ def test_compare_two_runs(tiny_runs, tmp_path):
     assert 'data-images-ok="1/1"' in dom and "opt6k-s1" in dom
     bad = run_cli("compare", str(tmp_path / "missing"))
     assert bad.returncode == 1 and "not a finished run" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_one_computation_of_accuracy_and_the_confusion_matrix():
+    """trainer.scores is what training, `tinyhub evaluate` and the `evaluate` modules count with: the same numbers
+    from each, on a case small enough to check by hand."""
+    import evaluate
+    import torch
+
+    from tinyhub.trainer.evaluation import compute_metrics
+    from tinyhub.trainer.scores import classification_scores
+
+    labels = torch.tensor([0, 0, 1, 2, 2, 2])
+    pred = torch.tensor([0, 1, 1, 2, 0, 2])
+    scores = classification_scores(pred, labels, 4)
+    assert scores.confusion == [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]]
+    assert (scores.correct, scores.total, round(scores.accuracy, 4)) == (4, 6, 66.6667)
+    assert scores.per_class_correct == [1, 1, 2, 0] and scores.per_class_total == [2, 1, 3, 0]
+    log_probs = torch.nn.functional.one_hot(pred, 4).float().mul(5).log_softmax(1)
+    metrics = compute_metrics(log_probs, labels, 4)
+    assert metrics["confusion_matrix"] == scores.confusion and metrics["per_class_accuracy"][3] is None
+    assert metrics["accuracy"] == 4 / 6 and metrics["per_class_correct"] == scores.per_class_correct
+    from tinyhub.trainer import evaluation
+
+    modules = Path(evaluation.__file__).parent / "metrics"
+    assert evaluate.load(str(modules / "confusion_matrix")).compute(
+        predictions=pred.tolist(), references=labels.tolist(), num_classes=4)["confusion_matrix"] == scores.confusion
+    assert evaluate.load(str(modules / "accuracy")).compute(
+        predictions=pred.tolist(), references=labels.tolist())["correct"] == 4

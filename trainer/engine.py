@@ -41,6 +41,7 @@ from .config import recipe_overrides
 from .data import DataError, DatasetSplits, load_from_config, shard_batches
 from .distill import load_teachers, teacher_specs
 from .evaluation import predict
+from .scores import classification_scores
 from .inputs import model_input
 from .logs import run_log
 from .record import (ArchitectureSummary, DataRecord, DatasetIdentity, Distillation, EpochRecord, FinalMetrics,
@@ -81,8 +82,8 @@ def check_model(cfg: TrainConfig) -> None:
 
 
 def evaluate(model, images, labels, accelerator, batch_size: int, channels_last: bool = False) -> list[dict]:
-    """Loss/accuracy over a whole split, sharded over processes, every image counted exactly once: one result
-    per model (a stack's members each see the whole split)."""
+    """Loss/accuracy/confusion over a whole split, sharded over processes, every image counted exactly once: one
+    result per model (a stack's members each see the whole split)."""
     log_probs = predict(model, images, accelerator, batch_size, channels_last=channels_last)
     if log_probs.dim() == 2:  # one model
         log_probs = log_probs.unsqueeze(1)
@@ -90,16 +91,10 @@ def evaluate(model, images, labels, accelerator, batch_size: int, channels_last:
     results = []
     for member in log_probs.unbind(1):
         pred = member.argmax(1)
-        correct = int((pred == labels).sum())
-        n = len(labels)
-        results.append({"loss": float(F.nll_loss(member, labels)), "accuracy": 100.0 * correct / n,
-                        "correct": correct, "total": n, "predictions": pred})
+        scores = classification_scores(pred, labels, member.shape[1], log_probs=member)
+        results.append({"loss": scores.loss, "accuracy": scores.accuracy, "correct": scores.correct,
+                        "total": scores.total, "confusion": scores.confusion, "predictions": pred})
     return results
-
-
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> list[list[int]]:
-    flat = target.cpu().long() * num_classes + pred.cpu().long()
-    return torch.bincount(flat, minlength=num_classes**2).view(num_classes, num_classes).tolist()
 
 
 def show_progress(setting) -> bool:
@@ -581,7 +576,7 @@ def _run_record(run: Run, member_cfg: TrainConfig, history: list[EpochRecord], t
             epoch=last.epoch, test_accuracy=test["accuracy"], test_loss=test["loss"],
             test_correct=test["correct"], test_total=test["total"],
             train_accuracy=last.train_accuracy, train_loss=last.train_loss, val_accuracy=last.val_accuracy,
-            confusion_matrix=confusion_matrix(test["predictions"], run.data.test_labels, splits.num_classes),
+            confusion_matrix=test["confusion"],
             ema=run.trainer.ema is not None),
         epochs=history,
         recipe=member_cfg,

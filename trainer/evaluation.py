@@ -1,8 +1,8 @@
 """Evaluating a saved model (run directory, model folder or Hub repo) on a whole split, on one process or many.
 
-Metrics are tinyhub's own `evaluate` modules in trainer/metrics, loaded by path: nothing is downloaded and no
-scikit-learn is needed. Results are written as JSON (evaluate.save's fields) next to the model, where the card
-finds them.
+Accuracy, per-class accuracy and the confusion matrix come from trainer.scores, as in training (tinyhub's
+`evaluate` modules in trainer/metrics wrap the same function). Results are written as JSON (evaluate.save's
+fields) next to the model, where the card finds them.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from tinyhub.hub_http import describe
 
 from .inputs import model_input
 from .record import RunRecord, RunRecordError, load_run
+from .scores import classification_scores
 
-METRICS_DIR = Path(__file__).parent / "metrics"
 # Test-time augmentation: the image itself and one-pixel shifts in the four directions.
 TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
@@ -69,20 +69,16 @@ def predict(model, images: torch.Tensor, accelerator, batch_size: int, *, channe
     return accelerator.gather_for_metrics(torch.cat(outputs))[:n]
 
 
-def load_metric(name: str):
-    import evaluate
-
-    return evaluate.load(str(METRICS_DIR / name))
-
-
 def compute_metrics(log_probs: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
-    pred = log_probs.argmax(1).cpu().tolist()
-    ref = labels.cpu().tolist()
-    out = {"loss": float(F.nll_loss(log_probs.float().cpu(), labels.cpu()))}
-    out.update(load_metric("accuracy").compute(predictions=pred, references=ref))
-    out.update(load_metric("per_class_accuracy").compute(predictions=pred, references=ref, num_classes=num_classes))
-    out.update(load_metric("confusion_matrix").compute(predictions=pred, references=ref, num_classes=num_classes))
-    return out
+    """The fields of an evaluation record (EvaluationRecord; `evaluate`'s conventions: accuracy as a fraction),
+    from trainer.scores, the one computation of accuracy and the confusion matrix."""
+    scores = classification_scores(None, labels, num_classes, log_probs=log_probs.float())
+    return {"loss": scores.loss, "accuracy": scores.correct / scores.total, "correct": scores.correct,
+            "total": scores.total,
+            "per_class_accuracy": [c / t if t else None for c, t in zip(scores.per_class_correct,
+                                                                        scores.per_class_total)],
+            "per_class_correct": scores.per_class_correct, "per_class_total": scores.per_class_total,
+            "confusion_matrix": scores.confusion}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from tinyhub.files import atomic_path, sha256_file
 
 from .record import EXPORT_EXAMPLES_FILE, ExportedFormat, ExportsRecord
 from .run_info import library_versions, this_machine
+from .scores import classification_scores
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 MAX_DISAGREEMENT = 0.05  # % of test images
@@ -109,6 +110,7 @@ def export_model(model, splits, out_dir: str | Path, *, weights_sha256: str, dat
     log(f"PyTorch reference on the {len(test_y):,} test images ...")
     reference = _torch_logits(model, test_x)
     torch_pred = reference.argmax(1)
+    torch_correct = classification_scores(torch_pred, test_y, model.num_classes).correct
     chosen = {name: EXPORT_FORMATS.get(name) for name in dict.fromkeys(["onnx", *formats])}  # ONNX first: int8's input
     results, built = [], {}
     with tempfile.TemporaryDirectory(prefix="tinyhub-export-") as tmp:
@@ -126,18 +128,19 @@ def export_model(model, splits, out_dir: str | Path, *, weights_sha256: str, dat
                                          for i in range(0, len(test_x), EVAL_BATCH)])
                 latency, throughput = _timings(run, test_x.numpy())
             pred = logits.argmax(1)
+            scores = classification_scores(pred, test_y, model.num_classes)
             fmt = ExportedFormat(
                 format=name, file=fmt_spec.file, bytes=path.stat().st_size, sha256=sha256_file(path),
-                opset=_onnx_opset(path), test_correct=int((pred == test_y).sum()), test_total=len(test_y),
+                opset=_onnx_opset(path), test_correct=scores.correct, test_total=scores.total,
                 agreement=100 * float((pred == torch_pred).mean()),
                 max_logit_difference=float(np.abs(logits - reference).max()),
                 latency_ms=latency, images_per_second=throughput, passed=True, calibration=calibration)
-            fmt.problem = _problem(fmt, int((torch_pred == test_y).sum()), fmt_spec.quantized)
+            fmt.problem = _problem(fmt, torch_correct, fmt_spec.quantized)
             fmt.passed = fmt.problem is None
             results.append(fmt)
         record = ExportsRecord(
             architecture=model.architecture, weights_sha256=weights_sha256, dataset=dataset,
-            pytorch_test_correct=int((torch_pred == test_y).sum()), test_total=len(test_y),
+            pytorch_test_correct=torch_correct, test_total=len(test_y),
             max_disagreement=MAX_DISAGREEMENT, max_int8_loss=MAX_INT8_LOSS, hardware=this_machine(threads),
             threads=threads, versions=library_versions(("torch", "onnx", "onnxruntime", "onnxscript")),
             formats=results)

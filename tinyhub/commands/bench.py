@@ -311,6 +311,8 @@ def main(argv=None, prog: str = "tinyhub bench") -> int:
                         "data.source=local", f"data.dir={Path(args.data_dir).resolve()}", f"data.subset={subset}"]
     try:
         recipe = trainer.load_config(recipe_overrides)
+    except trainer.ConfigError as e:
+        return fail(e)
     except (HydraException, OmegaConfBaseException) as e:
         print(f"error: bad recipe override in {args.overrides}: {e}", file=sys.stderr)
         return 2

@@ -112,6 +112,7 @@ def train(spec: PipelineSpec) -> dict:
     from torchvision import datasets, transforms
 
     from tinyhub import modeling
+    from tinyhub.trainer.scores import classification_scores
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
@@ -164,10 +165,13 @@ def train(spec: PipelineSpec) -> dict:
         t1 = time.perf_counter()
         if spec.eval_each_epoch or epoch == spec.epochs:
             model.eval()
-            correct = 0
+            predicted, labels = [], []
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.bf16):
                 for x, y in test_loader:
-                    correct += int((model(x).argmax(1) == y).sum())
+                    logits = model(x)
+                    predicted.append(logits.argmax(1))
+                    labels.append(y)
+            correct = classification_scores(torch.cat(predicted), torch.cat(labels), logits.shape[1]).correct
         t2 = time.perf_counter()
         times["train"] += t1 - t0
         times["evaluate"] += t2 - t1

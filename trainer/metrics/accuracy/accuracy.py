@@ -24,6 +24,8 @@ class Accuracy(evaluate.Metric):
         )
 
     def _compute(self, predictions, references):
-        predictions, references = np.asarray(predictions), np.asarray(references)
-        correct = int((predictions == references).sum())
-        return {"accuracy": correct / len(references), "correct": correct, "total": int(len(references))}
+        from tinyhub.trainer.scores import classification_scores  # the one computation tinyhub trains with
+
+        num_classes = int(max(max(predictions, default=0), max(references, default=0))) + 1
+        scores = classification_scores(np.asarray(predictions), np.asarray(references), num_classes)
+        return {"accuracy": scores.correct / scores.total, "correct": scores.correct, "total": scores.total}

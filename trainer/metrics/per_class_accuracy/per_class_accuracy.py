@@ -25,11 +25,12 @@ class PerClassAccuracy(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, num_classes):
-        predictions, references = np.asarray(predictions), np.asarray(references)
-        total = np.bincount(references, minlength=num_classes)
-        correct = np.bincount(references[predictions == references], minlength=num_classes)
+        from tinyhub.trainer.scores import classification_scores  # the one computation tinyhub trains with
+
+        scores = classification_scores(np.asarray(predictions), np.asarray(references), num_classes)
+        correct, total = scores.per_class_correct, scores.per_class_total
         return {
-            "per_class_accuracy": [float(c / t) if t else None for c, t in zip(correct, total)],
-            "per_class_correct": correct.tolist(),
-            "per_class_total": total.tolist(),
+            "per_class_accuracy": [c / t if t else None for c, t in zip(correct, total)],
+            "per_class_correct": correct,
+            "per_class_total": total,
         }
