@@ -25,10 +25,13 @@ setup: $(STAMP)
 train: $(STAMP)
 	$(VENV)/bin/tinyhub train $(if $(DATA_DIR),--data-dir $(abspath $(DATA_DIR))) $(ARGS)
 
+# Two workers, a test file each at a time (its module fixtures set up once), each computing on one thread.
+WORKERS ?= 2
 test: $(STAMP)
-	TINYHUB_TEST_DATA=$(if $(DATA_DIR),$(abspath $(DATA_DIR))) $(VENV)/bin/python -m pytest -q $(ARGS)
+	TINYHUB_TEST_DATA=$(if $(DATA_DIR),$(abspath $(DATA_DIR))) $(VENV)/bin/python -m pytest -q -n $(WORKERS) --dist loadfile $(ARGS)
 
-# The unit and small-integration tests only (no processes, Ray, wheels, Hub server or killed runs): a few minutes.
+# The unit and small-integration tests only (no processes, Ray, wheels, Hub server or killed runs; a test that
+# starts one fails unless marked e2e): under two minutes.
 test-fast: $(STAMP)
 	TINYHUB_TEST_DATA=$(if $(DATA_DIR),$(abspath $(DATA_DIR))) $(VENV)/bin/python -m pytest -q -m "not e2e" $(ARGS)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -12,6 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on the machine's cores: each one's torch, and every process its tests start,
+    # computes on one thread (two-thread runs side by side stall each other; docs: Speed).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
@@ -148,12 +154,12 @@ def hub_client(hub, tmp_path, *args, token="hf_test_token", offline=False, code=
 
 
 # ---- the test pyramid: `make test` runs everything; `make test-fast` leaves out the end-to-end tests ----
-#: Modules that are end to end throughout: Ray sweeps, wheel builds and fresh installs, the local Hub server, the
-#: installed CLI driven as a user drives it.
-E2E_MODULES = {"test_sweep", "test_package", "test_push", "test_hubserver", "test_real_hub", "test_first_use",
-               "test_protected_names", "test_docs"}
-#: What an end-to-end test does in its body: start processes (the CLI, torchrun, a killed run) or talk to the Hub.
-E2E_SIGNS = ("run_cli", "run_script", "subprocess", "Popen", "hub_client", "os.kill", "torchrun")
+#: Fixtures that make a test end to end by what they start: the local Hub server, and runs exported by the CLI.
+#: (Fixtures of modules that are end to end throughout need no entry: the module's marker covers them.)
+E2E_FIXTURES = {"hub", "exported"}
+#: What an end-to-end test may start and a fast test may not: Python (the CLI, scripts, torchrun, accelerate),
+#: browsers and package tools. (git, which a run asks for its commit, is not a test's doing.)
+_STARTED_BY_E2E = re.compile(r"(^|/)(python[\d.]*|tinyhub|torchrun|accelerate|chromium|chrome|pip|make|mkdocs|ray)$")
 
 
 def pytest_configure(config):
@@ -164,13 +170,25 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    import inspect
-
+    """A test is end to end by its explicit marker (on the test or its module) or by a fixture that starts a
+    server; nothing is guessed from its source."""
     for item in items:
-        module = item.module.__name__.rpartition(".")[2]
-        try:
-            body = inspect.getsource(item.function)
-        except (OSError, TypeError):
-            body = ""
-        if module in E2E_MODULES or any(sign in body for sign in E2E_SIGNS):
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_start_no_process(request, monkeypatch):
+    """A test not marked e2e that starts a Python process, a browser or a package tool fails, naming the marker:
+    `make test-fast` stays free of them because the lane is enforced, not hoped for."""
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+    real = subprocess.Popen.__init__
+
+    def refuse(self, args, *a, **kw):
+        program = str(args[0] if isinstance(args, (list, tuple)) else str(args).split()[0])
+        if _STARTED_BY_E2E.search(program):
+            raise AssertionError(f"{request.node.nodeid} starts {program}: mark it @pytest.mark.e2e (tests/conftest.py)")
+        real(self, args, *a, **kw)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)

@@ -100,6 +100,7 @@ def test_unfinished_run_is_refused(tiny_runs, tmp_path):
         cards.build_card(broken, repo_id="me/x")
 
 
+@pytest.mark.e2e
 def test_dry_run_writes_exactly_the_upload_folder(tiny_runs, tmp_path):
     out = tmp_path / "upload"
     r = run_cli("push", str(tiny_runs[0]), "--repo-id", "me/opt6k", "--dry-run", str(out),
@@ -118,18 +119,21 @@ def test_dry_run_writes_exactly_the_upload_folder(tiny_runs, tmp_path):
         assert (out / f).read_bytes() == (tmp_path / "again" / f).read_bytes(), f
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("repo_id", ["no-namespace", "me/bad name", "a/b/c", "me/--x"])
 def test_invalid_repo_id_is_refused_before_anything(tiny_runs, repo_id):
     r = run_cli("push", str(tiny_runs[0]), "--repo-id", repo_id, env_extra={"HF_TOKEN": "x"})
     assert r.returncode == 2 and "repo-id" in r.stderr
 
 
+@pytest.mark.e2e
 def test_missing_token_is_refused_before_any_upload(tiny_runs, tmp_path):
     r = run_cli("push", str(tiny_runs[0]), "--repo-id", "me/opt6k",
                 env_extra={"HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"})
     assert r.returncode == 1 and "No Hugging Face token" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.e2e
 def test_card_includes_per_class_accuracy_from_evaluate(tiny_runs, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_runs[0], run, ignore=shutil.ignore_patterns("eval"))  # no evaluation by other tests
@@ -142,6 +146,7 @@ def test_card_includes_per_class_accuracy_from_evaluate(tiny_runs, tmp_path):
     assert f"| 0 | {ev['per_class_correct'][0]} | {ev['per_class_total'][0]} |" in text
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("damage", ["metrics", "weights"])
 def test_a_run_with_non_finite_numbers_is_never_published(tiny_runs, tmp_path, damage):
     run = tmp_path / "run"

@@ -185,6 +185,7 @@ def test_cache_missing_a_tensor_is_rebuilt_not_trusted(mnist_dir, tmp_path):
     assert "test_labels" in load_file(cache)  # and the cache was written again, whole
 
 
+@pytest.mark.e2e
 def test_a_killed_cache_write_leaves_nothing_behind(mnist_dir, tmp_path):
     load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))
     cache = next(tmp_path.glob("*.safetensors"))
@@ -198,6 +199,7 @@ def test_a_killed_cache_write_leaves_nothing_behind(mnist_dir, tmp_path):
     assert not leftover.exists() and live.exists()
 
 
+@pytest.mark.e2e
 def test_without_network_training_fails_with_one_message(tmp_path):
     import os
 

@@ -155,6 +155,7 @@ def test_hub_dataset_whose_id_ends_in_mnist_is_not_mnist(tmp_path, monkeypatch):
         cards.build_card(run, repo_id="me/tiny", dataset_id="someone/other")
 
 
+@pytest.mark.e2e
 def test_mnist_named_files_that_are_not_mnist_never_make_an_mnist_card(tmp_path):
     folder = make_synthetic_idx(tmp_path / "lookalike", n_train=300, n_test=100)
     with pytest.raises(trainer.DataError, match="not match the canonical MNIST checksum"):

@@ -138,6 +138,7 @@ def _serve_draw_and_check(cmd: list[str], env: dict, ready: str, port: int, run:
         assert top == "1"  # a vertical stroke, read as MNIST's one
 
 
+@pytest.mark.e2e
 def test_tinyhub_demo_classifies_a_stroke_drawn_in_a_real_browser(digit_run, mnist_dir):
     if not CHROMIUM:
         pytest.skip("Chromium is not installed here (.ci/run installs Debian's chromium when it can)")
@@ -146,6 +147,7 @@ def test_tinyhub_demo_classifies_a_stroke_drawn_in_a_real_browser(digit_run, mni
                           "Serving the demo", port, digit_run, mnist_dir)
 
 
+@pytest.mark.e2e
 def test_push_space_publishes_the_demo_and_the_space_app_runs_in_a_browser(hub, digit_run, mnist_dir, tmp_path):
     repo, space = "tester/demo-fast99", "tester/fast99-demo"
     r = hub_client(hub, tmp_path, "push", str(digit_run), "--repo-id", repo, "--space", space)
@@ -180,6 +182,7 @@ def test_push_space_publishes_the_demo_and_the_space_app_runs_in_a_browser(hub, 
                           mnist_dir)
 
 
+@pytest.mark.e2e
 def test_push_space_without_gradio_names_the_extra(hub, tiny_runs, tmp_path):
     code = ("import sys, builtins\n"
             "from importlib import metadata\n"

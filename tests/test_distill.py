@@ -82,6 +82,7 @@ def test_a_teacher_that_does_not_fit_is_refused_before_training(mnist_dir, tmp_p
     assert not (tmp_path / "refused").exists()  # nothing was written
 
 
+@pytest.mark.e2e
 def test_a_teacher_published_on_the_hub_teaches_anyone(hub, tiny_runs, mnist_dir, tmp_path):
     pushed = hub_client(hub, tmp_path, "push", str(tiny_runs[1]), "--repo-id", "tester/teacher", "--tag", "v1")
     assert pushed.returncode == 0, pushed.stderr[-2000:]

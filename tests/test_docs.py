@@ -20,6 +20,8 @@ import pytest
 
 from conftest import REPO, SAFETY_TIMEOUT, hub_client, run_cli
 
+pytestmark = pytest.mark.e2e  # the whole module drives processes, servers or wheels
+
 README = (REPO / "README.md").read_text()
 #: The pages users read: the README and the documentation site's own pages (the experiment logs of
 #: results/experiments/, which the site also shows, record what ran and are not instructions).

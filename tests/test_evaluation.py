@@ -27,6 +27,7 @@ def _saved(path):
     return EvaluationRecord.load(path).as_dict()
 
 
+@pytest.mark.e2e
 def test_run_directory_reproduces_recorded_accuracy_exactly(tiny_runs):
     run = tiny_runs[0]
     r = _eval(str(run))
@@ -42,6 +43,7 @@ def test_run_directory_reproduces_recorded_accuracy_exactly(tiny_runs):
     assert f"{100 * ev['accuracy']:.2f}%" in r.stdout
 
 
+@pytest.mark.e2e
 def test_recorded_figures_do_not_depend_on_the_evaluation_batch(tiny_runs, tmp_path):
     """Training evaluates 250 images per pass (fast on a CPU); a user evaluating 1000 at a time gets the same."""
     run = tmp_path / "run"
@@ -56,6 +58,7 @@ def test_recorded_figures_do_not_depend_on_the_evaluation_batch(tiny_runs, tmp_p
     assert ev["loss"] == pytest.approx(final["test_loss"], rel=1e-6)
 
 
+@pytest.mark.e2e
 def test_saved_folder_with_data_dir_and_train_split(tiny_runs, mnist_dir, tmp_path):
     folder = tmp_path / "saved"
     shutil.copytree(tiny_runs[0] / "model", folder)
@@ -65,6 +68,7 @@ def test_saved_folder_with_data_dir_and_train_split(tiny_runs, mnist_dir, tmp_pa
     assert ev["split"] == "train" and ev["total"] == sum(ev["per_class_total"]) > 1000
 
 
+@pytest.mark.e2e
 def test_tta_and_two_processes_count_every_image_once(tiny_runs, tmp_path):
     run = tiny_runs[1]
     single = _eval(str(run), "--output-dir", str(tmp_path / "one"))
@@ -83,6 +87,7 @@ def test_tta_and_two_processes_count_every_image_once(tiny_runs, tmp_path):
     assert t["tta"] is True and t["total"] == 10_000
 
 
+@pytest.mark.e2e
 def test_missing_and_corrupt_models_are_clear_errors(tiny_runs, tmp_path):
     # Missing or unreadable files are run-time failures (exit 1), reported in one line without a traceback.
     r = _eval(str(tmp_path / "nope" / "model"))
@@ -101,6 +106,7 @@ def test_missing_and_corrupt_models_are_clear_errors(tiny_runs, tmp_path):
     assert r.returncode == 2 and "--batch-size must be at least 1, got 0" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.e2e
 def test_pushed_model_re_evaluates_to_its_card(hub, tiny_runs, mnist_dir, tmp_path):
     repo = "tester/evaluated"
     assert hub_client(hub, tmp_path, "push", str(tiny_runs[0]), "--repo-id", repo, "--tag", "v1").returncode == 0
@@ -129,6 +135,7 @@ def _render(html_file, tmp_path):
     return r.stdout
 
 
+@pytest.mark.e2e
 def test_html_report_renders_in_chromium(tiny_runs, tmp_path):
     report = tiny_runs[0] / "report.html"
     dom = _render(report, tmp_path)
@@ -139,6 +146,7 @@ def test_html_report_renders_in_chromium(tiny_runs, tmp_path):
     assert "src=\"http" not in report.read_text()  # self-contained: nothing fetched
 
 
+@pytest.mark.e2e
 def test_compare_two_runs(tiny_runs, tmp_path):
     r = run_cli("compare", str(tiny_runs[0]), str(tiny_runs[1].parent / "opt6k-s*"), "--out",
                    str(tmp_path / "cmp"))

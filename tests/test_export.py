@@ -168,6 +168,7 @@ def test_push_refuses_exports_of_other_weights_or_changed_files(exported, tmp_pa
         stage_folder(run, tmp_path / "up3", repo_id="tester/x", revision="main")
 
 
+@pytest.mark.e2e
 def test_export_errors_name_the_problem(tmp_path, exported):
     r = run_cli("export", str(tmp_path / "nowhere"))
     assert r.returncode == 1 and "error:" in r.stderr and "Traceback" not in r.stderr
@@ -207,6 +208,7 @@ def _only_site(packages: tuple[str, ...], dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.e2e
 def test_deploy_section_and_onnxruntime_snippet_run_as_printed_for_a_stranger(hub, exported, mnist_dir, tmp_path):
     run = exported["opt6k"]
     repo = "tester/export-opt6k"

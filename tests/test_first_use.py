@@ -14,6 +14,8 @@ import pytest
 
 from conftest import FAST, REPO, SAFETY_TIMEOUT, TINYHUB, run_cli, run_cli_many
 
+pytestmark = pytest.mark.e2e  # the whole module drives processes, servers or wheels
+
 # (arguments, exit status, what the one error line must say: the fix or the allowed values)
 MISTAKES = [
     (["train", "model=model5"], 2, "did you mean model=model4?"),

@@ -27,6 +27,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(host_memory.glibc() is None,
                     reason="the setting is glibc's; other C libraries keep their own allocators")
 def test_a_freed_block_is_reused_without_page_faults():

@@ -84,6 +84,7 @@ def test_an_empty_folder_is_a_fine_target_and_a_file_is_not(hub, run, tmp_path):
     assert r.returncode == 2 and a_file.read_text() == "keep me"
 
 
+@pytest.mark.e2e
 def test_push_all_dry_run_refuses_a_folder_of_the_users(hub, tiny_runs, tmp_path):
     mine = tmp_path / "out"
     mine.mkdir()
@@ -150,6 +151,7 @@ def test_a_dry_run_of_a_tampered_run_is_one_error_line(hub, run, tmp_path):
     assert not (tmp_path / "staged").exists()
 
 
+@pytest.mark.e2e
 def test_a_push_with_a_linked_log_uploads_nothing(hub, run, tmp_path):
     secret = tmp_path / "credentials"
     secret.write_text("PRIVATE TOKEN")
@@ -163,6 +165,7 @@ def test_a_push_with_a_linked_log_uploads_nothing(hub, run, tmp_path):
     assert hub.requests == []  # refused before the first request: no repo, no commit, no byte
 
 
+@pytest.mark.e2e
 def test_a_push_of_the_honest_run_still_works_after_a_dry_run(hub, run, tmp_path):
     assert _dry_run(hub, tmp_path, run, tmp_path / "staged").returncode == 0
     r = hub_client(hub, tmp_path, "push", str(run), "--repo-id", "tester/honest")
@@ -218,6 +221,7 @@ def _against(silent_hub, tmp_path, *args):
                           timeout=SAFETY_TIMEOUT)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("what", ["evaluate", "push", "train"])
 def test_a_silent_hub_ends_each_command_with_one_line(silent_hub, tiny_runs, mnist_dir, tmp_path, what):
     args = {"evaluate": ["evaluate", "tester/model4-mnist", "--data-dir", str(mnist_dir)],
@@ -236,6 +240,7 @@ def test_a_silent_hub_ends_each_command_with_one_line(silent_hub, tiny_runs, mni
 
 
 # ---- a push ends consistent, or says exactly what is live ----
+@pytest.mark.e2e
 def test_a_tag_that_fails_after_the_commit_is_named_and_a_rerun_finishes(hub, tiny_runs, tmp_path):
     repo = "tester/tag-fails"
     hub.fail_next("POST", rf"/api/models/{repo}/tag/", status=500, times=20)
@@ -251,6 +256,7 @@ def test_a_tag_that_fails_after_the_commit_is_named_and_a_rerun_finishes(hub, ti
     assert hub.read_file(repo, "model.safetensors", "v1") == hub.read_file(repo, "model.safetensors", head)
 
 
+@pytest.mark.e2e
 def test_sigterm_during_the_commit_cleans_up_and_says_what_the_repo_holds(hub, tiny_runs, tmp_path):
     repo = "tester/killed"
     scratch = tmp_path / "scratch"
@@ -396,6 +402,7 @@ def test_float_images_of_0_to_255_still_train_as_their_pixels(tmp_path):
     assert torch.equal(splits.train_images[:, 0], torch.from_numpy(images.astype(np.uint8)))
 
 
+@pytest.mark.e2e
 def test_a_damaged_random_state_file_makes_resume_name_it(mnist_dir, tmp_path):
     run = tmp_path / "run"
     args = [*FAST, f"data.dir={mnist_dir}", "data.subset=300", "training.epochs=2", f"run.dir={run}"]
@@ -408,6 +415,7 @@ def test_a_damaged_random_state_file_makes_resume_name_it(mnist_dir, tmp_path):
     assert "random_states_0.pkl cannot be read" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("command", ["compare", "evaluate"])
 def test_compare_and_evaluate_never_write_into_a_folder_of_the_users(tiny_runs, mnist_dir, tmp_path, command):
     mine = tmp_path / "mine"

@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hubserver import HubServer, free_port, git_blob_sha1  # noqa: E402
 from conftest import SAFETY_TIMEOUT  # noqa: E402
 
+pytestmark = pytest.mark.e2e  # the whole module drives processes, servers or wheels
+
 TOKEN = "hf_test_token"
 OTHER_TOKEN = "hf_other_token"
 

@@ -18,6 +18,8 @@ from safetensors.torch import load_file
 from conftest import FAST, REPO, SAFETY_TIMEOUT, TINYHUB, hub_client, run_cli, run_cli_many
 from tinyhub import modeling
 
+pytestmark = pytest.mark.e2e  # the whole module drives processes, servers or wheels
+
 #: What only the training extras install. Importing tinyhub or tinyhub.modeling must touch none of them.
 TRAINING_ONLY = ("accelerate", "hydra", "omegaconf", "datasets", "evaluate", "matplotlib", "tensorboard", "jinja2",
                  "ray", "optuna", "wandb", "torchvision")

@@ -14,6 +14,8 @@ from tinyhub import cards, trainer
 from tinyhub.cards.publish import stage_folder
 from tinyhub.trainer import data as data_mod
 
+pytestmark = pytest.mark.e2e  # the whole module drives processes, servers or wheels
+
 #: How each letter of MNIST can be written so that a reader still sees MNIST.
 LOOK_ALIKES = {
     "m": ["m", "M", "м", "М", "Μ", "ｍ", "Ｍ"],

@@ -13,7 +13,8 @@ import pytest
 from conftest import SAFETY_TIMEOUT, TINYHUB
 
 TOKEN = os.environ.get("TINYHUB_REAL_HUB_TOKEN")
-pytestmark = pytest.mark.skipif(not TOKEN, reason="opt-in: set TINYHUB_REAL_HUB_TOKEN to test against the real Hub")
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not TOKEN, reason="opt-in: set TINYHUB_REAL_HUB_TOKEN to test against the real Hub")]
 
 
 def _real_env(tmp_path):

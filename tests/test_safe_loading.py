@@ -101,6 +101,7 @@ def test_an_honest_model_still_loads_identically(tmp_path):
         assert torch.equal(model(model.normalize(x)), loaded(loaded.normalize(x)))
 
 
+@pytest.mark.e2e
 def test_identical_weights_give_identical_bytes_across_processes(tmp_path):
     import subprocess
     import sys

@@ -5,12 +5,15 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO, SAFETY_TIMEOUT, run_cli
 
 
 ROW = r"\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+([\d,]+)"
 
 
+@pytest.mark.e2e
 def test_bench_times_the_engine_itself_side_by_side_with_the_seeds(tiny_runs, mnist_dir, tmp_path):
     # tinyhub's rows are `tinyhub.trainer.train` runs: their figures are the ones the engine recorded.
     r = run_cli("bench", "--quick", "--epochs", "1", "--model", "opt6k", "--data-dir", str(mnist_dir),
@@ -47,6 +50,7 @@ def _gpu_figures():
     return module
 
 
+@pytest.mark.e2e
 def test_bench_stack_trains_k_models_together_and_the_gpu_figures_read_its_table(mnist_dir, tmp_path):
     # The stack's table is what the GPU proof reports for K = 1..16: each K one stacked run, its images/s the
     # K models' sum, and results/gpu/figures.py reads the same figures back out of the printed table.
@@ -70,6 +74,7 @@ def test_bench_stack_trains_k_models_together_and_the_gpu_figures_read_its_table
     assert f"{members[0]['epochs'][-1]['images_per_second'] * 2:,.0f}" == f"{two['images_per_second']:,.0f}"
 
 
+@pytest.mark.e2e
 def test_bench_times_the_recipe_with_its_overrides(mnist_dir, tmp_path):
     # A candidate recipe is timed before it is adopted: the override reaches both sides; a misspelt key stops
     # with a clear error instead of timing the unchanged recipe.
@@ -103,6 +108,7 @@ def test_bench_times_the_recipe_with_its_overrides(mnist_dir, tmp_path):
     assert "Traceback" not in missing.stderr and "images/s" not in missing.stdout
 
 
+@pytest.mark.e2e
 def test_bench_to_times_whole_runs_of_both_pipelines_to_a_target(mnist_dir, tmp_path):
     # The time-to-target measurement in its smoke mode (2,048 training images): each seed of each pipeline is a
     # process of its own, timed to its saved model; the table's accuracy and times are the runs' own, and the
@@ -147,6 +153,7 @@ def test_bench_to_times_whole_runs_of_both_pipelines_to_a_target(mnist_dir, tmp_
     assert silly.returncode == 2 and "--to 150: give a test accuracy in %" in silly.stderr
 
 
+@pytest.mark.e2e
 def test_reproduce_records_runs_and_writes_tables(tiny_runs, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:begin -->\nold\n<!-- results:end -->\nrest\n")
@@ -169,6 +176,7 @@ def test_reproduce_records_runs_and_writes_tables(tiny_runs, tmp_path):
     assert f"{printed:.2f}% ± " in summary and "(2)" in summary and summary.endswith("| no |")
 
 
+@pytest.mark.e2e
 def test_reproduce_rerun_retrains_a_recorded_seed_and_compares(tiny_runs, tmp_path, mnist_dir):
     from conftest import FAST
 
@@ -191,6 +199,7 @@ def test_reproduce_rerun_retrains_a_recorded_seed_and_compares(tiny_runs, tmp_pa
     assert "## Reruns" in (tmp_path / "RESULTS.md").read_text()
 
 
+@pytest.mark.e2e
 def test_results_table_compares_the_exact_mean_with_the_target(tmp_path):
     def write(counts):
         for seed, correct in enumerate(counts):
@@ -210,6 +219,7 @@ def test_results_table_compares_the_exact_mean_with_the_target(tmp_path):
     assert write([9945, 9942, 9932]).endswith("| no |")
 
 
+@pytest.mark.e2e
 def test_a_labelled_variant_gets_its_own_row_and_a_place_on_the_frontier(tmp_path):
     for label, teacher in (("gap5k", None), ("gap5k-kd", "gap20k (18,720 params, 99.50%)")):
         for seed, correct in enumerate((9941, 9939)):

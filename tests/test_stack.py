@@ -174,6 +174,7 @@ def test_a_stack_trains_each_seed_as_its_own_run_would(mnist_dir, tmp_path):
     assert int((pred == splits.test_labels).sum()) == record.final.test_correct
 
 
+@pytest.mark.e2e
 def test_a_stack_resumes_exactly_and_refuses_what_it_cannot_do(mnist_dir, tmp_path):
     args = [*FAST, "model=gap2k", f"data.dir={mnist_dir}", "data.subset=512", "training.epochs=2", "seeds=[0,1]",
             "training.deterministic=true", "training.threads=1", "training.keep_checkpoints=5"]
@@ -198,6 +199,7 @@ def test_a_stack_resumes_exactly_and_refuses_what_it_cannot_do(mnist_dir, tmp_pa
         assert not (tmp_path / "refused").exists()
 
 
+@pytest.mark.e2e
 def test_reproduce_trains_the_seeds_of_a_recipe_together(mnist_dir, tmp_path):
     out = tmp_path / "results"
     common = ["reproduce", "--models", "gap2k", "--seeds", "0", "1", "--runs-dir", str(tmp_path / "runs"),
@@ -216,6 +218,7 @@ def test_reproduce_trains_the_seeds_of_a_recipe_together(mnist_dir, tmp_path):
     assert again.returncode == 0 and again.stdout.count("already finished") == 2
 
 
+@pytest.mark.e2e
 def test_reproduce_trains_several_recipes_side_by_side(mnist_dir, tmp_path):
     """--jobs 2: both recipes' processes start before either is waited for, each writes its own output file, and
     the records are those of the same runs trained one after the other (one torch thread each: the same sums)."""
@@ -239,6 +242,7 @@ def test_reproduce_trains_several_recipes_side_by_side(mnist_dir, tmp_path):
         assert records[2][m]["test_correct"] == records[1][m]["test_correct"]
 
 
+@pytest.mark.e2e
 def test_reproduce_names_a_failed_job_and_keeps_the_others(mnist_dir, tmp_path):
     """A budget opt6k (6,132 parameters) exceeds: its process fails, gap2k's beside it is trained and recorded, and
     the command exits naming the failed one with the end of its output."""

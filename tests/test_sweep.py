@@ -18,6 +18,8 @@ from tinyhub.trainer import sweep, sweep_space
 from tinyhub.trainer.config import trial_config
 from conftest import REPO, SAFETY_TIMEOUT, run_cli
 
+pytestmark = pytest.mark.e2e  # the whole module drives processes, servers or wheels
+
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray[tune] (tinyhub[hpo])")
 
 # Tiny trials on 2 CPUs: a new local Ray whatever RAY_ADDRESS says, no progress bars, no network.

@@ -96,6 +96,7 @@ def test_a_half_written_checkpoint_never_becomes_latest(tmp_path):
     assert ckpt.latest_checkpoint(tmp_path) == root / "epoch_2"
 
 
+@pytest.mark.e2e
 def test_hydra_overrides_and_custom_recipe(mnist_dir, tmp_path):
     run = _train(mnist_dir, tmp_path, "model=opt6k", "training.epochs=1", "model.dropout=0.1",
                  "data.batch_size=256")
@@ -200,6 +201,7 @@ def test_over_budget_model_is_refused(mnist_dir, tmp_path):
         _train(mnist_dir, tmp_path, "model=minimobilenet", "model.width=2.5", "training.epochs=1")
 
 
+@pytest.mark.e2e
 def test_cli_bad_data_dir_exits_cleanly_without_run_dir(tmp_path):
     r = run_cli("train", "--data-dir", str(tmp_path / "nope"), f"run.dir={tmp_path / 'run'}", *FAST)
     assert r.returncode == 1, r.stderr  # a run-time failure (missing files), not a usage error
@@ -208,6 +210,7 @@ def test_cli_bad_data_dir_exits_cleanly_without_run_dir(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.e2e
 def test_two_processes_agree(mnist_dir, tmp_path):
     run = tmp_path / "ddp"
     r = run_script("train.py", *FAST, f"data.dir={mnist_dir}", f"run.dir={run}", "training.epochs=1",
@@ -224,6 +227,7 @@ def test_two_processes_agree(mnist_dir, tmp_path):
     assert _reevaluate(run / "model", mnist_dir) == results["final"]["test_correct"]
 
 
+@pytest.mark.e2e
 def test_accelerate_launch_works(mnist_dir, tmp_path):
     run = tmp_path / "acc"
     r = run_script("train.py", *FAST, f"data.dir={mnist_dir}", f"run.dir={run}", "training.epochs=1",
@@ -233,6 +237,7 @@ def test_accelerate_launch_works(mnist_dir, tmp_path):
     assert json.loads((run / "results.json").read_text())["final"]["test_total"] == 10_000
 
 
+@pytest.mark.e2e
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(mnist_dir, tmp_path):
     args = [*FAST, f"data.dir={mnist_dir}", "training.epochs=3", "training.deterministic=true",
             "data.subset=1500", "training.threads=1", "training.keep_checkpoints=5"]
@@ -284,6 +289,7 @@ def test_tracker_choice_is_checked(mnist_dir, tmp_path, monkeypatch):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.e2e
 def test_git_state_ignores_only_the_generated_results_files(monkeypatch):
     from tinyhub.trainer import run_info
 
@@ -310,6 +316,7 @@ def test_git_state_ignores_only_the_generated_results_files(monkeypatch):
     assert run_info.git_state() == run_info.GitState()
 
 
+@pytest.mark.e2e
 def test_a_diverging_run_stops_with_a_clear_error_and_saves_nothing(mnist_dir, tmp_path):
     run = tmp_path / "diverged"
     r = run_cli("train", "model=opt6k", *FAST, "--data-dir", str(mnist_dir), f"run.dir={run}", "data.subset=500",
@@ -380,11 +387,13 @@ def test_a_wrong_type_or_unknown_key_fails_when_the_config_is_composed(override,
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.e2e
 def test_the_cli_names_a_mistyped_key_and_exits_2(tmp_path):
     r = run_cli("train", "model=opt6k", "training.epochs=ten", f"run.dir={tmp_path / 'run'}")
     assert r.returncode == 2 and "training.epochs" in r.stderr and not (tmp_path / "run").exists()
 
 
+@pytest.mark.e2e
 def test_step_schedule_and_run_dir_mistakes_are_usage_errors(tmp_path):
     (tmp_path / "a-file").write_text("")
     step, a_file, unwritable = run_cli_many(
@@ -396,6 +405,7 @@ def test_step_schedule_and_run_dir_mistakes_are_usage_errors(tmp_path):
     assert "cannot be" in unwritable.stderr and "run.dir" in unwritable.stderr
 
 
+@pytest.mark.e2e
 def test_resume_falls_back_from_a_truncated_latest_checkpoint(mnist_dir, tmp_path):
     run = tmp_path / "run"
     args = [*FAST, f"data.dir={mnist_dir}", "data.subset=600", "training.epochs=3", "training.keep_checkpoints=5",
@@ -428,6 +438,7 @@ def test_checkpoint_files_reach_the_disk_before_the_rename(monkeypatch, tmp_path
     assert files and files <= set(synced[:synced_before])
 
 
+@pytest.mark.e2e
 def test_a_live_run_dir_has_one_owner(mnist_dir, tmp_path):
     run = tmp_path / "run"
     args = ["model=opt6k", *FAST, f"data.dir={mnist_dir}", "data.subset=2000", "training.epochs=30",
@@ -451,6 +462,7 @@ def test_a_live_run_dir_has_one_owner(mnist_dir, tmp_path):
     os.close(ckpt.lock_run_dir(run))
 
 
+@pytest.mark.e2e
 def test_unfinished_run_dir_is_not_reused_and_resume_must_match(mnist_dir, tmp_path):
     run = tmp_path / "run"
     args = ["model=opt6k", *FAST, f"data.dir={mnist_dir}", "data.subset=400", "training.epochs=2",
@@ -476,6 +488,7 @@ def test_unfinished_run_dir_is_not_reused_and_resume_must_match(mnist_dir, tmp_p
     assert {"key": "training.threads", "checkpoint": "0", "now": "1"} in results["resume_changes"]
 
 
+@pytest.mark.e2e
 def test_a_data_error_under_torchrun_is_shown_once_not_buried(tmp_path):
     r = run_script("train.py", "model=opt6k", *FAST, "--data-dir", str(tmp_path / "missing"), "training.device=cpu",
                    f"run.dir={tmp_path / 'run'}",
@@ -491,6 +504,7 @@ def _weights(run):
     return load_file(run / "model" / "model.safetensors")
 
 
+@pytest.mark.e2e
 def test_resume_restores_scheduler_and_ema_from_safe_files_bit_identically(mnist_dir, tmp_path):
     args = ["model=opt6k", *FAST, f"data.dir={mnist_dir}", "data.subset=600", "training.epochs=2",
             "training.scheduler.name=onecycle", "training.scheduler.max_lr=0.05", "training.ema=0.9",
@@ -510,6 +524,7 @@ def test_resume_restores_scheduler_and_ema_from_safe_files_bit_identically(mnist
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.e2e
 def test_a_checkpoint_with_a_pickle_tinyhub_never_writes_is_refused_unloaded(mnist_dir, tmp_path):
     run = tmp_path / "run"
     # with a scheduler: Accelerate would unpickle its custom-object file, where this payload sits
@@ -527,6 +542,7 @@ def test_a_checkpoint_with_a_pickle_tinyhub_never_writes_is_refused_unloaded(mni
     assert not marker.exists()  # refused before anything was unpickled
 
 
+@pytest.mark.e2e
 def test_too_little_data_for_the_processes_is_a_clear_error(mnist_dir, tmp_path):
     r = run_script("train.py", "model=opt6k", *FAST, f"data.dir={mnist_dir}", "data.subset=1", "training.device=cpu",
                    "training.scheduler.name=onecycle", f"run.dir={tmp_path / 'run'}",
