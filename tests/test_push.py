@@ -16,11 +16,11 @@ from tinyhub import modeling
 from tinyhub.trainer.record import SeedStats, load_run
 from conftest import FAST, REPO, SAFETY_TIMEOUT, hub_client
 
+pytestmark = pytest.mark.e2e  # the whole module drives processes, servers or wheels
+
 LOGITS = """
 import json, sys, torch
 from tinyhub import modeling
-
-pytestmark = pytest.mark.e2e  # the whole module drives processes, servers or wheels
 torch.manual_seed(0)
 x = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
 model = modeling.from_pretrained(sys.argv[1] if len(sys.argv) > 1 else {repo!r}, revision={rev!r})

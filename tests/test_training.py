@@ -108,7 +108,7 @@ def test_hydra_overrides_and_custom_recipe(mnist_dir, tmp_path):
     (recipes / "my_recipe.yaml").write_text(
         "defaults:\n  - train\n  - override /model: net24k\n  - _self_\ntraining:\n  epochs: 1\n")
     cfg = trainer.load_config(["data.batch_size=32"], config_name="my_recipe", config_dir=recipes)
-    assert cfg.model.name == "net24k" and cfg.training.epochs == 1 and cfg.data.batch_size == 32
+    assert cfg.model_name == "net24k" and cfg.training.epochs == 1 and cfg.data.batch_size == 32
     assert cfg.recipe.target_accuracy == 98.5  # the packaged net24k recipe underneath
     r = run_cli("train", "--config-dir", str(recipes), "--config-name", "my_recipe", *FAST,
                    f"data.dir={mnist_dir}", "data.subset=300", f"run.dir={tmp_path / 'cli'}")

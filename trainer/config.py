@@ -54,7 +54,9 @@ def load_config(recipe: str | list[str] | tuple[str, ...] = (), *overrides: str,
 
         values = OmegaConf.to_container(composed, resolve=True)
         values.pop("hydra", None)
-        return schema_module.checked(schema_module.SweepConfig, values)
+        from .sweep_space import SweepConfigError
+
+        return schema_module.checked(schema_module.SweepConfig, values, error=SweepConfigError)
     return schema_module.typed_config(composed)
 
 

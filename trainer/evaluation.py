@@ -1,6 +1,6 @@
 """Evaluating a saved model (run directory, model folder or Hub repo) on a whole split, on one process or many.
 
-Accuracy, per-class accuracy and the confusion matrix come from trainer.scores, as in training (tinyhub's
+Accuracy, per-class accuracy and the confusion matrix come from classification_scores, as in training (tinyhub's
 `evaluate` modules in trainer/metrics wrap the same function). Results are written as JSON (evaluate.save's
 fields) next to the model, where the card finds them.
 """
@@ -71,7 +71,8 @@ def predict(model, images: torch.Tensor, accelerator, batch_size: int, *, channe
 
 def compute_metrics(log_probs: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
     """The fields of an evaluation record (EvaluationRecord; `evaluate`'s conventions: accuracy as a fraction),
-    from trainer.scores, the one computation of accuracy and the confusion matrix."""
+    computed by classification_scores (trainer/scores.py), the one computation of accuracy and the confusion
+    matrix."""
     scores = classification_scores(None, labels, num_classes, log_probs=log_probs.float())
     return {"loss": scores.loss, "accuracy": scores.correct / scores.total, "correct": scores.correct,
             "total": scores.total,
