@@ -57,6 +57,7 @@ class Setting:
     machine: bool = False  # where this machine keeps things or how it prints, not what is trained
     resumable: bool = False  # a resumed run may change it: it never changes what is computed
     not_searched: str = ""  # why a sweep may not search it
+    option: str = ""  # the option every command spells it as (--data-dir)
 
     @property
     def range_text(self) -> str:
@@ -103,7 +104,7 @@ class DataConfig:
                           help="where the dataset is read from; auto = local if data.dir / TINYHUB_DATA_DIR is set, "
                                "else hub")
     dir: Optional[str] = setting(
-        None, machine=True,
+        None, machine=True, option="--data-dir",
         help="folder with four IDX files named like MNIST's (.gz or raw; torchvision MNIST/raw too), or the folder "
              "or file a plugin source reads")
     dataset: str = setting("ylecun/mnist", help="Hub dataset id (or a folder saved with DatasetDict.save_to_disk), "
@@ -124,7 +125,8 @@ class DataConfig:
                             help="images carved from train for validation when the data has no validation split")
     subset: int = setting(0, low=0, note="0 = every training image",
                           help="first N training images only (smoke tests); 0 = all")
-    batch_size: int = setting(128, low=1, note="images per process and step", help="per process")
+    batch_size: int = setting(128, low=1, note="images per process and step", option="--batch-size",
+                              help="per process")
     eval_batch_size: int = setting(250, low=1, resumable=True,
                                    help="per forward pass; 1000 was 2-4x slower on a CPU (docs: Speed)")
 
@@ -667,6 +669,11 @@ def _replaced(node, changes: dict, prefix: str):
         k: _replaced(getattr(node, k), v, f"{prefix}{k}.")
         if isinstance(v, dict) and (dataclasses.is_dataclass(getattr(node, k)) or isinstance(getattr(node, k), dict))
         else v for k, v in changes.items()})
+
+
+def plain_config(cfg: TrainConfig) -> dict:
+    """Every setting of a TrainConfig as a plain dict (nested as the YAML recipes are)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
 
 
 def config_dict(cfg: TrainConfig) -> dict:

@@ -40,9 +40,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from tinyhub.files import OUTPUT_MARKER, mark_output_folder, write_text_atomic
 
-from .config import compose_baseline, describe_value, differences, model_group, plain_value, set_dotted
+from .config import compose_baseline, describe_value, differences, model_group, plain_value
 from .record import SweepBest, SweepSummary, SweepTrial, load_run
-from .schema import HpoConfig, SweepConfig, check_hpo, checked, typed_config, with_values
+from .schema import HpoConfig, SweepConfig, check_hpo, checked, plain_config, typed_config, with_values
 from .sweep_report import console_text, write_outputs
 from .sweep_space import Param, SweepConfigError, parse_space, tune_space
 
@@ -134,7 +134,6 @@ def prepare_sweep(cfg: SweepConfig | DictConfig | dict) -> SweepPlan:
     _require(val_size > 0, f"hpo.val_size={typed_hpo.val_size!r} (data.val_size={recipe.data.val_size!r}): a sweep "
              "needs a validation split carved from the training images to compare trials, and never chooses on the "
              "test split. Set hpo.val_size to a positive number of images, e.g. hpo.val_size=5000.")
-    set_dotted(base, "data.val_size", val_size)
     _require(not recipe.training.resume, "training.resume must be null for a sweep: every trial starts fresh "
              "(an interrupted sweep continues with hpo.resume=true).")
     hpo["search"] = search = typed_hpo.search.lower()
@@ -156,12 +155,15 @@ def prepare_sweep(cfg: SweepConfig | DictConfig | dict) -> SweepPlan:
     _require(not hpo["wandb"] or importlib.util.find_spec("wandb") is not None,
              "hpo.wandb=true needs the wandb package: pip install wandb.")
 
-    # Every path a trial reads or writes is absolute: Ray runs trials in their own working directories.
-    set_dotted(base, "data.dir", _absolute(recipe.data.dir))
-    set_dotted(base, "data.cache_dir", _absolute(recipe.data.cache_dir))
-    if os.path.isdir(str(recipe.data.dataset)):
-        set_dotted(base, "data.dataset", _absolute(recipe.data.dataset))
-    set_dotted(base, "run.root", _absolute(recipe.run.root))
+    # The trials' recipe: the validation split the sweep scores on, and every path a trial reads or writes made
+    # absolute (Ray runs trials in their own working directories).
+    data = recipe.data
+    dataset = _absolute(data.dataset) if os.path.isdir(str(data.dataset)) else data.dataset
+    recipe = dataclasses.replace(
+        recipe, run=dataclasses.replace(recipe.run, root=_absolute(recipe.run.root)),
+        data=dataclasses.replace(data, val_size=val_size, dir=_absolute(data.dir), dataset=dataset,
+                                 cache_dir=_absolute(data.cache_dir)))
+    base = plain_config(recipe)
 
     from .engine import check_model
 

@@ -10,10 +10,6 @@ from tinyhub.errors import TinyhubError, UsageError
 from tinyhub.files import is_disk_full
 from tinyhub.hub_http import unreachable
 
-#: The one spelling of each shared concept on every command. Hydra commands translate them to their config keys.
-SHARED_OPTIONS = {"--data-dir": "data.dir", "--batch-size": "data.batch_size"}
-
-
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with tinyhub's one `error:` line (and where the options are) instead of a usage block."""
 
@@ -86,17 +82,21 @@ def hub_failure(error: BaseException) -> int | None:
 
 
 def translate_shared_options(argv: list[str]) -> list[str]:
-    """`--data-dir DIR` / `--batch-size N` (or `--opt=value`) -> the Hydra overrides data.dir=DIR, data.batch_size=N."""
+    """`--data-dir DIR` / `--batch-size N` (or `--opt=value`) -> the Hydra overrides data.dir=DIR, data.batch_size=N:
+    the options the configuration declares on its settings."""
+    from tinyhub.trainer.schema import TrainConfig, declared
+
+    shared = {d.facts.option: d.key for d in declared(TrainConfig) if d.facts.option}
     out, i = [], 0
     while i < len(argv):
         arg = argv[i]
         name, eq, value = arg.partition("=")
-        if name in SHARED_OPTIONS:
+        if name in shared:
             if not eq:
                 if i + 1 >= len(argv):
                     raise UsageError(f"{name} needs a value")
                 value, i = argv[i + 1], i + 1
-            out.append(f"{SHARED_OPTIONS[name]}={value}")
+            out.append(f"{shared[name]}={value}")
         else:
             out.append(arg)
         i += 1

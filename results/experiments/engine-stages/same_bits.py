@@ -20,7 +20,8 @@ from tinyhub import trainer
 VARYING = {"wall_seconds", "train_seconds", "epoch_seconds", "images_per_second", "eval_seconds", "created",
            "git", "hardware", "torch", "torchvision", "accelerate", "python", "platform", "device", "cpu",
            "resumed_from", "recipe", "overrides", "tinyhub", "hostname", "versions", "environment", "data",
-           "command", "path", "spec"}  # the script's own arguments and its temporary folders
+           "command", "path", "spec",  # the script's own arguments and its temporary folders
+           "times"}  # where a run's seconds went (start-up, data, set-up, train, evaluate, save)
 
 
 def _stable(value):
