@@ -108,7 +108,8 @@ def _schema_tables(cls: type, prefix: str = "", level: int = 2, *, defaults: boo
             pair = " (each of the two)" if "List" in kind and f.name != "seeds" else ""
             note = (note.rstrip(".") + ". " if note else "") + f"Allowed{pair}:{span}."
         if facts and facts.read_by is not None:
-            note = (note.rstrip(".") + ". " if note else "") + f"Read only with `{prefix}name` = {' or '.join(facts.read_by)}."
+            readers = " or ".join(facts.read_by)
+            note = (note.rstrip(".") + ". " if note else "") + f"Read only with `{prefix}name` = {readers}."
         if facts and facts.choices is not None:
             note = (note.rstrip(".") + ". " if note else "") + f"One of: {', '.join(described_choices(facts))}."
         cells = [f"`{prefix}{f.name}`", f"`{kind}`", *([_default(f)] if defaults else []), note]

@@ -188,7 +188,8 @@ def _fast_tests_start_no_process(request, monkeypatch):
     def refuse(self, args, *a, **kw):
         program = str(args[0] if isinstance(args, (list, tuple)) else str(args).split()[0])
         if _STARTED_BY_E2E.search(program):
-            raise AssertionError(f"{request.node.nodeid} starts {program}: mark it @pytest.mark.e2e (tests/conftest.py)")
+            raise AssertionError(f"{request.node.nodeid} starts {program}: mark it @pytest.mark.e2e "
+                                 "(tests/conftest.py)")
         real(self, args, *a, **kw)
 
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse)

@@ -173,7 +173,8 @@ def test_one_tinyhub_train_composes_the_configuration_once(mnist_dir, tmp_path, 
     config_module._baseline.cache_clear()
     for run in ("a", "b"):
         code = train_command.main([*FAST, "model=gap2k", "training.epochs=1", "data.subset=128",
-                                   f"--data-dir={mnist_dir}", f"run.dir={tmp_path / run}", "training.checkpoint_every=0"])
+                                   f"--data-dir={mnist_dir}", f"run.dir={tmp_path / run}",
+                                   "training.checkpoint_every=0"])
         assert code == 0 and (tmp_path / run / "results.json").is_file()
     users = [o for o in composed if f"run.dir={tmp_path / 'a'}" in o]
     assert len(users) == 1 and len(checked) == 2  # each run: composed once, checked once

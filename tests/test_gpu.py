@@ -26,7 +26,7 @@ from tinyhub.trainer.data import load_from_config
 
 CUDA = torch.cuda.is_available()
 REHEARSAL = os.environ.get("TINYHUB_GPU_REHEARSAL") == "1" and not CUDA
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not (CUDA or REHEARSAL), reason=(
+pytestmark = [pytest.mark.gpu, pytest.mark.e2e, pytest.mark.skipif(not (CUDA or REHEARSAL), reason=(
     "needs CUDA; TINYHUB_GPU_REHEARSAL=1 rehearses these tests on the CPU"))]
 DEVICE = "training.device=cpu" if REHEARSAL else "training.device=auto"
 #: Mixed precisions to compare with fp32: fp16 (with loss scaling) runs on CUDA only.
@@ -82,7 +82,6 @@ def test_mixed_precision_stays_within_its_tolerance_of_fp32(mnist_dir, tmp_path,
     assert gap <= PRECISION_TOLERANCE, (precision, mixed["final"]["test_accuracy"], fp32["final"]["test_accuracy"])
 
 
-@pytest.mark.e2e
 def test_device_weights_predict_the_same_on_the_cpu(mnist_dir, tmp_path):
     run = tmp_path / "run"
     record = _train(mnist_dir, run)
@@ -98,7 +97,6 @@ def test_device_weights_predict_the_same_on_the_cpu(mnist_dir, tmp_path):
     assert evaluation["correct"] == record["final"]["test_correct"]
 
 
-@pytest.mark.e2e
 def test_resume_on_the_device_is_bit_identical(mnist_dir, tmp_path):
     args = ["training.deterministic=true", "training.keep_checkpoints=5", "training.scheduler.name=onecycle",
             "training.scheduler.max_lr=0.05"]
@@ -128,7 +126,6 @@ def test_the_captured_step_trains_the_same_model_as_the_eager_step(mnist_dir, tm
     assert graphed["final"]["test_correct"] == eager["final"]["test_correct"]
 
 
-@pytest.mark.e2e
 def test_a_stack_draws_each_seeds_dropout_from_that_seed(mnist_dir, tmp_path):
     """Seed 0 trained second in a stack, beside seed 1 or beside seed 2: its masks come from its own generator, so
     its weights do not depend on its neighbour (a shared generator would hand it what the neighbour left)."""
@@ -144,7 +141,6 @@ def test_a_stack_draws_each_seeds_dropout_from_that_seed(mnist_dir, tmp_path):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-@pytest.mark.e2e
 @pytest.mark.skipif(not REHEARSAL and torch.cuda.device_count() < 2, reason="needs two GPUs")
 def test_two_processes_give_the_same_record_shape_and_accuracy(mnist_dir, tmp_path):
     # One process at the same global batch (2 x 64), three seeds stacked: their spread is what "the same accuracy"

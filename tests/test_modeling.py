@@ -8,23 +8,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tinyhub import modeling
+from tinyhub.modeling.catalog import CATALOG
 
-EXPECTED_PARAMS = {
-    "efficient": 19_578,
-    "net24k": 24_552,
-    "model4": 7_194,
-    "opt6k": 6_132,
-    "minimobilenet": 3_114,  # the listed layers; the seed's "~8.5-9.5k" claim is wrong (see docstring)
-    "gap8k": 7_432,  # tinyhub's variant for the <8k budget of model4 / opt6k
-    "gap20k": 18_720,  # tinyhub's variant for the <20k budget of efficient
-    "gap5k": 4_836,  # the same layout for the <=5k frontier
-    "gap2k": 1_956,  # and under 2k
-    "fast24k": 24_314,  # tinyhub's layout for time to a good model (the speed recipes)
-}
+#: Each architecture's parameter count is declared once, in the catalog (which `tinyhub list-models` prints without
+#: torch); every entry is built here and must have exactly that many.
+EXPECTED_PARAMS = {name: entry.parameters for name, entry in CATALOG.items()}
 
 
 def test_registry_lists_the_seed_architectures_and_the_variants():
     assert modeling.list_models() == sorted(EXPECTED_PARAMS)
+    assert {"efficient", "net24k", "model4", "opt6k", "minimobilenet"} <= set(EXPECTED_PARAMS)  # the five seeds
+    assert EXPECTED_PARAMS["gap2k"] < 2_000 and EXPECTED_PARAMS["gap5k"] <= 5_000  # the frontier rows' budgets
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))

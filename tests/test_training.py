@@ -382,7 +382,8 @@ def test_a_wrong_type_or_unknown_key_fails_when_the_config_is_composed(override,
     cfg["training"]["epochs"] = "ten"
     with pytest.raises(trainer.ConfigError, match="training.epochs"):
         typed_config(cfg)
-    with pytest.raises(TypeError, match=r"train\(\) takes a TrainConfig, not a dict: build one with tinyhub.trainer.load_config"):
+    with pytest.raises(TypeError, match=r"train\(\) takes a TrainConfig, not a dict: build one with "
+                                        r"tinyhub.trainer.load_config"):
         trainer.train(cfg)
     assert not (tmp_path / "run").exists()
 

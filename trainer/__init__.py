@@ -7,7 +7,8 @@ types answer without importing torch.
 from typing import TYPE_CHECKING
 
 _WHERE = {"AugmentConfig": "augment", "augment_batch": "augment", "DataError": "data", "DatasetSplits": "data",
-          "load_dataset_splits": "data", "load_config": "config", "compose": "config", "TrainConfig": "schema", "ConfigError": "schema",
+          "load_dataset_splits": "data", "load_config": "config", "compose": "config", "TrainConfig": "schema",
+          "ConfigError": "schema",
           "TrainingDiverged": "engine", "evaluate": "engine", "train": "engine", "RunRecord": "record",
           "RunRecordError": "record", "load_run": "record"}
 

@@ -88,6 +88,8 @@ def certified_name(text: str | None) -> str | None:
 
 #: A file beside the IDX files naming the classes: UTF-8, one name per line, line i names class i.
 LABELS_FILE = "labels.txt"
+#: How a dataset named by its user is identified (DatasetIdentity.identified_by): the setting that named it.
+NAMED_BY_THE_USER = "data.name"
 SUPPORTED_CHANNELS = (1, 3)
 CACHE_FORMAT = 2
 logger = logging.getLogger(__name__)
@@ -212,7 +214,7 @@ def _idx_identity(files: dict[tuple[str, str], Path], digests: dict[Path, str], 
                         "(in any spelling). If these are MNIST, they are truncated or corrupt: replace them with a "
                         "fresh copy. If they are another dataset, give its own name: data.name=NAME.")
     if name:
-        return DatasetIdentity(name, "idx", "data.name", fingerprint)
+        return DatasetIdentity(name, "idx", NAMED_BY_THE_USER, fingerprint)
     if verify:
         raise DataError(f"{found}: it is truncated, corrupt or a different dataset. Replace it with a fresh copy; or, "
                         "if it is another IDX dataset on purpose, give its name with data.name=NAME (class names go in "
@@ -398,13 +400,13 @@ def _hub_identity(dataset_id: str, revision: str | None, is_folder: bool, name: 
             else "its Hub id"
         return DatasetIdentity(MNIST_NAME, source, how, meta["fingerprint"], hub_id=hub_id, revision=revision,
                                canonical="mnist", **about)
-    for given, what in ((name, "data.name"), (hub_id, "data.dataset")):
+    for given, what in ((name, NAMED_BY_THE_USER), (hub_id, "data.dataset")):
         if certified_name(given):
             raise DataError(f"{what}={given!r} names MNIST, but {dataset_id!r} is not canonical MNIST (its images and "
                             "labels differ from the 70,000 of MNIST): the name MNIST, in any spelling, is kept for "
                             "MNIST itself. Give its own name with data.name=NAME.")
     if name:
-        return DatasetIdentity(name, source, "data.name", meta["fingerprint"], hub_id=hub_id, revision=revision,
+        return DatasetIdentity(name, source, NAMED_BY_THE_USER, meta["fingerprint"], hub_id=hub_id, revision=revision,
                                **about)
     if hub_id:
         return DatasetIdentity(hub_id, source, "its Hub id", meta["fingerprint"], hub_id=hub_id, revision=revision,
@@ -652,7 +654,7 @@ def _source_identity(source: str, name: str | None, fingerprint: str) -> Dataset
         raise DataError(f"data.name={name!r} names MNIST, but the {source} data is not canonical MNIST: the name "
                         "MNIST, in any spelling, is kept for MNIST itself. Give its own name with data.name=NAME.")
     if name:
-        return DatasetIdentity(name, source, "data.name", fingerprint)
+        return DatasetIdentity(name, source, NAMED_BY_THE_USER, fingerprint)
     return DatasetIdentity(None, source, "nothing: no data.name", fingerprint)
 
 

@@ -165,7 +165,7 @@ def train(cfg: TrainConfig, on_epoch_end=None) -> Path:
 def _train(config, on_epoch_end, run_scope: contextlib.ExitStack) -> Path:
     if not isinstance(config, TrainConfig):
         raise TypeError(f"train() takes a TrainConfig, not a {type(config).__name__}: build one with "
-                        "tinyhub.trainer.load_config(\"model4\", training={\"epochs\": 2}) (or load_config([...overrides]))")
+                        'tinyhub.trainer.load_config("model4", training={"epochs": 2}) (or load_config([overrides]))')
     cfg = validated(config)  # values checked once: here, unless the command line already did
     check_model(cfg)
     if on_epoch_end is not None and cfg.seeds and len(cfg.seeds) > 1:

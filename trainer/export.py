@@ -161,8 +161,8 @@ def _format_failures(name: str):
     except TinyhubError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever the format's own code raised
-        raise ExportError(f"the {name} export format failed ({type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}); "
-                          "nothing was written.") from e
+        said = str(e).splitlines()[0][:300] if str(e) else ""
+        raise ExportError(f"the {name} export format failed ({type(e).__name__}: {said}); nothing was written.") from e
 
 
 def _onnx_opset(path: Path) -> int | None:

@@ -27,6 +27,8 @@ LR_ALIAS = "lr"
 #: Options a sweep fixes for every trial (declared `not_searched`, with why); searching them would make trials
 #: incomparable or break the sweep.
 NOT_SEARCHABLE = {d.key: d.facts.not_searched for d in declared(TrainConfig) if d.facts.not_searched}
+#: The optimizer's learning rate: the setting a schedule may replace (declared `replaced_by_schedules`).
+_OPTIMIZER_LR = next(d.key for d in declared(TrainConfig) if d.facts.replaced_by_schedules)
 NOT_SEARCHABLE_SECTIONS = ("hpo", "run", "hydra")
 
 
@@ -113,8 +115,8 @@ def _resolve_alias(param: Param, base: dict) -> Param:
     onecycle = typed_config(base, validate=False).training.scheduler.name.lower() == "onecycle"
     if param.key == LR_ALIAS:
         param.alias = LR_ALIAS
-        param.key = "training.scheduler.max_lr" if onecycle else "training.optimizer.lr"
-    elif param.key == "training.optimizer.lr" and onecycle:
+        param.key = "training.scheduler.max_lr" if onecycle else _OPTIMIZER_LR
+    elif param.key == _OPTIMIZER_LR and onecycle:
         raise SweepConfigError(
             "hpo.space.training.optimizer.lr has no effect with training.scheduler.name=onecycle (OneCycleLR sets "
             "the learning rate from training.scheduler.max_lr). Search `lr` (the effective learning rate) or "
