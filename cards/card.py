@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from tinyhub.errors import TinyhubError
 from tinyhub.files import sha256_file
+from tinyhub.launch import train_command
 from tinyhub.trainer.data import MNIST_HUB_ID, certified_name
 from tinyhub.trainer.record import (EXPORTS_FILE, RESULTS_FILE, ArchitectureSummary, DatasetIdentity, EvaluationRecord,
                                     ExportsRecord, RunRecord, RunRecordError, SeedStats, TeacherRecord, finite_metrics,
@@ -395,7 +396,7 @@ def _reproduce_command(results: RunRecord, dataset: CardDataset) -> str:
         replace["data.dataset"] = placeholder
     elif dataset.identity.source not in ("hub", "folder") and not dataset.mnist:  # IDX files, a plugin's data
         data_dir = placeholder
-    return results.train_command(data_dir=data_dir, replace=replace)
+    return train_command(results, data_dir=data_dir, replace=replace)
 
 
 def validate_card(text: str, *, expected_accuracy: float | None = None, dataset: CardDataset | None = None) -> None:

@@ -225,3 +225,61 @@ def test_a_setting_declared_once_is_validated_documented_and_recorded(schema_wit
     assert ("| `warmup.steps` | `int` | `0` | steps of linear warm-up before the schedule. Allowed: from 0. |"
             in page)
     assert "| `warmup.shape` | `str` | `\"linear\"` | the warm-up's curve. One of: linear, cosine. |" in page
+
+
+def test_an_optimizer_schedule_and_tracker_registered_at_run_time_train_a_run(mnist_dir, tmp_path):
+    """The registries are the extension points: a name registered (here at run time; a package does it through
+    its entry points) is a choice the configuration accepts, and the run builds and logs with it."""
+    import torch
+    from accelerate.tracking import GeneralTracker
+
+    from tinyhub.registry import OPTIMIZERS, SCHEDULERS, TRACKERS
+
+    built, logged = [], []
+
+    def plain_sgd(params, opt, kernels):
+        """SGD without momentum."""
+        built.append("optimizer")
+        return torch.optim.SGD(params, lr=opt.lr)
+
+    def halving(optimizer, sch, epochs, steps_per_epoch):
+        """Halves the rate every epoch."""
+        built.append("schedule")
+        return torch.optim.lr_scheduler.StepLR(optimizer, 1, 0.5), "epoch"
+
+    class MemoryTracker(GeneralTracker):
+        name, requires_logging_directory = "memory", False
+
+        def __init__(self, run_name, logging_dir):
+            super().__init__()
+            self.run_name = run_name
+
+        @property
+        def tracker(self):
+            return logged
+
+        def store_init_configuration(self, values):
+            logged.append(("config", self.run_name))
+
+        def log(self, values, step=None, **kwargs):
+            logged.append(("log", step, dict(values)))
+
+    OPTIMIZERS.register("plain_sgd", plain_sgd)
+    SCHEDULERS.register("halving", halving)
+    TRACKERS.register("memory", MemoryTracker)
+    try:
+        with pytest.raises(schema.ConfigError, match="training.optimizer.name='plain_sgdd': choose sgd, adam, adamw or "
+                                                     "plain_sgd"):
+            trainer.load_config(["model=gap2k", "training.optimizer.name=plain_sgdd"])
+        cfg = trainer.load_config(["model=gap2k", f"data.dir={mnist_dir}", "data.subset=256", "training.epochs=2",
+                                   "training.optimizer.name=plain_sgd", "training.optimizer.lr=0.05",
+                                   "training.scheduler.name=halving", "report_to=memory", "progress=false",
+                                   f"run.dir={tmp_path / 'run'}", "training.checkpoint_every=0"])
+        record = trainer.load_run(trainer.train(cfg))
+    finally:
+        OPTIMIZERS.unregister("plain_sgd")
+        SCHEDULERS.unregister("halving")
+        TRACKERS.unregister("memory")
+    assert built == ["optimizer", "schedule"]
+    assert [round(e.lr, 6) for e in record.epochs] == [0.05, 0.025]  # the rate each epoch ended with
+    assert ("config", "tinyhub") in logged and sum(1 for entry in logged if entry[0] == "log") >= 2

@@ -231,12 +231,13 @@ def test_card_prose_has_no_nested_brackets_and_the_time_says_its_speed(tiny_runs
 
 
 def test_a_multi_process_run_is_reproduced_with_a_launcher_that_starts_them(tiny_runs):
+    from tinyhub.launch import train_command
     from tinyhub.trainer.record import load_run
 
     record = load_run(tiny_runs[0])
     record.world_size, record.device = 2, "cpu"
-    assert record.train_command().startswith("torchrun --nproc_per_node 2 -m tinyhub train model=opt6k ")
+    assert train_command(record).startswith("torchrun --nproc_per_node 2 -m tinyhub train model=opt6k ")
     record.device = "cuda"
-    gpu = record.train_command()
+    gpu = train_command(record)
     assert gpu.startswith("accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision ")
     assert "--dynamo_backend no -m tinyhub train model=opt6k " in gpu

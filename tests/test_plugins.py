@@ -163,3 +163,12 @@ def test_the_plugin_names_reach_the_help_and_the_choices(plugin_path):
     assert out.returncode == 0, out.stderr
     assert "blobs (Arrays in one .npz (x_train, y_train, x_test, y_test) in data.dir.)" in out.stdout
     assert "('onnx', 'int8', 'pt2') torch.export program (.pt2)" in out.stdout
+
+
+def test_a_plugin_source_that_fails_is_one_error_line(plugin_path, tmp_path):
+    """The blobs source reads data.dir/blobs.npz: a folder without it is the source's failure, named, no traceback."""
+    r = run_cli("train", "model=gap2k", "data.source=blobs", f"data.dir={tmp_path}", "report_to=none",
+                "progress=false", f"run.dir={tmp_path / 'run'}", env_extra=_with_plugin(plugin_path))
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "error: the blobs data source could not read the data (FileNotFoundError:" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "run" / "results.json").exists()

@@ -699,7 +699,14 @@ def load_dataset_splits(
         read = DATA_SOURCES.get(source)
     except UnknownNameError as e:
         raise DataError(f"data.source: {e}") from e
-    loaded = _completed(read(data, cache_root), source, name)
+    try:
+        loaded = _completed(read(data, cache_root), source, name)
+    except Exception as e:  # noqa: BLE001 - a plugin's own failure, said in one line (tinyhub's own say theirs)
+        if isinstance(e, TinyhubError) or DATA_SOURCES.entries()[source].origin == "tinyhub":
+            raise
+        said = str(e).splitlines()[0][:300] if str(e) else ""
+        raise DataError(f"the {source} data source could not read the data ({type(e).__name__}: {said}); check "
+                        "data.dir and the files it names.") from e
     tensors, meta, identity = loaded.tensors, loaded.meta, loaded.identity
     names, names_from, info, cache_path = loaded.label_names, loaded.names_from, loaded.info, loaded.cache_path
     if label_names:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shlex
 import statistics
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -497,26 +496,6 @@ class RunRecord:
             return f"{train_s:.1f} s training{speed} on {self.hardware_text} ({self.wall_seconds or 0:.1f} s wall)"
         return (f"{train_s / 60:.1f} min ({train_s:.0f} s training{speed} on {self.hardware_text}, "
                 f"{self.wall_seconds or 0:.0f} s wall)")
-
-    def train_command(self, *, data_dir: str | None = None, replace: dict[str, str] | None = None) -> str:
-        """The command that trains this recipe again: the launcher for its process count, its overrides (a value
-        in `replace`, by key, is written instead of the recorded one) and `--data-dir` when given.
-
-        Several CPU processes start with torchrun (`accelerate launch` starts one process on a machine without
-        GPUs); several GPUs with `accelerate launch`, given every value it would otherwise pick and announce."""
-        args = []
-        for arg in self.overrides:
-            key = arg.partition("=")[0]
-            args.append(f"{key}={replace[key]}" if replace and key in replace else arg)
-        if data_dir:
-            args.append(f"--data-dir {shlex.quote(data_dir)}")
-        launcher = "tinyhub train"
-        if self.world_size > 1 and self.device == "cpu":
-            launcher = f"torchrun --nproc_per_node {self.world_size} -m tinyhub train"
-        elif self.world_size > 1:
-            launcher = (f"accelerate launch --multi_gpu --num_processes {self.world_size} --num_machines 1 "
-                        f"--mixed_precision {self.mixed_precision} --dynamo_backend no -m tinyhub train")
-        return " ".join([launcher, *args])
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from tinyhub.files import atomic_path, claim_output_folder, write_text_atomic  # noqa: E402
+from tinyhub.launch import train_command  # noqa: E402
 from tinyhub.tables import markdown_table  # noqa: E402
 
 from .record import RunRecord, load_run  # noqa: E402
@@ -131,8 +132,8 @@ def render_html(results: RunRecord, curves_png: bytes, confusion_png: bytes) -> 
         hardware=results.hardware_text, summary=results.summary, world_size=results.world_size,
         mixed_precision=results.mixed_precision,
         git=results.git, versions=results.versions,
-        command=results.train_command(data_dir=results.data.details.get("dir")
-                                      if results.dataset.source == "idx" else None),
+        command=train_command(results, data_dir=results.data.details.get("dir")
+                              if results.dataset.source == "idx" else None),
         target=results.target_accuracy, training_time=results.training_time_text,
         config_yaml=yaml.safe_dump(config_dict(results.recipe), sort_keys=False),
         curves_png=base64.b64encode(curves_png).decode(), confusion_png=base64.b64encode(confusion_png).decode(),
