@@ -214,7 +214,21 @@ def experiments() -> str:
     return "| experiment | question |\n|---|---|\n" + "\n".join(rows) + "\n"
 
 
+def record_schemas() -> str:
+    """Each record file's JSON Schema, generated from its type (trainer/record.py RECORD_FILES)."""
+    import json
+
+    from tinyhub.trainer.record import RECORD_FILES, json_schema
+
+    parts = []
+    for file, kind in RECORD_FILES.items():
+        name = getattr(kind, "__name__", None) or f"list of {kind.__args__[0].__name__}"
+        parts.append(f"### `{file}` ({name})\n\n```json\n{json.dumps(json_schema(kind), indent=1)}\n```\n")
+    return "\n".join(parts)
+
+
 GENERATORS = {"cli": cli, "configuration": configuration, "results-json": results_json, "records": records,
+              "record-schemas": record_schemas,
               "speed": speed, "time-to-target": time_to_target, "exports": exports, "experiments": experiments}
 
 

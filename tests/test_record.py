@@ -70,3 +70,33 @@ def test_seed_stats_compare_the_exact_mean_with_the_target():
     stats = SeedStats.of([(0, 9945, 10000), (1, 9942, 10000), (2, 9933, 10000)])  # 29,820 / 30,000 = 99.40%
     assert stats.meets(99.4) is True and stats.meets(99.41) is False and stats.meets(None) is None
     assert stats.text() == "99.40% ± 0.06" and SeedStats.of([(0, 9931, 10000)]).text() == "99.31%"
+
+
+def test_every_record_validates_against_the_json_schema_generated_from_its_type(tiny_runs):
+    """The JSON Schemas the reference publishes hold for what tinyhub writes: every record kept in results/ (seeds,
+    reruns, exports) and a fresh run's results.json; a record with a wrong type is caught."""
+    import jsonschema
+
+    from conftest import REPO
+    from tinyhub.trainer.record import RECORD_FILES, ExportsRecord, Rerun, RunRecord, json_schema
+
+    def validator(kind):
+        schema = json_schema(kind)
+        jsonschema.Draft202012Validator.check_schema(schema)
+        return jsonschema.Draft202012Validator(schema)
+
+    kept = {SeedRecord: sorted(REPO.glob("results/*/seed_*.json")),
+            ExportsRecord: sorted(REPO.glob("results/exports/*.json")),
+            list[Rerun]: [REPO / "results" / "reruns.json"]}
+    assert len(kept[SeedRecord]) >= 50 and len(kept[ExportsRecord]) >= 10
+    for kind, paths in kept.items():
+        check = validator(kind)
+        for path in paths:
+            errors = [f"{list(e.absolute_path)}: {e.message}" for e in check.iter_errors(json.loads(path.read_text()))]
+            assert not errors, f"{path}: {errors[:3]}"
+    fresh = json.loads((tiny_runs[0] / "results.json").read_text())
+    run_schema = validator(RunRecord)
+    assert not list(run_schema.iter_errors(fresh))
+    fresh["final"]["test_accuracy"] = "99%"
+    assert [e.message for e in run_schema.iter_errors(fresh)] == ["'99%' is not of type 'number'"]
+    assert set(RECORD_FILES.values()) >= {RunRecord, SeedRecord, ExportsRecord}

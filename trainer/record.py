@@ -973,3 +973,26 @@ class ExportsRecord:
             return cls.from_dict(data, str(path))
         except TypeError as e:  # a field of the wrong kind
             raise RunRecordError(f"{path} is not a tinyhub exports file this version reads ({e}).") from e
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The records' JSON Schemas, generated from their types
+# ---------------------------------------------------------------------------------------------------------
+#: Each file tinyhub writes, with the type it holds. Their JSON Schemas (the docs' reference publishes them) are
+#: generated from these types by pydantic, so they cannot drift from what is written.
+RECORD_FILES = {
+    RESULTS_FILE: RunRecord,  # a run directory's
+    "results/<recipe>/seed_<n>.json": SeedRecord,  # a seed kept in the repository
+    f"results/{RERUNS_FILE}": list[Rerun],
+    EXPORTS_FILE: ExportsRecord,
+    "eval/eval_<split>.json": EvaluationRecord,
+    SWEEP_SUMMARY_FILE: SweepSummary,
+}
+
+
+def json_schema(kind) -> dict:
+    """The JSON Schema (draft 2020-12) of a record type of RECORD_FILES, as written to disk."""
+    from pydantic import TypeAdapter
+
+    schema = TypeAdapter(kind).json_schema(mode="serialization")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
