@@ -33,7 +33,7 @@ test: $(STAMP)
 # The unit and small-integration tests only (no processes, Ray, wheels, Hub server or killed runs; a test that
 # starts one fails unless marked e2e): under two minutes.
 test-fast: $(STAMP)
-	TINYHUB_TEST_DATA=$(if $(DATA_DIR),$(abspath $(DATA_DIR))) $(VENV)/bin/python -m pytest -q -m "not e2e" $(ARGS)
+	TINYHUB_TEST_DATA=$(if $(DATA_DIR),$(abspath $(DATA_DIR))) $(VENV)/bin/python -m pytest -q -n $(WORKERS) --dist loadfile -m "not e2e" $(ARGS)
 
 # NO_MKDOCS_2_WARNING: Material prints a notice about MkDocs 2.0 on every build; the site builds with MkDocs 1.6.
 docs: $(STAMP)

@@ -4,7 +4,7 @@ A page asks for a generated part with a marker on a line of its own, `<!-- gener
 
     cli            every command's --help (argparse), train's and sweep's own text
     configuration  the configuration schema, from the dataclasses of trainer/schema.py
-    results-json   the results.json schema, from the dataclasses of trainer/record.py
+    results-json   the results.json schema, from the dataclasses of trainer/record/
     records        the records and frontier tables (what `tinyhub reproduce --table-only` writes to RESULTS.md)
     speed          the speed table (what `python results/speed/table.py` prints)
     time-to-target the time-to-target tables (what `python results/speed/table.py --time-to-target` prints)
@@ -215,7 +215,7 @@ def experiments() -> str:
 
 
 def record_schemas() -> str:
-    """Each record file's JSON Schema, generated from its type (trainer/record.py RECORD_FILES)."""
+    """Each record file's JSON Schema, generated from its type (trainer/record/__init__.py RECORD_FILES)."""
     import json
 
     from tinyhub.trainer.record import RECORD_FILES, json_schema

@@ -14,7 +14,7 @@ import torch
 from .record import GitState, Hardware
 
 # results.json schema. Bump on any incompatible change; the docs' results.json reference is generated from
-# trainer/record.py.
+# trainer/record/.
 RESULTS_SCHEMA_VERSION = 2  # 2: data.identity (what the run was trained on), target_dataset
 #: Beside results.json in every run: a few test images (uint8) and labels, which the model card's snippet loads.
 EXAMPLES_FILE = "examples.safetensors"
