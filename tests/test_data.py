@@ -12,6 +12,7 @@ import torch
 
 from tinyhub.trainer import DataError, load_dataset_splits
 from tinyhub.trainer import data as data_mod
+from tinyhub.trainer.data import idx as idx_module
 from conftest import is_real_mnist
 
 
@@ -56,7 +57,7 @@ def test_cache_is_reused_and_fast(mnist_dir, tmp_path, monkeypatch):
     def no_decoding(*a, **k):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(data_mod, "_decode_local", no_decoding)
+    monkeypatch.setattr(idx_module, "_decode_local", no_decoding)
     second = load_dataset_splits(dir=str(mnist_dir), cache_dir=str(tmp_path))  # read back, not decoded again
     assert torch.equal(first.train_images, second.train_images)
     assert torch.equal(first.test_labels, second.test_labels)

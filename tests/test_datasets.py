@@ -12,6 +12,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from tinyhub import cards, modeling, trainer
 from tinyhub.trainer import data as data_mod
+from tinyhub.trainer.data import hub as hub_module
 from conftest import FAST, _write_idx, is_real_mnist, make_synthetic_idx, run_cli_many
 
 TINY = [*FAST, "training.epochs=1", "data.subset=0", "data.eval_batch_size=500"]
@@ -144,7 +145,7 @@ def test_rgb_folder_with_classlabels_and_its_own_validation_split(tmp_path):
 def test_hub_dataset_whose_id_ends_in_mnist_is_not_mnist(tmp_path, monkeypatch):
     datasets = pytest.importorskip("datasets")
     fake = _shapes_dataset(datasets, splits=("train", "test", "unused"), description=False)
-    monkeypatch.setattr(data_mod, "_open_hub", lambda dataset_id, revision: fake)
+    monkeypatch.setattr(hub_module, "_open_hub", lambda dataset_id, revision: fake)
     run = _train(tmp_path, "run", "model=gap8k", "data.source=hub", "data.dataset=someone/fake-mnist",
                  "data.revision=v2")
     meta, evals, text = _card(run)

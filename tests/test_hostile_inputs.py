@@ -452,9 +452,10 @@ def test_a_full_disk_while_writing_the_results_keeps_the_model_and_says_how_to_f
 
 
 def test_a_full_disk_for_the_dataset_cache_only_costs_the_cache(monkeypatch, mnist_dir, tmp_path, caplog):
-    from tinyhub.trainer import data, load_dataset_splits
+    from tinyhub.trainer import load_dataset_splits
+    from tinyhub.trainer.data import common as data_common
 
-    monkeypatch.setattr(data, "save_file", _enospc)
+    monkeypatch.setattr(data_common, "save_file", _enospc)
     cache = tmp_path / "cache"
     splits = load_dataset_splits(source="local", dir=str(mnist_dir), cache_dir=str(cache), subset=100)
     assert len(splits.train_images) == 100

@@ -13,6 +13,8 @@ from conftest import FAST, make_synthetic_idx, run_cli_many
 from tinyhub import cards, trainer
 from tinyhub.cards.publish import stage_folder
 from tinyhub.trainer import data as data_mod
+from tinyhub.trainer.data import hub as hub_module
+from tinyhub.trainer.data import idx as idx_module
 
 pytestmark = pytest.mark.e2e  # the whole module drives processes, servers or wheels
 
@@ -53,7 +55,7 @@ def test_the_generated_spellings_are_mnist_and_other_names_are_not():
 def test_training_refuses_every_spelling_on_other_idx_files(spelling):
     files = {role: Path("/data") / f"{stem}.gz" for role, stem in data_mod.IDX_STEMS.items()}
     with pytest.raises(trainer.DataError, match="names MNIST"):
-        data_mod._idx_identity(files, {path: "0" * 64 for path in files.values()}, spelling, True, "f" * 64)
+        idx_module._idx_identity(files, {path: "0" * 64 for path in files.values()}, spelling, True, "f" * 64)
 
 
 @SETTINGS
@@ -61,17 +63,17 @@ def test_training_refuses_every_spelling_on_other_idx_files(spelling):
 def test_a_hub_dataset_named_or_spelled_like_mnist_is_refused_unless_it_is_mnist(spelling):
     meta = {"fingerprint": "f" * 64, "dataset_info": {"dataset_name": spelling, "description": "MNIST digits"}}
     with pytest.raises(trainer.DataError, match="names MNIST"):
-        data_mod._hub_identity("someone/shapes", None, False, spelling, meta)  # data.name
+        hub_module._hub_identity("someone/shapes", None, False, spelling, meta)  # data.name
     if "/" in spelling.strip() and spelling.strip() != data_mod.MNIST_HUB_ID:
         with pytest.raises(trainer.DataError, match="names MNIST"):
-            data_mod._hub_identity(spelling.strip(), None, False, None, meta)  # data.dataset
-    folder = data_mod._hub_identity("/data/shapes", None, True, None, meta)  # its own DatasetInfo name
+            hub_module._hub_identity(spelling.strip(), None, False, None, meta)  # data.dataset
+    folder = hub_module._hub_identity("/data/shapes", None, True, None, meta)  # its own DatasetInfo name
     assert folder.name is None and folder.canonical is None
 
 
 def test_the_canonical_files_and_the_hub_copy_are_still_mnist():
     meta = {"fingerprint": data_mod.MNIST_FINGERPRINT, "dataset_info": {}}
-    assert data_mod._hub_identity("ylecun/MNIST", None, False, "MNIST ", meta).canonical == "mnist"
+    assert hub_module._hub_identity("ylecun/MNIST", None, False, "MNIST ", meta).canonical == "mnist"
 
 
 # ---- at carding and pushing ----

@@ -130,8 +130,8 @@ TRACKERS = Registry("tracker", "tinyhub.trackers", {
     "trackio": ("trackio", "trackio, local-first"),
 })
 DATA_SOURCES = Registry("data source", "tinyhub.data_sources", {
-    "local": ("tinyhub.trainer.data:idx_source", "four IDX files named like MNIST's in data.dir"),
-    "hub": ("tinyhub.trainer.data:hub_source",
+    "local": ("tinyhub.trainer.data.idx:idx_source", "four IDX files named like MNIST's in data.dir"),
+    "hub": ("tinyhub.trainer.data.hub:hub_source",
             "a Hub dataset (data.dataset), or a folder saved with DatasetDict.save_to_disk"),
 })
 EXPORT_FORMATS = Registry("export format", "tinyhub.export_formats", {
