@@ -1,4 +1,5 @@
-"""Model cards for tinyhub runs, and publishing runs to the Hugging Face Hub.
+"""The ways out of a finished run: model cards, publishing runs to the Hugging Face Hub (publish, space), and
+exports to where tiny models run (export: ONNX and int8, and the formats plugins add).
 
     from tinyhub import cards
     card = cards.build_card("runs/model4-s0-...", repo_id="me/model4-mnist")

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from tinyhub.trainer.data import SourceData
-from tinyhub.trainer.export import ExportFormat
+from tinyhub.cards.export import ExportFormat
 
 
 def read_blobs(data, cache_root):

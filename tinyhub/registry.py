@@ -3,7 +3,7 @@
     OPTIMIZERS, SCHEDULERS   the training step's (tinyhub.trainer.step)
     TRACKERS                 what `report_to` logs to (Accelerate's trackers)
     DATA_SOURCES             where `data.source` reads a dataset (tinyhub.trainer.data)
-    EXPORT_FORMATS           what `tinyhub export --formats` writes (tinyhub.trainer.export)
+    EXPORT_FORMATS           what `tinyhub export --formats` writes (tinyhub.cards.export)
 
 A name's implementation is written "module:attribute" and imported when the name is first used, so validating a
 configuration, listing choices or printing --help imports nothing heavy. The configuration's choices, its
@@ -135,6 +135,6 @@ DATA_SOURCES = Registry("data source", "tinyhub.data_sources", {
             "a Hub dataset (data.dataset), or a folder saved with DatasetDict.save_to_disk"),
 })
 EXPORT_FORMATS = Registry("export format", "tinyhub.export_formats", {
-    "onnx": ("tinyhub.trainer.export:export_onnx_float", "ONNX float32"),
-    "int8": ("tinyhub.trainer.export:export_onnx_int8", "ONNX int8 (static, QDQ)"),
+    "onnx": ("tinyhub.cards.export:export_onnx_float", "ONNX float32"),
+    "int8": ("tinyhub.cards.export:export_onnx_int8", "ONNX int8 (static, QDQ)"),
 })

@@ -50,7 +50,7 @@ def _export(args) -> int:
     from tinyhub.files import claim_output_folder, sha256_file
     from tinyhub.trainer.data import load_from_config
     from tinyhub.trainer.evaluation import check_model_fits, data_settings, load_model, resolve_model
-    from tinyhub.trainer.export import export_model
+    from tinyhub.cards.export import export_model
     from tinyhub.trainer.record import EXPORT_EXAMPLES_FILE, EXPORTS_FILE
     from tinyhub.trainer.run_info import EXAMPLES_FILE
 

@@ -34,9 +34,9 @@ import torch
 from tinyhub.errors import TinyhubError
 from tinyhub.files import atomic_path, sha256_file
 
-from .record import EXPORT_EXAMPLES_FILE, ExportedFormat, ExportsRecord
-from .run_info import library_versions, this_machine
-from .scores import classification_scores
+from tinyhub.trainer.record import EXPORT_EXAMPLES_FILE, ExportedFormat, ExportsRecord
+from tinyhub.trainer.run_info import library_versions, this_machine
+from tinyhub.trainer.scores import classification_scores
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 MAX_DISAGREEMENT = 0.05  # % of test images
