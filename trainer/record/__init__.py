@@ -43,5 +43,5 @@ def json_schema(kind) -> dict:
     """The JSON Schema (draft 2020-12) of a record type of RECORD_FILES, as written to disk."""
     from pydantic import TypeAdapter
 
-    schema = TypeAdapter(kind).json_schema(mode="serialization")
+    schema = TypeAdapter(kind).json_schema(mode="validation")  # what a reader accepts: the recipe typed
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

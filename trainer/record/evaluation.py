@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from tinyhub.files import write_json_atomic
 
-from .common import RunRecordError, _fields, _refuse_constant
+from pydantic import Field
+
+from .common import Record, RunRecordError, _refuse_constant
 
 
 @dataclass
-class EvaluationRecord:
+class EvaluationRecord(Record):
     """One evaluation of a saved model on a whole split, in evaluate.save's layout (its `_` fields included), so
     that tools reading evaluate's files read these too."""
 
@@ -31,19 +33,10 @@ class EvaluationRecord:
     per_class_correct: list[int]
     per_class_total: list[int]
     confusion_matrix: list[list[int]]  # rows: true class, columns: predicted
-    timestamp: str | None = None
-    evaluate_version: str | None = None
-    python_version: str | None = None
-
-    _UNDERSCORED = ("timestamp", "evaluate_version", "python_version")  # evaluate.save writes these with a `_`
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str = "evaluation") -> EvaluationRecord:
-        plain = {k.removeprefix("_") if k.removeprefix("_") in cls._UNDERSCORED else k: v for k, v in d.items()}
-        return cls(**_fields(cls, plain, where))
-
-    def as_dict(self) -> dict:
-        return {f"_{k}" if k in self._UNDERSCORED else k: v for k, v in dataclasses.asdict(self).items()}
+    # evaluate.save writes these three with a leading `_`
+    timestamp: Annotated[str | None, Field(alias="_timestamp")] = None
+    evaluate_version: Annotated[str | None, Field(alias="_evaluate_version")] = None
+    python_version: Annotated[str | None, Field(alias="_python_version")] = None
 
     def save(self, path: str | Path) -> Path:
         write_json_atomic(path, self.as_dict())

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from tinyhub.files import write_json_atomic
 
-from .common import RunRecordError, _fields, _refuse_constant
+from pydantic import BeforeValidator, WrapSerializer
+
+from .common import Record, RunRecordError, _refuse_constant, gather_details, spread_details
 from .run import Hardware
 
 
@@ -21,14 +23,14 @@ EXPORTS_SCHEMA_VERSION = 1
 
 
 @dataclass
-class ExportedFormat:
+class ExportedFormat(Record):
     """One exported file and what onnxruntime measured of it on the whole test split."""
 
     format: str  # "onnx" (float32) | "int8" (static quantization, QDQ)
     file: str  # relative to the folder holding exports.json, e.g. "onnx/model.onnx"
     bytes: int
     sha256: str
-    opset: int
+    opset: int | None  # the ONNX opset; None for a format that is not ONNX (a plugin's)
     test_correct: int
     test_total: int
     agreement: float  # % of test images whose predicted class equals PyTorch's
@@ -45,7 +47,7 @@ class ExportedFormat:
 
 
 @dataclass
-class ExportsRecord:
+class ExportsRecord(Record):
     """Every export of one model's weights (identified by their SHA-256), measured on one machine."""
 
     architecture: str
@@ -55,7 +57,7 @@ class ExportsRecord:
     test_total: int
     max_disagreement: float  # % of test images a float export may predict differently from PyTorch
     max_int8_loss: float  # points of test accuracy an int8 export may lose against PyTorch
-    hardware: Hardware
+    hardware: Annotated[Hardware, BeforeValidator(gather_details(Hardware)), WrapSerializer(spread_details)]
     threads: int  # onnxruntime's intra-op threads when timing
     versions: dict
     formats: list[ExportedFormat]
@@ -74,24 +76,6 @@ class ExportsRecord:
     def failed(self) -> list[ExportedFormat]:
         return [f for f in self.formats if not f.passed]
 
-    @classmethod
-    def from_dict(cls, d: dict, where: str = EXPORTS_FILE) -> ExportsRecord:
-        if not isinstance(d, dict) or d.get("kind") != EXPORTS_KIND:
-            raise RunRecordError(f"{where} is not a tinyhub exports file (no \"kind\": \"{EXPORTS_KIND}\").")
-        if d.get("schema_version") != EXPORTS_SCHEMA_VERSION:
-            raise RunRecordError(f"{where} has schema version {d.get('schema_version')!r}; this tinyhub reads "
-                                 f"{EXPORTS_SCHEMA_VERSION}. Run `tinyhub export` again.")
-        fields = _fields(cls, d, where)
-        fields["hardware"] = Hardware.from_dict(fields["hardware"])
-        fields["formats"] = [ExportedFormat(**_fields(ExportedFormat, f, f"{where}: formats"))
-                             for f in fields["formats"]]
-        return cls(**fields)
-
-    def as_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["hardware"] = self.hardware.as_dict()
-        return d
-
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / EXPORTS_FILE
         write_json_atomic(path, self.as_dict())
@@ -105,7 +89,9 @@ class ExportsRecord:
         except (OSError, ValueError) as e:
             raise RunRecordError(f"{path} cannot be read as tinyhub exports ({e}). Run `tinyhub export` again.") \
                 from e
-        try:
-            return cls.from_dict(data, str(path))
-        except TypeError as e:  # a field of the wrong kind
-            raise RunRecordError(f"{path} is not a tinyhub exports file this version reads ({e}).") from e
+        if not isinstance(data, dict) or data.get("kind") != EXPORTS_KIND:
+            raise RunRecordError(f"{path} is not a tinyhub exports file (no \"kind\": \"{EXPORTS_KIND}\").")
+        if data.get("schema_version") != EXPORTS_SCHEMA_VERSION:
+            raise RunRecordError(f"{path} has schema version {data.get('schema_version')!r}; this tinyhub reads "
+                                 f"{EXPORTS_SCHEMA_VERSION}. Run `tinyhub export` again.")
+        return cls.from_dict(data, str(path))

@@ -4,21 +4,22 @@ through `load_run`, never as raw JSON; a file of the previous schema is migrated
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from tinyhub.files import write_json_atomic
 
 from ..schema import ConfigError, TrainConfig, config_dict, typed_config
-from .common import (RECORD_KIND, RESULTS_FILE, RESULTS_SCHEMA_VERSION, DatasetIdentity, RunRecordError, _fields,
-                     _refuse_constant)
+from pydantic import BeforeValidator, ConfigDict, PlainSerializer, WrapSerializer
+
+from .common import (OMIT_NONE, RECORD_KIND, RESULTS_FILE, RESULTS_SCHEMA_VERSION, DatasetIdentity, Record,
+                     RunRecordError, _refuse_constant, empty_if_none, gather_details, spread_details)
 
 
 @dataclass
-class EpochRecord:
+class EpochRecord(Record):
     """One epoch: training metrics and the evaluation after it (validation only when a split was held out; neither
     after an epoch that `training.eval_every` skips -- the last epoch is always evaluated)."""
 
@@ -30,28 +31,19 @@ class EpochRecord:
     epoch_seconds: float  # training alone, without the evaluation
     images_per_second: float  # training images per second
     eval_seconds: float  # evaluating the test (and validation) split; 0 when not evaluated
-    test_loss: float | None = None  # None: this epoch was not evaluated
-    test_accuracy: float | None = None  # %
-    test_correct: int | None = None
-    test_total: int | None = None
-    val_loss: float | None = None  # only with a validation split
-    val_accuracy: float | None = None
+    test_loss: Annotated[float | None, OMIT_NONE] = None  # None: this epoch was not evaluated
+    test_accuracy: Annotated[float | None, OMIT_NONE] = None  # %
+    test_correct: Annotated[int | None, OMIT_NONE] = None
+    test_total: Annotated[int | None, OMIT_NONE] = None
+    val_loss: Annotated[float | None, OMIT_NONE] = None  # only with a validation split
+    val_accuracy: Annotated[float | None, OMIT_NONE] = None
 
     @property
     def evaluated(self) -> bool:
         return self.test_accuracy is not None
 
-    @classmethod
-    def from_dict(cls, d: dict) -> EpochRecord:
-        return cls(**_fields(cls, d, f"epoch {d.get('epoch')}"))
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items()
-                if not ((k.startswith("val_") or k.startswith("test_")) and v is None)}
-
-
 @dataclass
-class FinalMetrics:
+class FinalMetrics(Record):
     """The final epoch's weights (the EMA weights when `ema`) evaluated on the test split: the run's result."""
 
     epoch: int
@@ -63,33 +55,25 @@ class FinalMetrics:
     train_loss: float
     confusion_matrix: list[list[int]]  # rows: true class, columns: predicted
     ema: bool = False  # the EMA weights were evaluated (and saved)
-    val_accuracy: float | None = None
-
-    def as_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        if d["val_accuracy"] is None:
-            del d["val_accuracy"]
-        return d
-
+    val_accuracy: Annotated[float | None, OMIT_NONE] = None
 
 @dataclass
-class TeacherRecord:
+class TeacherRecord(Record):
     """A distillation teacher, exactly: repo id and commit on the Hub, or a local path and its weights' sha256."""
 
     kind: str  # run | folder | hub
     architecture: str
     parameters: int
     weights_sha256: str
-    test_accuracy: float | None = None  # the teacher's own final test accuracy, when its record says it
-    path: str | None = None  # a local run directory or saved model
-    dataset: str | None = None  # the dataset the teacher was trained on
-    repo_id: str | None = None  # on the Hub: the repo, the revision asked for and the commit it resolved to
-    revision: str | None = None
-    commit: str | None = None
-    spec: str | None = None  # as the configuration named it
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+    # the teacher's own final test accuracy, when its record says it
+    test_accuracy: Annotated[float | None, OMIT_NONE] = None
+    path: Annotated[str | None, OMIT_NONE] = None  # a local run directory or saved model
+    dataset: Annotated[str | None, OMIT_NONE] = None  # the dataset the teacher was trained on
+    # on the Hub: the repo, the revision asked for and the commit it resolved to
+    repo_id: Annotated[str | None, OMIT_NONE] = None
+    revision: Annotated[str | None, OMIT_NONE] = None
+    commit: Annotated[str | None, OMIT_NONE] = None
+    spec: Annotated[str | None, OMIT_NONE] = None  # as the configuration named it
 
     @property
     def short_text(self) -> str:
@@ -98,20 +82,10 @@ class TeacherRecord:
 
 
 @dataclass
-class Distillation:
+class Distillation(Record):
     teachers: list[TeacherRecord]  # several: an ensemble, their softened probabilities averaged
     temperature: float
     weight: float  # share of the loss from the teachers' soft targets
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Distillation:
-        d = _fields(cls, d, "distillation")
-        return cls(teachers=[TeacherRecord(**_fields(TeacherRecord, t, "a distillation teacher"))
-                             for t in d["teachers"]], temperature=d["temperature"], weight=d["weight"])
-
-    def as_dict(self) -> dict:
-        return {"teachers": [t.as_dict() for t in self.teachers], "temperature": self.temperature,
-                "weight": self.weight}
 
     @property
     def text(self) -> str:
@@ -119,7 +93,7 @@ class Distillation:
 
 
 @dataclass
-class DataRecord:
+class DataRecord(Record):
     """What the run loaded. Source-specific facts (IDX checksums, Hub revision and splits) stay in `details`."""
 
     identity: DatasetIdentity
@@ -134,20 +108,10 @@ class DataRecord:
     kind: str = "local"  # local | hub
     details: dict = field(default_factory=dict)  # IDX files and their sha256, or Hub id, revision and splits
 
-    @classmethod
-    def from_dict(cls, d: dict) -> DataRecord:
-        kwargs = _fields(cls, d, "data", extra="details")
-        kwargs["identity"] = DatasetIdentity.from_dict(kwargs["identity"])
-        return cls(**kwargs)
-
-    def as_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "details"}
-        d["identity"] = self.identity.as_dict()
-        return {**self.details, **d}
-
+    __pydantic_config__ = ConfigDict(extra="ignore")  # what it does not declare is gathered into details
 
 @dataclass
-class LayerRecord:
+class LayerRecord(Record):
     name: str
     kind: str  # the layer's class
     output_shape: list[int]  # for one image
@@ -156,7 +120,7 @@ class LayerRecord:
 
 
 @dataclass
-class ArchitectureSummary:
+class ArchitectureSummary(Record):
     """The model layer by layer, as `tinyhub.summary(model)` measured it when the run finished."""
 
     layers: list[LayerRecord]
@@ -165,18 +129,8 @@ class ArchitectureSummary:
     macs: int  # multiply-accumulates for one image
     input_shape: list[int]
 
-    @classmethod
-    def from_dict(cls, d: dict) -> ArchitectureSummary:
-        kwargs = _fields(cls, d, "summary")
-        kwargs["layers"] = [LayerRecord(**_fields(LayerRecord, r, "summary: layer")) for r in kwargs["layers"]]
-        return cls(**kwargs)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
 @dataclass
-class Augmentation:
+class Augmentation(Record):
     """The exact augmentation a run applied: per image, on the device, drawn from the run's seeded generators."""
 
     enabled: bool
@@ -190,13 +144,6 @@ class Augmentation:
     erase_p: float  # random erasing
     erase_area: list[float]
     erase_ratio: list[float]
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Augmentation:
-        return cls(**_fields(cls, d, "augmentation"))
-
-    def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @property
     def text(self) -> str:
@@ -220,7 +167,7 @@ class Augmentation:
 
 
 @dataclass
-class RunTimes:
+class RunTimes(Record):
     """Where a run's time went, in seconds (`tinyhub bench --to --profile` prints it). `start_up` is from the
     process's start to the engine's (interpreter, imports, configuration), where the platform says when the process
     started (Linux); `save` is writing the model, examples and report."""
@@ -232,16 +179,8 @@ class RunTimes:
     evaluate: float  # every evaluation of the validation and test splits
     save: float
 
-    @classmethod
-    def from_dict(cls, d: dict) -> RunTimes:
-        return cls(**_fields(cls, d, "times"))
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
 @dataclass
-class Hardware:
+class Hardware(Record):
     """The machine a run trained on."""
 
     cpu: str | None = None
@@ -251,13 +190,7 @@ class Hardware:
     platform: str | None = None
     details: dict = field(default_factory=dict)  # anything else an older or newer record says
 
-    @classmethod
-    def from_dict(cls, d: dict) -> Hardware:
-        return cls(**_fields(cls, d, "hardware", extra="details"))
-
-    def as_dict(self) -> dict:
-        return {**self.details, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                                   if f.name != "details"}}
+    __pydantic_config__ = ConfigDict(extra="ignore")  # what it does not declare is gathered into details
 
     @property
     def text(self) -> str:
@@ -267,19 +200,16 @@ class Hardware:
 
 
 @dataclass
-class GitState:
+class GitState(Record):
     """The tinyhub checkout a run was trained from; all None outside one."""
 
     commit: str | None = None
     dirty: bool | None = None  # a change that could alter a run (not the generated results files)
     changed_files: list[str] | None = None
 
-    @classmethod
-    def from_dict(cls, d: dict) -> GitState:
-        return cls(**_fields(cls, d, "git"))
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+def recipe_dict(recipe: TrainConfig | None) -> dict | None:
+    """A recipe as a record writes it: the settings that acted (config_dict)."""
+    return None if recipe is None else config_dict(recipe)
 
 
 def typed_recipe(recipe: dict | TrainConfig, where: str = RESULTS_FILE, *, model: str | None = None) -> TrainConfig:
@@ -299,7 +229,7 @@ def typed_recipe(recipe: dict | TrainConfig, where: str = RESULTS_FILE, *, model
 
 
 @dataclass
-class RunRecord:
+class RunRecord(Record):
     """results.json of a finished run, typed. `recipe` is the resolved training configuration it ran with."""
 
     model: str  # the architecture's registered name (tinyhub.list_models())
@@ -315,11 +245,13 @@ class RunRecord:
     target_dataset: str | None  # the dataset the target is for
     final: FinalMetrics  # the final epoch's evaluation: the run's result
     epochs: list[EpochRecord]  # every epoch, in order
-    recipe: TrainConfig  # the resolved configuration it ran with (settings its optimizer and schedule ignore left out)
+    # the resolved configuration it ran with (settings its optimizer and schedule ignore left out)
+    recipe: Annotated[TrainConfig, PlainSerializer(recipe_dict)]
     overrides: list[str]  # `tinyhub train <these>` trains this recipe on any machine
     augmentation: Augmentation  # the exact augmentation parameters
     distillation: Distillation | None  # the teachers, temperature and weight; null without distillation
-    data: DataRecord  # what the run loaded
+    data: Annotated[DataRecord, BeforeValidator(gather_details(DataRecord)),
+                    WrapSerializer(spread_details)]  # what the run loaded
     seed: int
     world_size: int  # processes
     mixed_precision: str  # no | fp16 | bf16
@@ -333,10 +265,12 @@ class RunRecord:
     wall_seconds: float  # from the engine's start to the end of its last epoch (set-up, epochs, evaluations)
     train_seconds: float  # the training epochs alone
     device: str  # cpu | cuda | ...
-    hardware: Hardware  # CPU name and torch threads, GPU name
+    hardware: Annotated[Hardware, BeforeValidator(gather_details(Hardware)),
+                        WrapSerializer(spread_details)]  # CPU name and torch threads, GPU name
     versions: dict  # python, torch, accelerate, huggingface_hub, tinyhub, ...
     command: str  # the command line that ran it
-    git: GitState  # commit, dirty flag and changed files of the tinyhub checkout, when there was one
+    # commit, dirty flag and changed files of the tinyhub checkout, when there was one
+    git: Annotated[GitState, BeforeValidator(empty_if_none)]
     times: RunTimes | None = None  # where the time went; null in records written before it was kept
     cuda_graphs: bool = False  # the step's forward and backward were replayed from a CUDA graph
     optimizer_implementation: str | None = None  # forloop | foreach | fused; null in records made before it was kept
@@ -344,39 +278,6 @@ class RunRecord:
     kind: str = RECORD_KIND  # "tinyhub-run": never mistaken for another tool's file
 
     # ---- reading and writing ----
-    @classmethod
-    def from_dict(cls, d: dict, where: str = RESULTS_FILE) -> RunRecord:
-        kwargs = _fields(cls, d, where)
-        try:
-            kwargs["final"] = FinalMetrics(**_fields(FinalMetrics, kwargs["final"], f"{where}: final"))
-            kwargs["epochs"] = [EpochRecord.from_dict(e) for e in kwargs["epochs"]]
-            kwargs["data"] = DataRecord.from_dict(kwargs["data"])
-            if kwargs["distillation"] is not None:
-                kwargs["distillation"] = Distillation.from_dict(kwargs["distillation"])
-            kwargs["hardware"] = Hardware.from_dict(kwargs["hardware"] or {})
-            kwargs["augmentation"] = Augmentation.from_dict(kwargs["augmentation"])
-            kwargs["summary"] = ArchitectureSummary.from_dict(kwargs["summary"])
-            kwargs["git"] = GitState.from_dict(kwargs["git"] or {})
-            if kwargs.get("times") is not None:
-                kwargs["times"] = RunTimes.from_dict(kwargs["times"])
-            kwargs["recipe"] = typed_recipe(kwargs["recipe"], where, model=kwargs["model"])
-        except TypeError as e:
-            raise RunRecordError(f"{where} is malformed ({e})") from e
-        return cls(**kwargs)
-
-    def as_dict(self) -> dict:
-        out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "epochs":
-                value = [e.as_dict() for e in value]
-            elif f.name == "recipe":
-                value = config_dict(value)
-            elif hasattr(value, "as_dict"):
-                value = value.as_dict()
-            out[f.name] = value
-        return out
-
     def save(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / RESULTS_FILE
         write_json_atomic(path, self.as_dict())
@@ -458,6 +359,8 @@ def parse_record(d: Any, where: str = RESULTS_FILE) -> RunRecord:
         raise RunRecordError(f"{where} has no final evaluation on the test split; the run did not finish.")
     while d["schema_version"] < RESULTS_SCHEMA_VERSION:
         d = _MIGRATIONS[d["schema_version"]](d)
+    if isinstance(d.get("recipe"), dict):  # typed as the configuration it ran with, before the rest is read
+        d = {**d, "recipe": typed_recipe(d["recipe"], where, model=d["model"])}
     return RunRecord.from_dict(d, where)
 
 

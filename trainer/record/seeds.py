@@ -3,23 +3,26 @@ reproduce`), the reruns log, and the statistics over seeds the tables print."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import statistics
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Annotated
 
 from tinyhub.files import write_json_atomic
 
-from ..schema import TrainConfig, config_dict
-from .common import RunRecordError, _fields
+from pydantic import PlainSerializer
+
+from ..schema import TrainConfig
+from .run import recipe_dict
+from .common import Record, RunRecordError
 from .run import EpochRecord, GitState, RunRecord, typed_recipe
 
 
 @dataclass(kw_only=True)  # keyword-only, so that fields stand in groups whether or not older records have them
-class SeedRecord:
+class SeedRecord(Record):
     """One seed of a recipe as the repository keeps it: the numbers of its RunRecord that tables need, the recipe,
     and the per-epoch history, so that "final epoch, never the best" can be checked from the file alone."""
 
@@ -28,7 +31,7 @@ class SeedRecord:
     label: str | None = None  # the results/ folder it is kept in; its model's name in older records
     seed: int
     parameters: int
-    recipe: TrainConfig | None = None
+    recipe: Annotated[TrainConfig | None, PlainSerializer(recipe_dict)] = None
     distilled_from: str | None = None
     # what it scored: the final epoch, and every epoch before it
     target_accuracy: float | None
@@ -66,22 +69,15 @@ class SeedRecord:
             d = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise RunRecordError(f"{path} cannot be read as a seed record ({e}).") from e
-        kwargs = _fields(cls, d, str(path))
-        if kwargs.get("history") is not None:
-            kwargs["history"] = [EpochRecord.from_dict(e) for e in kwargs["history"]]
-        if kwargs.get("recipe") is not None:
-            kwargs["recipe"] = typed_recipe(kwargs["recipe"], str(path), model=kwargs["model"])
-        if kwargs.get("git") is not None:
-            kwargs["git"] = GitState.from_dict(kwargs["git"])
-        return cls(**_labelled(kwargs))
+        if isinstance(d, dict) and isinstance(d.get("recipe"), dict):  # typed as the configuration it ran with
+            d = {**d, "recipe": typed_recipe(d["recipe"], str(path), model=d.get("model"))}
+        if isinstance(d, dict) and not d.get("label"):  # records written before variants had labels
+            d = {**d, "label": d.get("model")}
+        return cls.from_dict(d, str(path))
 
     def save(self, path: str | Path) -> None:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["history"] = [e.as_dict() for e in self.history] if self.history is not None else None
-        d["recipe"] = config_dict(self.recipe) if self.recipe is not None else None
-        d["git"] = self.git.as_dict() if self.git is not None else None
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, d)
+        write_json_atomic(path, self.as_dict())
 
     @property
     def final_is_last_epoch(self) -> bool | None:
@@ -99,7 +95,7 @@ RERUNS_FILE = "reruns.json"
 
 
 @dataclass
-class Rerun:
+class Rerun(Record):
     model: str
     seed: int
     recorded_accuracy: float  # % on the test split, as the seed record says
@@ -119,7 +115,7 @@ def load_reruns(out_root: str | Path) -> list[Rerun]:
     if not path.is_file():
         return []
     try:
-        return [Rerun(**_fields(Rerun, e, str(path))) for e in json.loads(path.read_text())]
+        return [Rerun.from_dict(e, str(path)) for e in json.loads(path.read_text())]
     except (OSError, ValueError, TypeError) as e:
         raise RunRecordError(f"{path} cannot be read as tinyhub's rerun log ({e}).") from e
 
@@ -127,12 +123,7 @@ def load_reruns(out_root: str | Path) -> list[Rerun]:
 def log_rerun(out_root: str | Path, rerun: Rerun) -> None:
     """Add one rerun to the log, which is written whole or not at all."""
     entries = [*load_reruns(out_root), rerun]
-    write_json_atomic(Path(out_root) / RERUNS_FILE, [dataclasses.asdict(e) for e in entries])
-
-
-def _labelled(kwargs: dict) -> dict:
-    """Records written before variants had labels are labelled by their model."""
-    return {**kwargs, "label": kwargs.get("label") or kwargs["model"]}
+    write_json_atomic(Path(out_root) / RERUNS_FILE, [e.as_dict() for e in entries])
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from tinyhub.files import write_json_atomic
 
-from .common import RESULTS_FILE, RunRecordError, _fields, _refuse_constant
+from .common import Record, RESULTS_FILE, RunRecordError, _refuse_constant
 
 
 SWEEP_SUMMARY_FILE = "sweep.json"
@@ -17,7 +16,7 @@ SWEEP_SCHEMA_VERSION = 1
 
 
 @dataclass
-class SweepTrial:
+class SweepTrial(Record):
     """One trial of a sweep: its sampled values and what it reached on the validation split."""
 
     trial: str
@@ -33,12 +32,9 @@ class SweepTrial:
     history: list[dict]  # [{"epoch": e, <metric>: value}, ...]
     rank: int | None = None  # 1 = the winner; None for a trial that reported nothing
 
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 @dataclass
-class SweepBest:
+class SweepBest(Record):
     trial: str
     value: float
     epoch: int
@@ -47,12 +43,9 @@ class SweepBest:
     run_dir: str
     recipe: str  # best_recipe.yaml: the winner as a recipe to train
 
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 @dataclass
-class SweepSummary:
+class SweepSummary(Record):
     """A finished (or interrupted) sweep: how it searched, every trial, and the winner chosen on validation."""
 
     name: str
@@ -76,23 +69,6 @@ class SweepSummary:
     trials: list[SweepTrial]
     best: SweepBest | None
     schema_version: int = SWEEP_SCHEMA_VERSION
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str = SWEEP_SUMMARY_FILE) -> SweepSummary:
-        kwargs = _fields(cls, d, where)
-        try:
-            kwargs["trials"] = [SweepTrial(**_fields(SweepTrial, t, f"{where}: trial")) for t in kwargs["trials"]]
-            if kwargs["best"] is not None:
-                kwargs["best"] = SweepBest(**_fields(SweepBest, kwargs["best"], f"{where}: best"))
-        except TypeError as e:
-            raise RunRecordError(f"{where} is malformed ({e})") from e
-        return cls(**kwargs)
-
-    def as_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["trials"] = [t.as_dict() for t in self.trials]
-        d["best"] = self.best.as_dict() if self.best else None
-        return d
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / SWEEP_SUMMARY_FILE
