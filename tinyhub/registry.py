@@ -57,6 +57,7 @@ class Registry:
         self.group = group  # the entry-point group plugins declare theirs in
         self._builtin = {name: Entry(name, target, text) for name, (target, text) in (builtins or {}).items()}
         self._added: dict[str, Entry] = {}
+        self._installed: dict[str, Entry] | None = None  # the plugins' entry points, read once per process
 
     def register(self, name: str, target=None, *, help: str = ""):
         """Add `name` at run time (a notebook, a test); used bare, it is a decorator of the implementation."""
@@ -74,9 +75,11 @@ class Registry:
         out = dict(self._builtin)
         for name, entry in self._added.items():
             out.setdefault(name, entry)
-        for ep in metadata.entry_points(group=self.group):
-            dist = getattr(ep.dist, "name", None) or "a plugin"
-            out.setdefault(ep.name, Entry(ep.name, ep.value, "", dist))
+        if self._installed is None:  # reading every distribution's metadata costs milliseconds: once is enough
+            self._installed = {ep.name: Entry(ep.name, ep.value, "", getattr(ep.dist, "name", None) or "a plugin")
+                               for ep in metadata.entry_points(group=self.group)}
+        for name, entry in self._installed.items():
+            out.setdefault(name, entry)
         return out
 
     def names(self) -> tuple[str, ...]:

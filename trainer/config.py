@@ -52,10 +52,10 @@ def load_config(recipe: str | list[str] | tuple[str, ...] = (), *overrides: str,
     if "hpo" in composed:
         from omegaconf import OmegaConf
 
-        values = OmegaConf.to_container(composed, resolve=True)
-        values.pop("hydra", None)
         from .sweep_space import SweepConfigError
 
+        values = OmegaConf.to_container(composed, resolve=True)
+        values.pop("hydra", None)
         return schema_module.checked(schema_module.SweepConfig, values, error=SweepConfigError)
     return schema_module.typed_config(composed)
 

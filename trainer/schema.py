@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import typing
@@ -412,8 +413,10 @@ class Declared:
         return Limit(self.key, f.low, f.high, f.low_open, f.high_open, f.note, f.ordered)
 
 
-def declared(schema: type, prefix: str = "") -> list[Declared]:
-    """Every setting of `schema` (a dataclass), sections and their settings, depth first, with its dotted key."""
+@functools.lru_cache(maxsize=None)
+def declared(schema: type, prefix: str = "") -> tuple[Declared, ...]:
+    """Every setting of `schema` (a dataclass), sections and their settings, depth first, with its dotted key
+    (worked out once per schema: the checks ask for it several times a run)."""
     out = []
     hints = typing.get_type_hints(schema)
     for f in dataclasses.fields(schema):
@@ -421,7 +424,7 @@ def declared(schema: type, prefix: str = "") -> list[Declared]:
         out.append(Declared(prefix + f.name, f, f.metadata.get("tinyhub", Setting()), kind))
         if dataclasses.is_dataclass(kind):
             out += declared(kind, f"{prefix}{f.name}.")
-    return out
+    return tuple(out)
 
 
 def limits_of(schema: type, prefix: str = "") -> tuple[Limit, ...]:
@@ -680,7 +683,7 @@ def config_dict(cfg: TrainConfig) -> dict:
     """The plain dict of a TrainConfig as config.yaml, checkpoints and results.json record it: every setting that
     acts, and none that the chosen optimizer or schedule ignores (`inert_settings`), so nothing is recorded or
     carded as if it had acted."""
-    out = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    out = plain_config(cfg)
     for key in inert_settings(cfg):
         *sections, leaf = key.split(".")
         node = out

@@ -64,7 +64,7 @@ def gather_details(cls):
     def gather(d):
         if "details" not in names:
             return d
-        d = {} if d is None else d  # an older record's null section
+        d = empty_if_none(d)
         if not isinstance(d, dict):
             return d
         return {**{k: v for k, v in d.items() if k in names and k != "details"},
