@@ -15,8 +15,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from tinyhub.errors import TinyhubError
-from tinyhub.files import sha256_file
-from tinyhub.launch import train_command
+from tinyhub.utils.files import sha256_file
+from tinyhub.utils.launch import train_command
 from tinyhub.trainer.data import MNIST_HUB_ID, certified_name
 from tinyhub.trainer.record import (EXPORTS_FILE, RESULTS_FILE, ArchitectureSummary, DatasetIdentity, EvaluationRecord,
                                     ExportsRecord, RunRecord, RunRecordError, SeedStats, TeacherRecord, finite_metrics,

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from tinyhub.errors import TinyhubError
-from tinyhub.files import atomic_path, sha256_file
+from tinyhub.utils.files import atomic_path, sha256_file
 
 from tinyhub.trainer.record import EXPORT_EXAMPLES_FILE, ExportedFormat, ExportsRecord
 from tinyhub.trainer.run_info import library_versions, this_machine

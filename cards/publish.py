@@ -26,10 +26,10 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from tinyhub.errors import TinyhubError, UsageError
-from tinyhub.files import (OUTPUT_MARKER, check_output_folder, claim_output_folder, output_folder, output_kind_above,
+from tinyhub.utils.files import (OUTPUT_MARKER, check_output_folder, claim_output_folder, output_folder, output_kind_above,
                            sha256_file)
-from tinyhub.hub_http import use_hub_timeouts
-from tinyhub.tables import markdown_table
+from tinyhub.utils.hub_http import use_hub_timeouts
+from tinyhub.utils.tables import markdown_table
 from tinyhub.trainer.record import EXPORT_EXAMPLES_FILE, EXPORTS_FILE, SeedStats
 from tinyhub.trainer.run_info import EXAMPLES_FILE
 

@@ -15,8 +15,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tinyhub.errors import TinyhubError, UsageError
-from tinyhub.files import atomic_path, write_json_atomic
-from tinyhub.hub_http import use_hub_timeouts
+from tinyhub.utils.files import atomic_path, write_json_atomic
+from tinyhub.utils.hub_http import use_hub_timeouts
 
 from ._registry import model_info
 

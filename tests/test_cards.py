@@ -11,7 +11,7 @@ from tinyhub import cards
 from tinyhub.cards.card import BEGIN, END
 from conftest import is_real_mnist, run_cli
 from tinyhub.cards.publish import UPLOADED, staged_files
-from tinyhub.files import OUTPUT_MARKER
+from tinyhub.utils.files import OUTPUT_MARKER
 
 
 def test_card_numbers_come_from_results(tiny_runs, mnist_dir, tmp_path):

@@ -2,7 +2,6 @@
 range is one ConfigError (exit 2 on the command line) naming the key and what is allowed, never a traceback from
 torch after the data have loaded."""
 
-import copy
 import dataclasses
 import math
 import typing
@@ -13,7 +12,9 @@ from omegaconf import OmegaConf
 from conftest import FAST, REPO
 from tinyhub import trainer
 from tinyhub.trainer import schema
-from tinyhub.trainer.config import set_dotted
+from tinyhub.trainer.record import load_run
+
+RECIPE_MODELS = REPO / "trainer" / "recipes" / "model"
 
 
 def _numeric_keys(cls, prefix=""):
@@ -160,7 +161,7 @@ def test_settings_the_schedule_ignores_are_never_recorded_or_carded(tiny_runs):
 
 def test_one_tinyhub_train_composes_the_configuration_once(mnist_dir, tmp_path, monkeypatch):
     """The command line composes and checks the configuration once and hands the engine that TrainConfig; the
-    packaged recipe the run's record is a difference from is composed once per process, however many runs."""
+    packaged recipe the run's record is a difference from is merged, not composed again."""
     import hydra
 
     from tinyhub.commands import train as train_command
@@ -178,8 +179,20 @@ def test_one_tinyhub_train_composes_the_configuration_once(mnist_dir, tmp_path, 
         assert code == 0 and (tmp_path / run / "results.json").is_file()
     users = [o for o in composed if f"run.dir={tmp_path / 'a'}" in o]
     assert len(users) == 1 and len(checked) == 2  # each run: composed once, checked once
-    assert composed.count(["model=gap2k"]) == 1  # the recipe the records are a difference from: once for both
-    assert len(composed) == 3
+    assert len(composed) == 2  # one composition per `tinyhub train`, and nothing else composed
+    assert "model=gap2k" in load_run(tmp_path / "a").overrides
+
+
+@pytest.mark.parametrize("group", [None, *sorted(p.stem for p in RECIPE_MODELS.glob("*.yaml"))])
+def test_the_recorded_overrides_baseline_is_what_hydra_composes(group):
+    """The packaged recipe a run's overrides are a difference from, merged without Hydra, is exactly Hydra's
+    composition of it: a new default, a recipe's new key or a change to train.yaml's defaults list shows here."""
+
+    from tinyhub.trainer import config as config_module
+
+    hydra_composed = OmegaConf.to_container(trainer.compose([f"model={group}"] if group else []), resolve=True)
+    hydra_composed.pop("hydra", None)
+    assert config_module.compose_baseline(group) == hydra_composed
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -222,7 +221,8 @@ def test_a_hub_that_cannot_be_reached_is_tried_once_without_back_off(monkeypatch
     answers such as 429 and 5xx, not for a missing network."""
     from huggingface_hub.utils import _http
 
-    from tinyhub import hub_http, modeling
+    from tinyhub import modeling
+    from tinyhub.utils import hub_http
 
     hub_http.use_hub_timeouts()
     monkeypatch.setattr(hub_http._breaker, "failed", {})  # what earlier tests of this process left

@@ -20,7 +20,7 @@ import torch
 
 from conftest import FAST, SAFETY_TIMEOUT, hub_client, run_cli
 from tinyhub import modeling
-from tinyhub.files import sha256_file
+from tinyhub.utils.files import sha256_file
 from tinyhub.cards import export as export_module
 from tinyhub.trainer.data import load_from_config
 from tinyhub.trainer.record import EXPORT_EXAMPLES_FILE, EXPORTS_FILE, ExportsRecord

@@ -231,7 +231,7 @@ def test_card_prose_has_no_nested_brackets_and_the_time_says_its_speed(tiny_runs
 
 
 def test_a_multi_process_run_is_reproduced_with_a_launcher_that_starts_them(tiny_runs):
-    from tinyhub.launch import train_command
+    from tinyhub.utils.launch import train_command
     from tinyhub.trainer.record import load_run
 
     record = load_run(tiny_runs[0])

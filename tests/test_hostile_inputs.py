@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import FAST, SAFETY_TIMEOUT, TINYHUB, hub_client, run_cli
-from tinyhub.files import OUTPUT_MARKER
+from tinyhub.utils.files import OUTPUT_MARKER
 
 
 def _listing(folder):
@@ -288,7 +288,7 @@ def _enospc(*_args, **_kwargs):
 
 def test_a_full_disk_at_a_checkpoint_keeps_the_last_good_one_and_says_so(monkeypatch, mnist_dir, tmp_path):
     from tinyhub import trainer
-    from tinyhub.files import DiskFullError
+    from tinyhub.utils.files import DiskFullError
     from tinyhub.trainer import checkpoint
 
     calls = {"n": 0}
@@ -316,7 +316,7 @@ def test_a_full_disk_at_a_checkpoint_keeps_the_last_good_one_and_says_so(monkeyp
 
 def test_a_full_disk_while_saving_the_model_leaves_no_partial_model(monkeypatch, mnist_dir, tmp_path):
     from tinyhub import trainer
-    from tinyhub.files import DiskFullError
+    from tinyhub.utils.files import DiskFullError
     from tinyhub.modeling import TinyClassifier
 
     def torch_writer_fails(self, folder, **kwargs):  # torch's C++ writer reports ENOSPC like this
@@ -438,7 +438,7 @@ def test_compare_and_evaluate_never_write_into_a_folder_of_the_users(tiny_runs, 
 def test_a_full_disk_while_writing_the_results_keeps_the_model_and_says_how_to_finish(monkeypatch, mnist_dir,
                                                                                      tmp_path):
     from tinyhub import trainer
-    from tinyhub.files import DiskFullError
+    from tinyhub.utils.files import DiskFullError
     from tinyhub.trainer import engine
 
     monkeypatch.setattr(engine, "write_run_report", _enospc)

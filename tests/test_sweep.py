@@ -2,6 +2,7 @@
 the best recipe training with scripts/train.py, W&B offline logging from trials."""
 
 import csv
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -14,7 +15,8 @@ import pytest
 import yaml
 
 from tinyhub import trainer
-from tinyhub.trainer import sweep, sweep_space
+from tinyhub.trainer import sweep
+from tinyhub.trainer.sweep import space as sweep_space
 from tinyhub.trainer.config import trial_config
 from conftest import REPO, SAFETY_TIMEOUT, run_cli
 
@@ -160,7 +162,7 @@ def test_a_sweep_recipe_builds_on_sweep_yaml(tmp_path):
 def test_a_sweep_without_a_winner_says_so_and_writes_no_recipe(tmp_path):
     """Every trial failed (e.g. a data.dir that a cluster's nodes lack): the folder says where the errors are, and
     no best_recipe.yaml appears that someone could train by mistake."""
-    from tinyhub.trainer import sweep_report
+    from tinyhub.trainer.sweep import report as sweep_report
 
     plan = _plan("model=opt6k", f"hpo.dir={tmp_path / 's'}", "hpo.seed=4")
     config = {"training.scheduler.max_lr": 0.01, "data.batch_size": 32}
@@ -174,7 +176,7 @@ def test_a_sweep_without_a_winner_says_so_and_writes_no_recipe(tmp_path):
                "mode": plan.mode,
                "selection": "best val_accuracy on the validation split", "val_size": plan.val_size,
                "epochs": plan.epochs, "num_samples": 2, "search": plan.search, "seed": 4, "scheduler": plan.scheduler,
-               "resources": dict(plan.hpo["resources"]), "ray": {"version": "x", "address": "local"},
+               "resources": dataclasses.asdict(plan.hpo.resources), "ray": {"version": "x", "address": "local"},
                "space": {p.alias or p.key: {**p.as_dict(), "key": p.key} for p in plan.params},
                "started": "2026-12-01T10:00:00", "resumed": False, "wall_seconds": 3.0, "trials": trials,
                "best": None}

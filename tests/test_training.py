@@ -329,7 +329,7 @@ def test_a_diverging_run_stops_with_a_clear_error_and_saves_nothing(mnist_dir, t
 
 
 def test_results_json_is_always_valid_json(tmp_path):
-    from tinyhub.files import write_json_atomic
+    from tinyhub.utils.files import write_json_atomic
 
     write_json_atomic(tmp_path / "r.json", {"loss": float("nan"), "rows": [1.0, float("inf")], "ok": 2.5})
     text = (tmp_path / "r.json").read_text()

@@ -11,7 +11,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from tinyhub.errors import TinyhubError
-from tinyhub.files import full_disk_is_one_error
+from tinyhub.utils.files import full_disk_is_one_error
 
 CHECKPOINT_RE = re.compile(r"^epoch_(\d+)$")
 STATE_FILE = "trainer_state.json"

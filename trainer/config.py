@@ -52,7 +52,7 @@ def load_config(recipe: str | list[str] | tuple[str, ...] = (), *overrides: str,
     if "hpo" in composed:
         from omegaconf import OmegaConf
 
-        from .sweep_space import SweepConfigError
+        from .sweep import SweepConfigError
 
         values = OmegaConf.to_container(composed, resolve=True)
         values.pop("hydra", None)
@@ -80,9 +80,9 @@ def model_group(model_name: str) -> str | None:
 
 
 def compose_baseline(group: str | None) -> dict:
-    """train.yaml + model/<group>.yaml, composed by Hydra exactly as a recipe's defaults list would be: what a
-    run's recorded overrides are the difference from. Composed once per process and recipe (a stack's seeds, a
-    notebook's runs), handed out as a copy."""
+    """train.yaml + model/<group>.yaml, as a recipe's defaults list composes them: what a run's recorded
+    overrides are the difference from. Worked out once per process and recipe (a stack's seeds, a notebook's
+    runs), handed out as a copy."""
     import copy
 
     return copy.deepcopy(_baseline(group))
@@ -90,19 +90,20 @@ def compose_baseline(group: str | None) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _baseline(group: str | None) -> dict:
-    from hydra.core.global_hydra import GlobalHydra
+    # Merged here rather than composed by Hydra a second time: train.yaml's defaults list is the schema, its own
+    # body, then one `@package _global_` model file, which is what these merges do (a test holds the two equal for
+    # every packaged recipe), in a fiftieth of a composition.
     from omegaconf import OmegaConf
 
-    overrides = [f"model={group}"] if group else []
-    if GlobalHydra.instance().is_initialized():  # inside @hydra.main (tinyhub sweep): reuse its search path
-        from hydra import compose as hydra_compose
+    from . import recipes
 
-        cfg = hydra_compose(config_name="train", overrides=overrides)
-    else:
-        cfg = compose(overrides)
-    out = OmegaConf.to_container(cfg, resolve=True)
-    out.pop("hydra", None)
-    return out
+    folder = Path(recipes.__file__).resolve().parent
+    train = OmegaConf.load(folder / "train.yaml")
+    defaults = [entry for entry in train.pop("defaults") if isinstance(entry, DictConfig) and "model" in entry]
+    train.pop("hydra", None)
+    model = OmegaConf.load(folder / "model" / f"{group or defaults[0].model}.yaml")
+    merged = OmegaConf.merge(OmegaConf.structured(schema_module.TrainConfig), train, model)
+    return OmegaConf.to_container(merged, resolve=True)
 
 
 #: Keys that say where this machine keeps things or how it printed, not what was trained (declared `machine`).

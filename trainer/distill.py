@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from tinyhub import modeling
 from tinyhub.errors import UsageError
-from tinyhub.files import MODEL_ARGUMENT_HINT, missing_local_path, sha256_file
+from tinyhub.utils.files import MODEL_ARGUMENT_HINT, missing_local_path, sha256_file
 from tinyhub.modeling._base import WEIGHTS_NAME
 
 from .inputs import normalised
@@ -69,7 +69,7 @@ def _load_one(spec: str) -> Teacher:
             raise TeacherError(f"training.distill.teacher: {missing}. {MODEL_ARGUMENT_HINT}")
         from huggingface_hub import hf_hub_download, model_info
 
-        from tinyhub.hub_http import use_hub_timeouts
+        from tinyhub.utils.hub_http import use_hub_timeouts
 
         use_hub_timeouts()
         repo_id, _, revision = spec.partition("@")

@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 
 from tinyhub import modeling
 from tinyhub.errors import TinyhubError
-from tinyhub.files import atomic_path, full_disk_is_one_error, write_text_atomic
-from tinyhub.process import process_age
+from tinyhub.utils.files import atomic_path, full_disk_is_one_error, write_text_atomic
+from tinyhub.utils.process import process_age
 
 from . import checkpoint as ckpt
 from . import cuda_graph, host_memory, seeding

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from tinyhub import modeling
 from tinyhub.errors import TinyhubError
-from tinyhub.files import MODEL_ARGUMENT_HINT, missing_local_path
-from tinyhub.hub_http import describe
+from tinyhub.utils.files import MODEL_ARGUMENT_HINT, missing_local_path
+from tinyhub.utils.hub_http import describe
 
 from .inputs import model_input
 from .record import RunRecord, RunRecordError, load_run

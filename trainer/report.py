@@ -16,9 +16,9 @@ matplotlib.use("Agg")  # headless: no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from tinyhub.files import atomic_path, claim_output_folder, write_text_atomic  # noqa: E402
-from tinyhub.launch import train_command  # noqa: E402
-from tinyhub.tables import markdown_table  # noqa: E402
+from tinyhub.utils.files import atomic_path, claim_output_folder, write_text_atomic  # noqa: E402
+from tinyhub.utils.launch import train_command  # noqa: E402
+from tinyhub.utils.tables import markdown_table  # noqa: E402
 
 from .record import RunRecord, load_run  # noqa: E402
 from .schema import config_dict, learning_rate_text  # noqa: E402

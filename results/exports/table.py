@@ -14,8 +14,8 @@ import json
 import shutil
 from pathlib import Path
 
-from tinyhub.files import replace_between
-from tinyhub.tables import markdown_table
+from tinyhub.utils.files import replace_between
+from tinyhub.utils.tables import markdown_table
 
 HERE = Path(__file__).resolve().parent
 EXPORTS_BEGIN, EXPORTS_END = "<!-- exports:begin -->", "<!-- exports:end -->"

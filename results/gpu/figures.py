@@ -19,7 +19,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from tinyhub.files import replace_between
+from tinyhub.utils.files import replace_between
 from tinyhub.trainer.record import RunRecordError, load_run
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "speed.md"

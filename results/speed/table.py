@@ -12,8 +12,8 @@ import argparse
 import re
 from pathlib import Path
 
-from tinyhub.files import replace_between
-from tinyhub.tables import markdown_table
+from tinyhub.utils.files import replace_between
+from tinyhub.utils.tables import markdown_table
 HERE = Path(__file__).parent
 MODELS = ("model4", "opt6k", "net24k", "efficient", "minimobilenet", "gap8k", "gap20k", "gap5k", "gap2k")
 ROW = r"\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+([\d,]+)"

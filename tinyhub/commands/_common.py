@@ -7,8 +7,8 @@ import argparse
 import sys
 
 from tinyhub.errors import TinyhubError, UsageError
-from tinyhub.files import is_disk_full
-from tinyhub.hub_http import unreachable
+from tinyhub.utils.files import is_disk_full
+from tinyhub.utils.hub_http import unreachable
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with tinyhub's one `error:` line (and where the options are) instead of a usage block."""
@@ -34,7 +34,7 @@ def fail(error: BaseException) -> int:
 def run_model_command(body, args) -> int:
     """Run the body of a command that takes a model (run directory, saved folder or Hub repo id) as `args.model`:
     a local path that does not exist is said at once, before torch and the Hub are ever asked."""
-    from tinyhub.files import MODEL_ARGUMENT_HINT, missing_local_path
+    from tinyhub.utils.files import MODEL_ARGUMENT_HINT, missing_local_path
 
     missing = missing_local_path(args.model)
     if missing:

@@ -23,7 +23,7 @@ def parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "tinyhub compare") -> int:
     args = parser(prog).parse_args(argv)
     from tinyhub.errors import TinyhubError, UsageError
-    from tinyhub.files import output_kind
+    from tinyhub.utils.files import output_kind
     from tinyhub.trainer.report import compare_runs
 
     dirs = []

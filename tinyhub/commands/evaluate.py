@@ -67,7 +67,7 @@ def _report(args, source, model, images, labels, log_probs, num_processes: int) 
 
     import evaluate
 
-    from tinyhub.files import claim_output_folder
+    from tinyhub.utils.files import claim_output_folder
     from tinyhub.trainer.evaluation import compute_metrics
     from tinyhub.trainer.record import EvaluationRecord
     from tinyhub.trainer.report import misclassified_grid

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub export") -> int:
 def _export(args) -> int:
     from safetensors.torch import load_file
 
-    from tinyhub.files import claim_output_folder, sha256_file
+    from tinyhub.utils.files import claim_output_folder, sha256_file
     from tinyhub.trainer.data import load_from_config
     from tinyhub.trainer.evaluation import check_model_fits, data_settings, load_model, resolve_model
     from tinyhub.cards.export import export_model
@@ -96,7 +96,7 @@ def _weights_file(source) -> Path:
 
 
 def _print_table(record) -> None:
-    from tinyhub.tables import markdown_table
+    from tinyhub.utils.tables import markdown_table
 
     rows = [["PyTorch (float32)", "", f"{record.pytorch_test_accuracy:.2f}%", "", "", "", "", ""]]
     rows += [[f.format, f"{f.bytes:,}", f"{f.test_accuracy:.2f}%", f"{f.agreement:.2f}%",

@@ -83,7 +83,7 @@ def _stop(signum, frame):
 def _push(args) -> int:
     from tinyhub.cards.publish import (COLLECTION_TITLE, check_repo_id, push_all, push_run, stage_all, stage_folder,
                                        staged_files)
-    from tinyhub.files import write_text_atomic
+    from tinyhub.utils.files import write_text_atomic
 
     if args.all_runs and args.dry_run is not None:  # a dry run never contacts the Hub, whatever else is asked
         out = Path(args.dry_run) if args.dry_run else Path(args.all_runs) / "hub_upload"

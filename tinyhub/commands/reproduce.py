@@ -28,8 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyhub.files import output_kind_above, write_text_atomic
-from tinyhub.tables import markdown_table
+from tinyhub.utils.files import output_kind_above, write_text_atomic
+from tinyhub.utils.tables import markdown_table
 from tinyhub.trainer.record import Rerun, SeedRecord, SeedStats, load_reruns, load_run, log_rerun
 from tinyhub.trainer.stack import stackable
 

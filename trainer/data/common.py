@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tinyhub.errors import TinyhubError
-from tinyhub.files import atomic_path, disk_full_message, is_disk_full
+from tinyhub.utils.files import atomic_path, disk_full_message, is_disk_full
 
 from ..record import DatasetIdentity
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from tinyhub.hub_http import hub_unreachable, unreachable
+from tinyhub.utils.hub_http import hub_unreachable, unreachable
 
 from ..record import DatasetIdentity
 from ..schema import DataConfig

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from tinyhub.files import sha256_file
+from tinyhub.utils.files import sha256_file
 
 from ..record import DatasetIdentity
 from ..schema import DataConfig

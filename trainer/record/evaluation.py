@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from tinyhub.files import write_json_atomic
+from tinyhub.utils.files import write_json_atomic
 
 from pydantic import Field
 

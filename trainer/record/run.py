@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from tinyhub.files import write_json_atomic
+from tinyhub.utils.files import write_json_atomic
 
 from ..schema import ConfigError, TrainConfig, config_dict, typed_config
 from pydantic import BeforeValidator, ConfigDict, PlainSerializer, WrapSerializer

@@ -11,7 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Annotated
 
-from tinyhub.files import write_json_atomic
+from tinyhub.utils.files import write_json_atomic
 
 from pydantic import PlainSerializer
 

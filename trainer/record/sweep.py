@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyhub.files import write_json_atomic
+from tinyhub.utils.files import write_json_atomic
 
 from .common import Record, RESULTS_FILE, RunRecordError, _refuse_constant
 

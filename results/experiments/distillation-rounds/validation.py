@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from tinyhub.tables import markdown_table
+from tinyhub.utils.tables import markdown_table
 from tinyhub.trainer import load_run
 
 HERE = Path(__file__).parent

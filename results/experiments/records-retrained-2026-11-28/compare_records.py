@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tinyhub.tables import markdown_table
+from tinyhub.utils.tables import markdown_table
 from tinyhub.trainer.record import SeedRecord, SeedStats
 
 MODELS = ("efficient", "model4", "opt6k", "net24k", "minimobilenet", "gap8k", "gap20k")

@@ -9,7 +9,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from tinyhub.tables import markdown_table
+from tinyhub.utils.tables import markdown_table
 from tinyhub.trainer import load_run
 
 if __name__ == "__main__":

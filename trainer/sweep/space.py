@@ -16,8 +16,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from .config import plain_value
-from .schema import ConfigError, TrainConfig, declared, typed_config
+from ..config import plain_value
+from ..schema import ConfigError, TrainConfig, declared, typed_config
 
 #: Parameter types of `hpo.space` and the fields each one takes.
 SPACE_TYPES = {"loguniform": ("low", "high"), "uniform": ("low", "high"), "randint": ("low", "high"),

@@ -1,27 +1,5 @@
-"""Hyperparameter search: Ray Tune + ASHA over any option of a tinyhub recipe, one laptop or a whole cluster.
-
-    plan = prepare_sweep(load_config(["model=opt6k", "hpo.num_samples=8"], config_name="sweep"))
-    summary = run_sweep(plan)
-
-`prepare_sweep` checks what the schema (trainer/schema.py) cannot: the search space against the training config,
-the metric, the validation split, the scheduler, the sweep folder -- without Ray, so a bad sweep fails before a
-cluster is touched. `run_sweep` starts or joins Ray and runs one Tune trial per sampled configuration; each trial
-is `trainer.train(cfg, on_epoch_end=...)`, reporting validation metrics per epoch so ASHA can stop weak trials.
-The tables and the best trial come from Tune's ResultGrid; an interrupted sweep continues through
-`Tuner.restore` (hpo.resume=true), running only the trials that had not finished. The sweep folder gets:
-
-    results.md / results.csv / results.json   one row per trial: sampled values, best validation metric, epochs
-                                              run, stopped early or not, status (ERROR rows for failed trials)
-    best_recipe.yaml                          the best configuration as a recipe:
-                                              tinyhub train --config-dir SWEEP --config-name best_recipe
-    report.md                                 what was searched, how, and what won
-    sweep_config.yaml                         the resolved configuration the sweep ran with
-    trials/<trial id>/                        each trial's run directory (config.yaml, results.json)
-    tune/                                     Ray Tune's own experiment folder (per-trial progress.csv, errors)
-
-Selection uses the validation split carved from the training images (data.val_size) and nothing else; the test
-split is not reported to Tune. Ray is imported only here and only when a sweep runs.
-"""
+"""Preparing and running a sweep: the plan, Ray Tune's trials, the best trial (the package's docstring says what a
+sweep writes)."""
 
 from __future__ import annotations
 
@@ -38,13 +16,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from tinyhub.files import OUTPUT_MARKER, mark_output_folder, write_text_atomic
+from tinyhub.utils.files import OUTPUT_MARKER, mark_output_folder, write_text_atomic
 
-from .config import compose_baseline, describe_value, differences, model_group, plain_value
-from .record import SweepBest, SweepSummary, SweepTrial, load_run
-from .schema import HpoConfig, SweepConfig, check_hpo, checked, plain_config, typed_config, with_values
-from .sweep_report import console_text, write_outputs
-from .sweep_space import Param, SweepConfigError, parse_space, tune_space
+from ..config import compose_baseline, describe_value, differences, model_group, plain_value
+from ..record import SweepBest, SweepSummary, SweepTrial, load_run
+from ..schema import HpoConfig, SweepConfig, check_hpo, checked, plain_config, typed_config, with_values
+from .report import console_text, write_outputs
+from .space import Param, SweepConfigError, parse_space, tune_space
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +47,7 @@ class SweepPlan:
     dir: Path
     base: dict                    # the resolved training config every trial starts from (no hpo section)
     params: list[Param]
-    hpo: dict                     # the hpo section as composed (types and defaults from the schema)
+    hpo: HpoConfig                # the hpo section, checked, its names in lower case
     val_size: int
     scheduler: dict
     address: str | None
@@ -77,12 +55,12 @@ class SweepPlan:
     model_group: str | None       # trainer/recipes/model/<group>.yaml the best recipe builds on
     baseline: dict = field(default_factory=dict)  # train.yaml + that model recipe: what the best recipe overrides
 
-    metric = property(lambda self: self.hpo["metric"])
-    mode = property(lambda self: self.hpo["mode"])
+    metric = property(lambda self: self.hpo.metric)
+    mode = property(lambda self: self.hpo.mode)
     epochs = property(lambda self: typed_config(self.base, validate=False).training.epochs)
-    num_samples = property(lambda self: self.hpo["num_samples"])
-    search = property(lambda self: self.hpo["search"])
-    resume = property(lambda self: self.hpo["resume"])
+    num_samples = property(lambda self: self.hpo.num_samples)
+    search = property(lambda self: self.hpo.search)
+    resume = property(lambda self: self.hpo.resume)
 
     @property
     def local(self) -> bool:
@@ -124,9 +102,11 @@ def prepare_sweep(cfg: SweepConfig | DictConfig | dict) -> SweepPlan:
              "config_name='sweep' (tinyhub sweep ...), or give your recipe `defaults: [sweep, _self_]`.")
     typed_hpo = checked(HpoConfig, base.pop("hpo"), "hpo.", SweepConfigError)
     check_hpo(typed_hpo, SweepConfigError)  # every declared limit and choice of the hpo section
-    hpo = dataclasses.asdict(typed_hpo)
+    hpo = dataclasses.replace(  # the names as Tune spells them, whatever case they were given in
+        typed_hpo, metric=typed_hpo.metric.lower(), mode=typed_hpo.mode.lower(), search=typed_hpo.search.lower(),
+        scheduler=dataclasses.replace(typed_hpo.scheduler, name=typed_hpo.scheduler.name.lower()))
+    metric, mode, search = hpo.metric, hpo.mode, hpo.search
     recipe = typed_config(base, validate=False)  # read by attribute; values are checked once below
-    hpo["metric"], hpo["mode"] = metric, mode = typed_hpo.metric.lower(), typed_hpo.mode.lower()
     epochs = recipe.training.epochs
     _require(mode == {"val_accuracy": "max", "val_loss": "min"}[metric],
              f"hpo.metric={metric} with hpo.mode={mode} would select the worst trial.")
@@ -136,11 +116,10 @@ def prepare_sweep(cfg: SweepConfig | DictConfig | dict) -> SweepPlan:
              "test split. Set hpo.val_size to a positive number of images, e.g. hpo.val_size=5000.")
     _require(not recipe.training.resume, "training.resume must be null for a sweep: every trial starts fresh "
              "(an interrupted sweep continues with hpo.resume=true).")
-    hpo["search"] = search = typed_hpo.search.lower()
     _require(search != "optuna" or importlib.util.find_spec("optuna") is not None, "hpo.search=optuna needs the "
              "optuna package: pip install 'tinyhub[hpo]' (or pip install optuna), or use hpo.search=random.")
 
-    sched = dict(hpo["scheduler"], name=typed_hpo.scheduler.name.lower())
+    sched = dataclasses.asdict(hpo.scheduler)
     if sched["name"] == "asha":
         grace = typed_hpo.scheduler.grace_period
         _require(grace <= epochs, f"hpo.scheduler.grace_period={grace} exceeds training.epochs={epochs}: ASHA could "
@@ -148,11 +127,11 @@ def prepare_sweep(cfg: SweepConfig | DictConfig | dict) -> SweepPlan:
         sched["max_t"] = epochs
     else:
         sched = {"name": "none"}
-    secrets = sorted(k for k in hpo["env"] if SECRET_ENV.search(k))
+    secrets = sorted(k for k in hpo.env if SECRET_ENV.search(k))
     _require(not secrets, f"hpo.env.{secrets[0] if secrets else ''}: secrets are never passed through a sweep (Ray "
              "and sweep_config.yaml would write them to disk). Set them in the environment that starts the sweep "
              "(and `ray start` on every node of a cluster), or log in once with `hf auth login` / `wandb login`.")
-    _require(not hpo["wandb"] or importlib.util.find_spec("wandb") is not None,
+    _require(not hpo.wandb or importlib.util.find_spec("wandb") is not None,
              "hpo.wandb=true needs the wandb package: pip install wandb.")
 
     # The trials' recipe: the validation split the sweep scores on, and every path a trial reads or writes made
@@ -165,11 +144,11 @@ def prepare_sweep(cfg: SweepConfig | DictConfig | dict) -> SweepPlan:
                                  cache_dir=_absolute(data.cache_dir)))
     base = plain_config(recipe)
 
-    from .engine import check_model
+    from ..engine import check_model
 
     typed = typed_config(base)  # what every trial would refuse, refused once before Ray starts
     check_model(typed)
-    params = parse_space(hpo["space"], base)
+    params = parse_space(hpo.space, base)
     grid = [p.key for p in params if p.type == "grid"]
     _require(search != "optuna" or not grid, f"hpo.space: grid parameters ({', '.join(grid)}) need "
              "hpo.search=random; with optuna use choice.")
@@ -180,35 +159,40 @@ def prepare_sweep(cfg: SweepConfig | DictConfig | dict) -> SweepPlan:
 
     # Not under run.root by default: `tinyhub push --all runs/` publishes every finished run it finds there,
     # and trial runs (trained without their validation images, for few epochs) are not zoo models.
-    name = hpo["name"] or (Path(hpo["dir"]).name if hpo["dir"] else
+    name = hpo.name or (Path(hpo.dir).name if hpo.dir else
                            f"{model_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    sweep_dir = Path(hpo["dir"] or Path("sweeps") / name).expanduser().resolve()
-    if hpo["resume"]:
+    sweep_dir = Path(hpo.dir or Path("sweeps") / name).expanduser().resolve()
+    if hpo.resume:
         _check_resumable(sweep_dir, base, hpo)
     else:
         _require(not sweep_dir.exists() or (sweep_dir.is_dir() and not any(sweep_dir.iterdir())),
                  f"hpo.dir={str(sweep_dir)!r} already exists and is not empty; choose another hpo.dir (or "
                  "hpo.name), or continue the sweep in it with hpo.resume=true.")
-    env = forwarded_env(hpo["env"])
-    if hpo["wandb"]:
+    env = forwarded_env(hpo.env)
+    if hpo.wandb:
         env.setdefault("WANDB_RUN_GROUP", name)
         env.setdefault("WANDB_JOB_TYPE", "sweep-trial")
     group = model_group(model_name)
     return SweepPlan(name=name, dir=sweep_dir, base=base, params=params, hpo=hpo, val_size=val_size,
-                     scheduler=sched, address=hpo["address"] or os.environ.get("RAY_ADDRESS") or None, env=env,
+                     scheduler=sched, address=hpo.address or os.environ.get("RAY_ADDRESS") or None, env=env,
                      model_group=group, baseline=compose_baseline(group))
 
 
-def _check_resumable(sweep_dir: Path, base: dict, hpo: dict) -> None:
+def _check_resumable(sweep_dir: Path, base: dict, hpo: HpoConfig) -> None:
     """hpo.resume continues the sweep in hpo.dir with the configuration it started with, or nothing."""
     saved_file = sweep_dir / "sweep_config.yaml"
     _require(saved_file.is_file() and (sweep_dir / "tune").is_dir(), f"hpo.resume=true: {sweep_dir} holds no "
              "sweep to continue (no sweep_config.yaml and tune/); give hpo.dir of the interrupted sweep.")
     saved = OmegaConf.to_container(OmegaConf.load(saved_file), resolve=True)
-    changed = differences({**base, "hpo": hpo}, saved, ignore=("hpo.resume",))
+    changed = differences(_as_saved(base, hpo), saved, ignore=("hpo.resume",))
     _require(not changed, f"hpo.resume=true: the sweep in {sweep_dir} ran with another configuration ("
              + "; ".join(f"{k}: then {describe_value(theirs)}, now {describe_value(ours)}" for k, ours, theirs
                          in changed) + "). Resume with the same command line plus hpo.resume=true.")
+
+
+def _as_saved(base: dict, hpo: HpoConfig) -> dict:
+    """The configuration a sweep runs with, as sweep_config.yaml keeps it (and hpo.resume compares it)."""
+    return {**base, "hpo": dataclasses.asdict(hpo)}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -220,7 +204,7 @@ def _trainable(config: dict, *, base: dict, env: dict, report_to: str, trials_di
     os.environ.update(env)  # also when Ray was started elsewhere and runtime_env did not carry them
     from ray import tune
 
-    from .engine import train
+    from ..engine import train
 
     run_dir = Path(trials_dir) / tune.get_context().get_trial_id()
     if (run_dir / "results.json").is_file():
@@ -262,7 +246,7 @@ def _connect(plan: SweepPlan) -> bool:
         return False
     kwargs = {"runtime_env": {"env_vars": plan.env}, "log_to_driver": True}
     if plan.local:
-        kwargs.update(num_cpus=plan.hpo["num_cpus"], include_dashboard=False)
+        kwargs.update(num_cpus=plan.hpo.num_cpus, include_dashboard=False)
     try:
         # "local" always starts a fresh instance; address=None would join whatever /tmp/ray/ray_current_cluster
         # names, even a cluster that has since died.
@@ -281,10 +265,10 @@ def _tuner(plan: SweepPlan):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     trainable = tune.with_parameters(
-        _trainable, base=plan.base, env=plan.env, report_to="wandb" if plan.hpo["wandb"] else "none",
-        trials_dir=str(plan.dir / "trials"), project=plan.hpo["project"],
-        threads=max(1, int(plan.hpo["resources"]["cpu"])))
-    trainable = tune.with_resources(trainable, dict(plan.hpo["resources"]))
+        _trainable, base=plan.base, env=plan.env, report_to="wandb" if plan.hpo.wandb else "none",
+        trials_dir=str(plan.dir / "trials"), project=plan.hpo.project,
+        threads=max(1, int(plan.hpo.resources.cpu)))
+    trainable = tune.with_resources(trainable, dataclasses.asdict(plan.hpo.resources))
     if plan.resume:
         return tune.Tuner.restore(str(plan.dir / "tune"), trainable=trainable, resume_unfinished=True)
     if plan.scheduler["name"] == "asha":
@@ -296,12 +280,12 @@ def _tuner(plan: SweepPlan):
     if plan.search == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
-        search_alg, max_concurrent = OptunaSearch(seed=plan.hpo["seed"]), plan.hpo["max_concurrent"]
+        search_alg, max_concurrent = OptunaSearch(seed=plan.hpo.seed), plan.hpo.max_concurrent
     else:  # Tune's random/grid generator limits concurrency itself (max_concurrent_trials is for Searchers)
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        search_alg = BasicVariantGenerator(max_concurrent=plan.hpo["max_concurrent"] or 0,
-                                           random_state=plan.hpo["seed"])
+        search_alg = BasicVariantGenerator(max_concurrent=plan.hpo.max_concurrent or 0,
+                                           random_state=plan.hpo.seed)
         max_concurrent = None
     return tune.Tuner(
         trainable, param_space=tune_space(plan.params),
@@ -321,7 +305,7 @@ def run_sweep(cfg_or_plan: DictConfig | dict | SweepPlan, *, echo: bool = True) 
         raise SweepConfigError("hyperparameter search needs Ray Tune: pip install 'tinyhub[hpo]' "
                                "(or pip install 'ray[tune]' optuna).")
     if plan.local:  # a wrong data.dir fails before any trial, and the tensor cache is warm when they start
-        from .data import load_from_config
+        from ..data import load_from_config
 
         load_from_config(typed_config(plan.base, validate=False).data)
     import ray
@@ -331,7 +315,7 @@ def run_sweep(cfg_or_plan: DictConfig | dict | SweepPlan, *, echo: bool = True) 
     if not (plan.dir / OUTPUT_MARKER).is_file():  # so that globs of runs (compare, push --all) skip the sweep
         mark_output_folder(plan.dir, "sweep")
     if not plan.resume:
-        write_text_atomic(plan.dir / "sweep_config.yaml", OmegaConf.to_yaml({**plan.base, "hpo": plan.hpo}))
+        write_text_atomic(plan.dir / "sweep_config.yaml", OmegaConf.to_yaml(_as_saved(plan.base, plan.hpo)))
     t0, started_at = time.time(), datetime.now().isoformat(timespec="seconds")
     try:
         summary = summarize(plan, _tuner(plan).fit(), started_at, time.time() - t0, ray.__version__)
@@ -397,7 +381,7 @@ def summarize(plan: SweepPlan, grid, started_at: str, wall: float, ray_version: 
         selection=f"best {metric} on the validation split ({plan.val_size} training images held out); "
                   "the test split is not used",
         val_size=plan.val_size, epochs=plan.epochs, num_samples=plan.num_samples, search=plan.search,
-        seed=plan.hpo["seed"], scheduler=plan.scheduler, resources=dict(plan.hpo["resources"]),
+        seed=plan.hpo.seed, scheduler=plan.scheduler, resources=dataclasses.asdict(plan.hpo.resources),
         space={p.alias or p.key: {**p.as_dict(), "key": p.key} for p in plan.params},
         ray={"version": ray_version, "address": plan.address or "local"}, started=started_at,
         resumed=plan.resume, wall_seconds=round(wall, 1), trials=trials,

@@ -1,5 +1,5 @@
 """The files of a sweep folder that tell its outcome (trainer/sweep.py lists the whole folder): results.md,
-results.csv, sweep.json, best_recipe.yaml and report.md (templates/sweep_report.md.j2), all drawn from the
+results.csv, sweep.json, best_recipe.yaml and report.md (trainer/templates/sweep_report.md.j2), all drawn from the
 summary `trainer.sweep.summarize` builds from Tune's ResultGrid."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 import yaml
 from jinja2 import Environment, FileSystemLoader
 
-from tinyhub.files import write_text_atomic
-from tinyhub.tables import markdown_table
+from tinyhub.utils.files import write_text_atomic
+from tinyhub.utils.tables import markdown_table
 
-from .config import overridden, set_dotted, trial_config
-from .record import SweepSummary
+from ..config import overridden, set_dotted, trial_config
+from ..record import SweepSummary
 
 #: Config keys left out of best_recipe.yaml: where runs are written, the sweep's validation hold-out and the
 #: sections that configure the sweep itself.
@@ -78,7 +78,7 @@ def report_md(summary: SweepSummary) -> str:
     space = markdown_table(["parameter", "config key", "distribution"], [
         [f"`{name}`", f"`{p['key']}`", f"{p['type']} {p['values']}" if "values" in p else
          f"{p['type']} [{p['low']}, {p['high']}]"] for name, p in summary.space.items()])
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), keep_trailing_newline=True)
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent.parent / "templates"), keep_trailing_newline=True)
     env.filters["fmt"] = _fmt
     return env.get_template("sweep_report.md.j2").render(s=summary, b=summary.best, space=space,
                                                          trials=trials_table(summary))
