@@ -18,8 +18,7 @@ from tinyhub.errors import TinyhubError
 from tinyhub.utils.files import sha256_file
 from tinyhub.utils.launch import train_command
 from tinyhub.trainer.data import MNIST_HUB_ID, certified_name
-from tinyhub.trainer.record import (EXPORTS_FILE, RESULTS_FILE, ArchitectureSummary, DatasetIdentity, EvaluationRecord,
-                                    ExportsRecord, RunRecord, RunRecordError, SeedStats, TeacherRecord, finite_metrics,
+from tinyhub.trainer.record import (EXPORTS_FILE, RESULTS_FILE, ArchitectureSummary, DatasetIdentity, ExportsRecord, RunRecord, RunRecordError, SeedStats, TeacherRecord, finite_metrics,
                                     load_run)
 from tinyhub.trainer.schema import optimizer_text, schedule_text
 from tinyhub.trainer.run_info import EXAMPLES_FILE
@@ -122,14 +121,21 @@ def _credit(identity: DatasetIdentity, name: str, hub_id: str | None) -> str:
     if identity.canonical == "mnist":
         where = {"idx": "from the original IDX files (SHA-256 checksums verified)",
                  "hub": f"loaded from the Hugging Face dataset {link}{at}",
-                 "folder": "from a saved copy whose every image and label is canonical MNIST's"}.get(
+                 "folder": "from a saved copy whose every image and label is canonical MNIST's",
+                 **{source: f"from {kind}, every image and label canonical MNIST's"
+                    for source, kind in FILE_SOURCES.items()}}.get(
             identity.source, f"read by the `{identity.source}` data source, every image and label canonical MNIST's")
         return f"{MNIST_AUTHORS}, {where}."
     if identity.source == "hub" or (hub_id and identity.source != "idx"):
         return f"the Hugging Face dataset {link}{at}."
-    kind = {"idx": "local IDX files", "folder": "a folder saved with 🤗 Datasets"}.get(
+    kind = {"idx": "local IDX files", "folder": "a folder saved with 🤗 Datasets", **FILE_SOURCES}.get(
         identity.source, f"read by the `{identity.source}` data source")
     return f"`{name}` ({kind}" + (f"; on the Hub as {link}" if link else "") + ")."
+
+
+#: The sources that read image files or arrays from data.path (DatasetIdentity.source), as a card names them.
+FILE_SOURCES = {"image-folder": "a folder of image files, one folder per class", "csv": "a CSV file of pixels",
+                "npz": "NumPy arrays in an .npz file"}
 
 
 def _slug(name: str) -> str:
@@ -318,7 +324,8 @@ def build_card(run_dir: str | Path, *, repo_id: str, revision: str = "main",
         git_dirty=bool(results.git.dirty),
         versions=versions,
         dataset_credit=ds.credit,
-        per_class=_per_class(Path(run_dir), results),
+        per_class=results.per_class(),
+        data_rows=_data_rows(results.data),
         exports=exports,
         deploy_rows=_deploy_rows(exports, Path(run_dir)) if exports else [],
     )
@@ -368,19 +375,22 @@ def _deploy_rows(exports: ExportsRecord, run_dir: Path) -> list[list[str]]:
     return rows
 
 
-def _per_class(run_dir: Path, results: RunRecord) -> list[dict] | None:
-    """Per-class test accuracy from `tinyhub evaluate`'s saved results, when they match this run's weights."""
-    path = Path(run_dir) / "eval" / "eval_test.json"
-    if not path.is_file():
-        return None
-    try:
-        ev = EvaluationRecord.load(path)
-    except RunRecordError:
-        return None  # not an evaluation this tinyhub wrote: its numbers are not stated
-    if ev.tta or ev.correct != results.final.test_correct:
-        return None  # stale or made differently: never mix numbers from different evaluations
-    return [{"label": label, "correct": c, "total": t, "accuracy": 100 * c / t if t else None}
-            for label, c, t in zip(ev.labels, ev.per_class_correct, ev.per_class_total)]
+def _data_rows(data) -> list[tuple[str, str]]:
+    """What was done to the data beyond reading it: decoding, carved splits, files left out."""
+    rows = []
+    if data.decoding:
+        rows.append(("Pixels", data.decoding))
+    if data.carved_test:
+        c = data.carved_test
+        rows.append(("Test split", f"{c.images:,} of the {c.of:,} images carved out (the data had none), the same "
+                                   f"share of every class, data.split_seed={c.seed}; SHA-256 `{c.sha256[:16]}…`"))
+    if data.carved_val:
+        c = data.carved_val
+        rows.append(("Validation split", f"{c.images:,} of the {c.of:,} training images carved out; SHA-256 "
+                                         f"`{c.sha256[:16]}…`"))
+    if data.skipped:
+        rows.append(("Left out", f"{data.skipped:,} unreadable or bad file(s) or row(s) (data.skip_bad=true)"))
+    return rows
 
 
 def _reproduce_command(results: RunRecord, dataset: CardDataset) -> str:
@@ -394,6 +404,8 @@ def _reproduce_command(results: RunRecord, dataset: CardDataset) -> str:
     placeholder, data_dir = f"/path/to/{_slug(dataset.name)}", None
     if dataset.identity.source == "folder" and not dataset.mnist:
         replace["data.dataset"] = placeholder
+    elif dataset.identity.source in FILE_SOURCES:  # where the files are is this machine's: said as a placeholder
+        replace["data.path"] = placeholder
     elif dataset.identity.source not in ("hub", "folder") and not dataset.mnist:  # IDX files, a plugin's data
         data_dir = placeholder
     return train_command(results, data_dir=data_dir, replace=replace)

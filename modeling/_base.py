@@ -111,7 +111,7 @@ class TinyClassifier(
             raise InputShapeError(
                 f"{self.architecture or type(self).__name__} takes square inputs of at least {self.min_input_size}x"
                 f"{self.min_input_size} pixels (any channel count); got input_size={input_size!r}. Choose another "
-                "architecture for smaller images, or upscale them.")
+                "architecture for smaller images, or upscale them (data.image_size=N when training).")
         if not (isinstance(in_chans, int) and in_chans >= 1):
             raise InputShapeError(f"in_chans must be a positive number of channels, not {in_chans!r}.")
         if len(tuple(mean)) != in_chans or len(tuple(std)) != in_chans:

@@ -136,6 +136,11 @@ DATA_SOURCES = Registry("data source", "tinyhub.data_sources", {
     "local": ("tinyhub.trainer.data.idx:idx_source", "four IDX files named like MNIST's in data.dir"),
     "hub": ("tinyhub.trainer.data.hub:hub_source",
             "a Hub dataset (data.dataset), or a folder saved with DatasetDict.save_to_disk"),
+    "folder": ("tinyhub.trainer.data.folder:folder_source",
+               "image files in one folder per class (data.path), or train/ and test/ folders above them"),
+    "csv": ("tinyhub.trainer.data.arrays:csv_source",
+            "a CSV of pixels, label first (data.path: one file, or a folder with train.csv and test.csv)"),
+    "npz": ("tinyhub.trainer.data.arrays:npz_source", "NumPy arrays x_train, y_train, x_test, y_test (data.path)"),
 })
 EXPORT_FORMATS = Registry("export format", "tinyhub.export_formats", {
     "onnx": ("tinyhub.cards.export:export_onnx_float", "ONNX float32"),

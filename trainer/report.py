@@ -127,13 +127,15 @@ def render_html(results: RunRecord, curves_png: bytes, confusion_png: bytes) -> 
     return env.get_template("report.html.j2").render(
         title=f"{results.model} — {results.final.test_accuracy:.2f}% test accuracy",
         final=results.final, parameters=results.parameters, macs=results.macs,
-        epochs=results.epochs, has_val=results.has_validation,
+        epochs=results.epochs, has_val=results.has_validation, per_class=results.per_class(),
         train_seconds=results.train_seconds, device=results.device,
         hardware=results.hardware_text, summary=results.summary, world_size=results.world_size,
         mixed_precision=results.mixed_precision,
         git=results.git, versions=results.versions,
         command=train_command(results, data_dir=results.data.details.get("dir")
-                              if results.dataset.source == "idx" else None),
+                              if results.dataset.source == "idx" else None,
+                              replace={"data.path": results.data.details["path"]}
+                              if results.data.details.get("path") else None),
         target=results.target_accuracy, training_time=results.training_time_text,
         config_yaml=yaml.safe_dump(config_dict(results.recipe), sort_keys=False),
         curves_png=base64.b64encode(curves_png).decode(), confusion_png=base64.b64encode(confusion_png).decode(),

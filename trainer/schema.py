@@ -108,6 +108,37 @@ class DataConfig:
         None, machine=True, option="--data-dir",
         help="folder with four IDX files named like MNIST's (.gz or raw; torchvision MNIST/raw too), or the folder "
              "or file a plugin source reads")
+    path: Optional[str] = setting(
+        None, machine=True,
+        help="what data.source=folder, csv or npz reads: a folder of class folders; a CSV file of pixels, or a "
+             "folder with train.csv and test.csv; an .npz file")
+    image_size: int = setting(0, low=0, high=1024, note="0 = as the data is",
+                              help="resize every image to NxN: area when shrinking, bilinear when enlarging "
+                                   "(folder, csv, npz)")
+    channels: int = setting(0, low=0, high=3, note="0, 1 or 3",
+                            help="1 converts to grayscale, 3 to RGB; 0 = as the data is (grayscale when every "
+                                 "image is)")
+    non_square: str = setting("pad", choices=("pad", "resize"),
+                              help="an image that is not square: padded to one (centred, on data.background) or "
+                                   "stretched")
+    background: int = setting(0, low=0, high=255,
+                              help="grey level that transparent pixels and padding become (0 black, 255 white)")
+    test_size: float = setting(0.2, low=0, note="a share below 1, else a number of images",
+                               help="when the data has no test split: the training images carved into one, the "
+                                    "same share of every class")
+    split_seed: int = setting(0, low=0, high=_SEED_MAX,
+                              help="the seed of that carving (its own: the training seed does not move it)")
+    skip_bad: bool = setting(False, help="leave out unreadable image files, links out of the folder and empty "
+                                         "class folders (and say how many) instead of stopping")
+    label_column: Optional[str] = setting(None, help="csv: the label column; None = one named label, else the "
+                                                     "first")
+    split_column: Optional[str] = setting(None, help="csv: a column saying train, test or val per row; None = one "
+                                                     "named split, if any")
+    image_shape: Optional[List[int]] = setting(None, low=1, note="[H, W] or [H, W, C]",
+                                               help="csv: the shape of a row's pixels; None = a square inferred "
+                                                    "from their count")
+    layout: str = setting("auto", choices=("auto", "nhwc", "nchw"),
+                          help="npz: the image arrays' axes; auto = where the 1- or 3-long axis is")
     dataset: str = setting("ylecun/mnist", help="Hub dataset id (or a folder saved with DatasetDict.save_to_disk), "
                                                 "source=hub")
     revision: Optional[str] = setting(None, help="the Hub dataset's revision (a commit pins it)")
@@ -820,6 +851,10 @@ def check_values(cfg: TrainConfig) -> None:
     if cfg.training.mixed_precision == "fp16" and (cfg.training.device == "cpu" or not _cuda_available()):
         raise ConfigError("training.mixed_precision=fp16 needs a CUDA GPU (fp16 autocast with loss scaling); on "
                           "the CPU use training.mixed_precision=bf16, or no.")
+    if cfg.data.channels == 2:
+        raise ConfigError("data.channels=2: choose 1 (grayscale), 3 (RGB), or 0 to keep the data's own.")
+    if cfg.data.image_shape is not None and len(cfg.data.image_shape) not in (2, 3):
+        raise ConfigError(f"data.image_shape={list(cfg.data.image_shape)}: give [H, W] or [H, W, C].")
     _check_tracker(cfg.report_to)
 
 

@@ -8,14 +8,15 @@ import shlex
 
 def train_command(record, *, data_dir: str | None = None, replace: dict[str, str] | None = None) -> str:
     """The command that trains `record`'s recipe again (a RunRecord): the launcher for its process count, its
-    overrides (a value in `replace`, by key, is written instead of the recorded one) and `--data-dir` when given.
+    overrides (a value in `replace`, by key, is written instead of the recorded one, or added) and `--data-dir` when given.
 
     Several CPU processes start with torchrun (`accelerate launch` starts one process on a machine without GPUs);
     several GPUs with `accelerate launch`, given every value it would otherwise pick and announce."""
-    args = []
+    args, replace = [], dict(replace or {})
     for arg in record.overrides:
         key = arg.partition("=")[0]
-        args.append(f"{key}={replace[key]}" if replace and key in replace else arg)
+        args.append(f"{key}={replace.pop(key)}" if key in replace else arg)
+    args += [f"{key}={shlex.quote(value)}" for key, value in replace.items()]  # not recorded: where, not what
     if data_dir:
         args.append(f"--data-dir {shlex.quote(data_dir)}")
     launcher = "tinyhub train"

@@ -20,6 +20,7 @@ from tinyhub.errors import TinyhubError
 
 from ..schema import DataConfig
 from ..seeding import validation_permutation
+from .splits import split_hash
 from .hub import DEFAULT_SPLITS, hub_source  # noqa: F401
 from .idx import idx_source  # noqa: F401
 from .common import (  # noqa: F401  (what the package offers, and the entry point's own needs)
@@ -41,6 +42,7 @@ def load_dataset_splits(
     cache_dir: str | None = None,
     val_size: int = 0,
     subset: int = 0,
+    **options,
 ) -> DatasetSplits:
     """Load train/test (and a validation split: the dataset's own, else carved from train) as uint8 tensors.
 
@@ -54,6 +56,8 @@ def load_dataset_splits(
     splits: which splits of a Hub dataset are train / validation / test (default their own names).
     val_size: images carved from train for validation, when the dataset has no validation split; 0 = none.
     subset: keep only the first N training images (tests and smoke runs); 0 keeps all.
+    options: the other settings of the `data` section (path, image_size, channels, test_size, ...; see
+    DataConfig), read by the sources that read image files and arrays.
     """
     from tinyhub.registry import DATA_SOURCES, UnknownNameError
 
@@ -64,7 +68,7 @@ def load_dataset_splits(
         source = "local" if dir else "hub"
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
     data = DataConfig(source=source, dir=dir, dataset=dataset, revision=revision, name=name, verify=verify,
-                      label_names=label_names, splits=splits or {}, cache_dir=cache_dir)
+                      label_names=label_names, splits=splits or {}, cache_dir=cache_dir, **options)
     try:
         read = DATA_SOURCES.get(source)
     except UnknownNameError as e:
@@ -101,6 +105,8 @@ def load_dataset_splits(
         split.val_images, split.val_labels = split.train_images[val_idx], split.train_labels[val_idx]
         split.train_images, split.train_labels = split.train_images[train_idx], split.train_labels[train_idx]
         validation = f"{val_size:,} images carved from the training split"
+        info["carved_val"] = {"images": val_size, "of": len(perm), "stratified": False,
+                              "sha256": split_hash(split.val_images, split.val_labels)}
     else:
         validation = None
     if subset:
@@ -110,7 +116,10 @@ def load_dataset_splits(
         fingerprint=identity.fingerprint, label_names_from=names_from, mean=list(split.mean), std=list(split.std),
         image_shape=list(split.image_shape), validation=validation, cache_file=str(cache_path) if cache_path else None,
         load_seconds=round(time.perf_counter() - t0, 4), train_size=len(split.train_labels),
-        test_size=len(split.test_labels), val_size=0 if split.val_labels is None else len(split.val_labels))
+        test_size=len(split.test_labels), val_size=0 if split.val_labels is None else len(split.val_labels),
+        class_counts={part: torch.bincount(labels, minlength=split.num_classes).tolist() for part, labels in
+                      (("train", split.train_labels), ("test", split.test_labels), ("val", split.val_labels))
+                      if labels is not None})
     return split
 
 
@@ -119,10 +128,8 @@ def load_from_config(data: DataConfig | dict, **changes) -> DatasetSplits:
     the schema's defaults: the one place that maps it."""
     given = dataclasses.asdict(data) if dataclasses.is_dataclass(data) else data
     d = {**dataclasses.asdict(DataConfig()), **given, **changes}
-    return load_dataset_splits(
-        source=d["source"], dir=d["dir"], dataset=d["dataset"], revision=d["revision"], name=d["name"],
-        verify=d["verify"], label_names=list(d["label_names"]) if d["label_names"] else None, splits=d["splits"],
-        cache_dir=d["cache_dir"], val_size=d["val_size"], subset=d["subset"])
+    d["label_names"] = list(d["label_names"]) if d["label_names"] else None
+    return load_dataset_splits(**{k: v for k, v in d.items() if k not in ("batch_size", "eval_batch_size")})
 
 
 def shard_batches(perm: torch.Tensor, batch_size: int, rank: int, world_size: int) -> list[torch.Tensor]:

@@ -93,6 +93,18 @@ class Distillation(Record):
 
 
 @dataclass
+class CarvedSplit(Record):
+    """A split carved from the training images: how many, how, and the SHA-256 of its (image, label) pairs in
+    any order (the same images give the same hash, whatever order they were read in)."""
+
+    images: int
+    of: int  # the training images it was carved from
+    sha256: str
+    stratified: bool  # the same share of every class
+    seed: Annotated[int | None, OMIT_NONE] = None  # data.split_seed; None: tinyhub's fixed validation seed
+
+
+@dataclass
 class DataRecord(Record):
     """What the run loaded. Source-specific facts (IDX checksums, Hub revision and splits) stay in `details`."""
 
@@ -105,7 +117,13 @@ class DataRecord(Record):
     mean: list[float] = field(default_factory=list)  # per channel, of the training split: the normalisation
     std: list[float] = field(default_factory=list)
     image_shape: list[int] = field(default_factory=list)  # channels, height, width
-    kind: str = "local"  # local | hub
+    kind: str = "local"  # the data source: local | hub | folder | csv | npz | a plugin's
+    # images per class, in label order, of each split (train, test, val)
+    class_counts: Annotated[dict[str, list[int]] | None, OMIT_NONE] = None
+    decoding: Annotated[str | None, OMIT_NONE] = None  # what was done to the pixels: "area, to 28x28", ...
+    carved_test: Annotated[CarvedSplit | None, OMIT_NONE] = None  # the data had no test split
+    carved_val: Annotated[CarvedSplit | None, OMIT_NONE] = None  # data.val_size
+    skipped: int = 0  # bad files or CSV rows left out (data.skip_bad)
     details: dict = field(default_factory=dict)  # IDX files and their sha256, or Hub id, revision and splits
 
     __pydantic_config__ = ConfigDict(extra="ignore")  # what it does not declare is gathered into details
@@ -228,6 +246,25 @@ def typed_recipe(recipe: dict | TrainConfig, where: str = RESULTS_FILE, *, model
         raise RunRecordError(f"{where}: its recipe cannot be read by this tinyhub ({e})") from e
 
 
+#: A class under this share of the images (%), or this many points below the classes' mean test accuracy, is
+#: named among a card's limitations.
+RARE_SHARE = 1.0
+WEAK_GAP = 10.0
+
+
+@dataclass
+class ClassFigures:
+    """One class of a finished run: its images and its final test accuracy."""
+
+    label: str
+    train: int | None  # training images (None in records made before they were counted)
+    test: int
+    correct: int
+    accuracy: float | None  # %; None without test images of the class
+    share: float | None  # % of all the images (train, test and validation)
+    flagged: str | None  # why the card names it among its limitations
+
+
 @dataclass
 class RunRecord(Record):
     """results.json of a finished run, typed. `recipe` is the resolved training configuration it ran with."""
@@ -291,6 +328,30 @@ class RunRecord(Record):
     @property
     def has_validation(self) -> bool:
         return bool(self.epochs) and all(e.val_accuracy is not None for e in self.epochs if e.evaluated)
+
+    def per_class(self) -> list[ClassFigures]:
+        """Each class's images and final test accuracy (from the confusion matrix), with the reason it is named
+        among the card's limitations, if any: under RARE_SHARE % of the images, or an accuracy more than
+        WEAK_GAP points below the mean of the classes'."""
+        matrix = self.final.confusion_matrix
+        counts = self.data.class_counts or {}
+        totals = [sum(row) for row in matrix]
+        accuracy = [100 * row[i] / total if total else None for i, (row, total) in enumerate(zip(matrix, totals))]
+        known = [a for a in accuracy if a is not None]
+        mean = sum(known) / len(known) if known else None
+        images = [sum(counts[split][i] for split in counts) for i in range(len(matrix))] if counts else None
+        every = sum(images) if images else 0
+        out = []
+        for i, name in enumerate(self.label_names):
+            share = 100 * images[i] / every if every else None
+            why = []
+            if share is not None and share < RARE_SHARE:
+                why.append(f"{share:.2f}% of the images")
+            if accuracy[i] is not None and mean is not None and accuracy[i] < mean - WEAK_GAP:
+                why.append(f"{accuracy[i]:.2f}% test accuracy against a mean of {mean:.2f}% over the classes")
+            out.append(ClassFigures(name, counts["train"][i] if "train" in counts else None, totals[i],
+                                    matrix[i][i], accuracy[i], share, "; ".join(why) or None))
+        return out
 
     @property
     def hardware_text(self) -> str:
