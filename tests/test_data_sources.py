@@ -126,6 +126,11 @@ def test_train_on_each_source_and_the_card_says_what_was_trained_on(source, digi
     assert [c.label for c in figures] == [str(i) for i in range(10)] and sum(c.test for c in figures) == 359
     assert sum(c.correct for c in figures) == record.final.test_correct
 
+    from tinyhub.commands import evaluate as evaluate_command
+
+    assert evaluate_command.main([str(run)]) == 0  # the same test split, read and decoded the same way again
+    assert json.loads((run / "eval" / "eval_test.json").read_text())["correct"] == record.final.test_correct
+
     stage = tmp_path / "stage"
     assert push_command.main([str(run), "--repo-id", "someone/digits-gap2k", "--dry-run", str(stage)]) == 0
     card = (stage / "README.md").read_text()

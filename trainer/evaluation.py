@@ -141,8 +141,8 @@ def data_settings(source: ModelSource, data_dir: str | None) -> dict:
     """The `data` section to evaluate on: a run's own (its dataset, names and splits), with --data-dir pointing at
     another copy of IDX files; for a bare model, the defaults."""
     run_data = dataclasses.asdict(source.run_results.recipe.data) if source.run_results else {}
-    settings = {k: run_data.get(k) for k in ("source", "dir", "dataset", "revision", "name", "verify",
-                                             "label_names", "splits", "cache_dir")}
+    # everything that decides what the test split is (where, how decoded, how carved); not how training read it
+    settings = {k: v for k, v in run_data.items() if k not in ("val_size", "subset", "batch_size", "eval_batch_size")}
     if data_dir:
         settings.update(source="local", dir=data_dir)
     return {k: v for k, v in settings.items() if v is not None}
