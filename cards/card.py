@@ -60,6 +60,9 @@ def load_publishable_run(run_dir: str | Path) -> RunRecord:
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
         raise CardError(f"{weights} holds non-finite values in {bad[:5]} (a diverged run); it is not published.")
+    changed = results.changed_weights(run_dir)
+    if changed:
+        raise CardError(f"{changed}; a card never describes other weights than the ones it ships.")
     missing = [p for p in ("images/training_curves.png", "images/confusion_matrix.png") if not (run_dir / p).is_file()]
     if missing:
         raise CardError(f"{run_dir} lacks {missing}, which every finished run writes; was it copied incompletely?")

@@ -21,14 +21,12 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ge
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
-    HFValidationError,
 )
-from huggingface_hub.utils import validate_repo_id
 
 from tinyhub.errors import TinyhubError, UsageError
 from tinyhub.utils.files import (OUTPUT_MARKER, check_output_folder, claim_output_folder, output_folder, output_kind_above,
                            sha256_file)
-from tinyhub.utils.hub_http import use_hub_timeouts
+from tinyhub.utils.hub_http import repo_id_problem, use_hub_timeouts
 from tinyhub.utils.tables import markdown_table
 from tinyhub.trainer.record import EXPORT_EXAMPLES_FILE, EXPORTS_FILE, SeedStats
 from tinyhub.trainer.run_info import EXAMPLES_FILE
@@ -100,12 +98,9 @@ def _git_blob_sha1_of(data: bytes) -> str:
 
 
 def check_repo_id(repo_id: str) -> None:
-    if not isinstance(repo_id, str) or repo_id.count("/") != 1:
-        raise RepoIdError(f"--repo-id {repo_id!r} must be NAMESPACE/NAME (your user or organisation, then the model).")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as e:
-        raise RepoIdError(f"--repo-id {repo_id!r} is not a valid Hub repo id: {e}") from e
+    problem = repo_id_problem(repo_id)
+    if problem:
+        raise RepoIdError(problem)
 
 
 def require_token() -> str:
@@ -175,13 +170,16 @@ def check_run_files(run_dir: str | Path, include_logs: bool = False) -> None:
 def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revision: str,
                  seed_runs=(), existing_readme: str | None = None, include_logs: bool = False,
                  project_url: str | None = None, dataset_name: str | None = None,
-                 dataset_id: str | None = None, space_id: str | None = None) -> Path:
+                 dataset_id: str | None = None, space_id: str | None = None, measured: bool = False) -> Path:
     """Write exactly what would be uploaded into `out_dir`: a new or empty folder, or one tinyhub staged before
-    (never a folder of the user's: OutputFolderError). Only plain files of the run are copied, byte by byte."""
+    (never a folder of the user's: OutputFolderError). Only plain files of the run are copied, byte by byte. The
+    weights are measured again on the test split first, unless the caller just did (`measured`)."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_output_folder(out_dir)
     check_run_files(run_dir, include_logs)  # all of them before any is read or anything written
     results = load_publishable_run(run_dir)
+    if not measured:
+        _measure_again(run_dir, results)
     naming = {"dataset_name": dataset_name, "dataset_id": dataset_id}
     card = build_card(run_dir, repo_id=repo_id, revision=revision, seed_runs=list(seed_runs),
                       project_url=project_url, space_id=space_id, **naming)
@@ -195,6 +193,25 @@ def stage_folder(run_dir: str | Path, out_dir: str | Path, *, repo_id: str, revi
                 shutil.copyfileobj(src, out)
         (tmp / "README.md").write_text(readme)
     return out_dir
+
+
+def _measure_again(run_dir: Path, results) -> None:
+    """The weights about to be published classify as many test images correctly as the card will say (a tiny
+    model is measured in a second or two); a record older than the weights' hash is given it here."""
+    from tinyhub.trainer.evaluation import recount_test
+
+    try:
+        correct = recount_test(run_dir)
+    except TinyhubError as e:
+        raise PushError(f"the weights to publish could not be measured again on the run's test split ({e}); "
+                        "nothing was published.") from e
+    if correct != results.final.test_correct:
+        raise CardError(f"{run_dir}/model classifies {correct:,} of the {results.final.test_total:,} test images "
+                        f"correctly now, but results.json records {results.final.test_correct:,}: these are not the "
+                        "weights it measured. Restore the original model files, or train the model again.")
+    if results.weights_sha256 is None:  # measured just now: the hash a newer run records itself
+        results.weights_sha256 = sha256_file(run_dir / "model" / "model.safetensors")
+        results.save(run_dir)
 
 
 def staged_files(folder: Path) -> list[Path]:
@@ -253,10 +270,11 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
              tag: str | None = None, create_pr: bool = False, commit_message: str | None = None,
              seed_runs=(), include_logs: bool = False, project_url: str | None = None,
              dataset_name: str | None = None, dataset_id: str | None = None, space_id: str | None = None,
-             log=logger.info) -> PushResult:
+             move_tag: bool = False, log=logger.info) -> PushResult:
     """Create the repo if needed and publish `run_dir` in ONE commit, then verify what the Hub serves. With
     `space_id`, the card links that Space, and the Space (a Gradio demo of the model at the pushed commit) is
-    created or updated after the model."""
+    created or updated after the model. A `tag` that already names another commit is refused before anything is
+    committed, unless `move_tag`: a card pinned to a tag must find its own weights there."""
     check_repo_id(repo_id)
     if space_id is not None:
         check_repo_id(space_id)
@@ -265,6 +283,7 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
     check_run_files(run_dir, include_logs)  # a link or hard link among the files to upload stops here, unread
     results = load_publishable_run(run_dir)  # so does a run without a final evaluation, before any network call
     card_dataset(results, dataset_name=dataset_name, dataset_id=dataset_id)  # and an unnamed dataset
+    _measure_again(run_dir, results)  # and weights that are not the ones measured
     token = require_token()
     use_hub_timeouts()
     api = HfApi(token=token)
@@ -275,7 +294,7 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
         pushed = _push_to(api, run_dir, results, repo_id, private=private, branch=branch, tag=tag,
                           create_pr=create_pr, commit_message=commit_message, seed_runs=seed_runs,
                           include_logs=include_logs, project_url=project_url, dataset_name=dataset_name,
-                          dataset_id=dataset_id, space_id=space_id, log=log, state=state)
+                          dataset_id=dataset_id, space_id=space_id, move_tag=move_tag, log=log, state=state)
         if space_id is not None:
             stats = SeedStats.of_records([results, *(load_publishable_run(r) for r in seed_runs)])
             files = space_files(results, stats, repo_id=repo_id, revision=pushed.commit,
@@ -301,8 +320,8 @@ def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, branch
 
 
 def _push_to(api: HfApi, run_dir: Path, results, repo_id: str, *, private, branch, tag, create_pr,
-             commit_message, seed_runs, include_logs, project_url, dataset_name, dataset_id, space_id, log,
-             state: dict) -> PushResult:
+             commit_message, seed_runs, include_logs, project_url, dataset_name, dataset_id, space_id, move_tag,
+             log, state: dict) -> PushResult:
     revision_for_card = tag or branch
     repo_url = _with_retries(lambda: api.create_repo(repo_id, private=private, exist_ok=True))
     head = _branch_head(api, repo_id, branch)
@@ -315,8 +334,13 @@ def _push_to(api: HfApi, run_dir: Path, results, repo_id: str, *, private, branc
         folder = stage_folder(run_dir, Path(tmp) / "upload", repo_id=repo_id, revision=revision_for_card,
                               seed_runs=seed_runs, existing_readme=_existing_readme(repo_id, head),
                               project_url=project_url, include_logs=include_logs,
-                              dataset_name=dataset_name, dataset_id=dataset_id, space_id=space_id)
+                              dataset_name=dataset_name, dataset_id=dataset_id, space_id=space_id, measured=True)
         weights_sha = sha256_file(folder / "model.safetensors")
+        tagged = _tag_target(api, repo_id, tag) if tag and not create_pr else None
+        if tagged is not None and not move_tag and not _remote_matches(api, repo_id, tagged, folder):
+            raise PushError(f"the tag {tag!r} of {repo_id} already names commit {tagged}, which holds other files "
+                            f"than this run's; the card would send readers to {tag!r} for other weights. Choose "
+                            "another --tag, or pass --move-tag to move it to this push. Nothing was committed.")
         changed = not (head is not None and _remote_matches(api, repo_id, head, folder))
         commit, pr_url = head, None
         if changed:
@@ -359,17 +383,22 @@ def _push_to(api: HfApi, run_dir: Path, results, repo_id: str, *, private, branc
         state.update(stage="after", commit=commit)
         if tag and not create_pr:
             try:
-                existing = {t.name: t.target_commit for t in api.list_repo_refs(repo_id).tags}
-                if tag not in existing:
+                existing = _tag_target(api, repo_id, tag)
+                if existing is not None and existing != commit:  # --move-tag (else refused above), or same files
+                    if not _remote_matches(api, repo_id, existing, folder):
+                        _with_retries(lambda: api.delete_tag(repo_id, tag=tag))
+                        log(f"tag {tag!r} moved from {existing} to {commit} (--move-tag).")
+                        existing = None
+                if existing is None:
                     _with_retries(lambda: api.create_tag(repo_id, tag=tag, revision=commit))
-                elif existing[tag] != commit:
-                    log(f"tag {tag!r} already exists at {existing[tag]}; left where it is.")
             except (HfHubHTTPError, *NETWORK_ERRORS) as e:  # the card names the tag: say it is not there yet
                 raise PushError(f"published {repo_id} at commit {commit}, but the tag {tag!r} that its card "
                                 f"names was not created ({type(e).__name__}: {e}). Run the same command again "
                                 "to finish: it makes no second commit and adds the tag.") from e
         try:
             _verify(repo_id, commit, weights_sha)
+            if tag and not create_pr:  # the revision the card names serves exactly these weights
+                _verify(repo_id, tag, weights_sha)
         except Exception as e:  # the commit is on the Hub whatever went wrong here: say so, never "nothing"
             raise PushError(f"published {repo_id} at commit {commit}, but what the Hub serves could not be "
                             f"verified ({type(e).__name__}: {e}). Check it with `tinyhub evaluate "
@@ -406,6 +435,11 @@ def _push_space(api: HfApi, space_id: str, files: dict[str, str], *, private: bo
                                                    commit_message="tinyhub: demo of the model"))
     log(f"Published the Space {space_id} at commit {info.oid}: {url}")
     return str(url)
+
+
+def _tag_target(api: HfApi, repo_id: str, tag: str) -> str | None:
+    """The commit `tag` names in `repo_id`, or None."""
+    return next((t.target_commit for t in api.list_repo_refs(repo_id).tags if t.name == tag), None)
 
 
 def _verify(repo_id: str, commit: str, weights_sha: str) -> None:

@@ -28,6 +28,12 @@ MNIST_STD = (0.3081,)
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
+#: Ceilings on what a config.json may describe, checked before anything is allocated.
+MAX_INPUT_SIZE = 1024
+MAX_CHANNELS = 4
+MAX_CLASSES = 10_000
+
+
 class WeightsMismatchError(TinyhubError, RuntimeError):
     """Saved weights do not fit the architecture described by config.json."""
 
@@ -112,8 +118,13 @@ class TinyClassifier(
                 f"{self.architecture or type(self).__name__} takes square inputs of at least {self.min_input_size}x"
                 f"{self.min_input_size} pixels (any channel count); got input_size={input_size!r}. Choose another "
                 "architecture for smaller images, or upscale them (data.image_size=N when training).")
-        if not (isinstance(in_chans, int) and in_chans >= 1):
-            raise InputShapeError(f"in_chans must be a positive number of channels, not {in_chans!r}.")
+        if input_size > MAX_INPUT_SIZE:  # a stranger's config.json: refused before any tensor of that size exists
+            raise InputShapeError(f"input_size={input_size:,}: tinyhub models take at most {MAX_INPUT_SIZE:,}x"
+                                  f"{MAX_INPUT_SIZE:,} pixels; resize the images (data.image_size=N).")
+        if not (isinstance(in_chans, int) and 1 <= in_chans <= MAX_CHANNELS):
+            raise InputShapeError(f"in_chans must be a number of channels from 1 to {MAX_CHANNELS}, not {in_chans!r}.")
+        if not (isinstance(num_classes, int) and 1 <= num_classes <= MAX_CLASSES):
+            raise InputShapeError(f"num_classes must be from 1 to {MAX_CLASSES:,}, not {num_classes!r}.")
         if len(tuple(mean)) != in_chans or len(tuple(std)) != in_chans:
             raise InputShapeError(f"mean {tuple(mean)} and std {tuple(std)} need one value per channel ({in_chans}).")
         self.num_classes = num_classes

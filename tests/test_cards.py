@@ -198,3 +198,60 @@ def test_a_speed_recipe_trains_and_its_card_says_what_it_is_for(recipe, mnist_di
     assert f"built to reach {record.target_accuracy}% soonest" in row
     assert f"{record.process_seconds:.1f} s from process start to saved model" in row and record.hardware_text in row
     assert ("| – |" in card.content) == (len(record.epochs) > 1)  # epochs before the last: not evaluated, shown so
+
+
+def _zero_one_tensor(run) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(run / "model" / "model.safetensors")
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.ndim > 1)
+    state[key].zero_()
+    save_file(state, str(run / "model" / "model.safetensors"))
+
+
+def test_tampered_weights_never_get_the_recorded_card(tiny_runs, tmp_path, capsys):
+    """Zero one weight tensor of a finished run: results.json's hash of the weights no longer matches, so no card,
+    no staged upload and no export; one error line each."""
+    from tinyhub.commands import export as export_command
+    from tinyhub.commands import push as push_command
+    from tinyhub.utils.files import sha256_file
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs[0], run, ignore=shutil.ignore_patterns("eval", "onnx", "exports.json"))
+    results = json.loads((run / "results.json").read_text())
+    assert results["weights_sha256"] == sha256_file(run / "model" / "model.safetensors")
+    _zero_one_tensor(run)
+    with pytest.raises(cards.CardError, match="not the model whose accuracy results.json records"):
+        cards.build_card(run, repo_id="me/x")
+    capsys.readouterr()
+    assert push_command.main([str(run), "--repo-id", "me/x", "--dry-run", str(tmp_path / "up")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the weights changed after training" in err[0] and not (tmp_path / "up").exists()
+    assert export_command.main([str(run)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing was exported" in err[0] and not (run / "onnx").exists()
+
+
+def test_a_record_older_than_the_hash_is_measured_again_at_push(tiny_runs, tmp_path, capsys):
+    """A results.json written before the weights' hash was kept: push measures the weights on the recorded test
+    split. The run's own weights score what it records, and the hash is added; tampered ones are refused."""
+    from tinyhub.commands import push as push_command
+    from tinyhub.utils.files import sha256_file
+
+    for tampered in (False, True):
+        run = tmp_path / f"run-{tampered}"
+        shutil.copytree(tiny_runs[0], run, ignore=shutil.ignore_patterns("eval", "onnx", "exports.json"))
+        results = json.loads((run / "results.json").read_text())
+        del results["weights_sha256"]
+        (run / "results.json").write_text(json.dumps(results))
+        if tampered:
+            _zero_one_tensor(run)
+        code = push_command.main([str(run), "--repo-id", "me/x", "--dry-run", str(tmp_path / f"up-{tampered}")])
+        err = capsys.readouterr().err
+        if tampered:
+            assert code == 1 and "these are not the weights it measured" in err and len(err.strip().splitlines()) == 1
+            assert not (tmp_path / f"up-{tampered}").exists()
+        else:
+            assert code == 0, err
+            assert json.loads((run / "results.json").read_text())["weights_sha256"] == \
+                sha256_file(run / "model" / "model.safetensors")

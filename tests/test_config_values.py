@@ -296,3 +296,34 @@ def test_an_optimizer_schedule_and_tracker_registered_at_run_time_train_a_run(mn
     assert built == ["optimizer", "schedule"]
     assert [round(e.lr, 6) for e in record.epochs] == [0.05, 0.025]  # the rate each epoch ended with
     assert ("config", "tinyhub") in logged and sum(1 for entry in logged if entry[0] == "log") >= 2
+
+
+@pytest.mark.parametrize("argv,said", [
+    (["model=model4", "model=fast99"], "model= is given 2 times (model4, fast99): give one recipe"),
+    (["--config-dir", "/no/such/recipes", "--config-name", "mine"], "--config-dir '/no/such/recipes' is not a folder"),
+    (["model=gap2k", "data.subset=5"], "data.subset=5 is less than one batch (data.batch_size=128)"),
+    (["model=gap2k", "training.epochs=100000000"], "training.epochs=100000000"),
+])
+def test_everyday_mistakes_are_one_line_and_nothing_written(argv, said, tmp_path, capsys):
+    from tinyhub.commands import train as train_command
+
+    code = train_command.main([*argv, f"run.dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and said in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_wandb_without_a_login_is_refused_before_the_run_folder_exists(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("wandb")
+    from tinyhub.commands import train as train_command
+
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    code = train_command.main(["model=gap2k", "report_to=wandb", f"run.dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "wandb login" in err[0] and not (tmp_path / "run").exists()
+    (tmp_path / "netrc").write_text("machine api.wandb.ai login user password " + "0" * 40 + "\n")
+    (tmp_path / "netrc").chmod(0o600)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert trainer.load_config(["model=gap2k", "report_to=wandb"]).report_to == "wandb"  # logged in: accepted

@@ -198,3 +198,38 @@ def test_push_space_without_gradio_names_the_extra(hub, tiny_runs, tmp_path):
     r = hub_client(hub, tmp_path, code=code)
     assert r.returncode == 1 and 'pip install "tinyhub[demo]"' in r.stderr and "Traceback" not in r.stderr
     assert not hub.repo_exists("tester/nogradio")  # said before anything was published
+
+
+def test_an_uploaded_pixel_bomb_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    """A few kilobytes of PNG declaring 13,000 x 13,000 pixels: the demo reads its header and stops."""
+    import PIL.ImageFile
+    from PIL import Image
+
+    from tinyhub.utils.images import ImageTooLargeError
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (13_000, 13_000)).save(bomb, optimize=True)
+    decoded = []
+    real_load = PIL.ImageFile.ImageFile.load
+    monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or real_load(self))
+    model = modeling.create_model("gap2k")
+    with pytest.raises(ImageTooLargeError, match="13,000 x 13,000 pixels"):
+        classify(model, str(bomb))
+    assert decoded == []
+    small = tmp_path / "small.png"
+    Image.fromarray(_stroke_on_paper()).save(small)
+    assert set(classify(model, str(small))) == set(model.id2label.values())  # an ordinary upload: classified
+
+
+def test_a_port_in_use_is_one_line_naming_port(tiny_runs, capsys):
+    import socket
+
+    from tinyhub.commands import demo as demo_command
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = demo_command.main([str(tiny_runs[0]), "--port", str(port)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"port {port}" in err[0] and "--port" in err[0], err

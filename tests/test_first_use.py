@@ -59,6 +59,11 @@ MISTAKES = [
     (["push", "/no/such/run", "--repo-id", "me/model4", "--dry-run", "out"], 1, "/no/such/run"),
     (["evaluate", "runs/x", "--split", "tset"], 2, "invalid choice: 'tset'"),
     (["sweep", "hpo.num_sample=3"], 2, "did you mean hpo.num_samples?"),
+    (["push", ".", "--repo-id", "me/model4"], 1, "is not a tinyhub run: it has no results.json"),
+    (["train", "model=model4", "model=fast99"], 2, "model= is given 2 times"),
+    (["train", "data.subset=5"], 2, "less than one batch"),
+    (["train", "training.epochs=100000000"], 2, "training.epochs=100000000"),
+    (["train", "--config-dir", "/no/such/recipes", "--config-name", "mine"], 2, "is not a folder"),
 ]
 
 

@@ -5,6 +5,7 @@ byte it did not write; a push never uploads a byte from outside the run folder."
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -461,3 +462,30 @@ def test_a_full_disk_for_the_dataset_cache_only_costs_the_cache(monkeypatch, mni
     assert len(splits.train_images) == 100
     assert "the disk is full" in caplog.text and "Training goes on without the cache" in caplog.text
     assert not [p for p in cache.rglob("*") if p.is_file()]  # no half-written cache or temporary file
+
+
+@pytest.mark.e2e
+def test_a_strangers_config_that_implies_a_huge_input_stays_small(tmp_path):
+    """config.json saying input_size 32,000: the README's first snippet (from_pretrained, then summary) is one
+    error, and the process grows by far less than 1 GB (the model would need ~29 GB)."""
+    import subprocess
+    import sys
+
+    model = tmp_path / "model"
+    from tinyhub import modeling
+
+    modeling.create_model("model4").save_pretrained(model)  # its budget-scaled limit on sizes is 32,000
+    config = json.loads((model / "config.json").read_text())
+    config["input_size"] = 32_000
+    (model / "config.json").write_text(json.dumps(config))
+    code = ("import resource, sys, tinyhub\n"
+            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "try:\n"
+            f"    print(tinyhub.summary(tinyhub.from_pretrained({str(model)!r})))\n"
+            "except Exception as e:\n"
+            "    print('ERROR', type(e).__name__, str(e))\n"
+            "print('GROWTH_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("ERROR") and "input_size=32,000" in lines[0] and len(lines[0]) <= 300, r.stdout
+    assert int(lines[-1].split()[1]) < 1_000_000, lines[-1]  # KB: under 1 GB above the interpreter with tinyhub

@@ -314,3 +314,25 @@ def test_failed_verification_says_what_was_published(hub, tiny_runs, tmp_path):
     assert f"published {repo} at commit {head}" in r.stderr and "could not be verified" in r.stderr
     assert "Nothing was published" not in r.stderr and "Traceback" not in r.stderr
     assert "model.safetensors" in hub.list_files(repo, "main")
+
+
+def test_a_tag_that_names_other_weights_is_refused_or_moved_on_request(hub, tiny_runs, tmp_path):
+    """Another model pushed to the same repo with the same --tag: refused before anything is committed (the
+    card would send readers to the tag, and find other weights); with --move-tag the tag follows the push and
+    serves exactly the weights the card describes."""
+    repo = "tester/opt6k-tags"
+    first = hub_client(hub, tmp_path, "push", str(tiny_runs[0]), "--repo-id", repo, "--tag", "v1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    v1 = hub.head(repo, "main")
+    again = hub_client(hub, tmp_path, "push", str(tiny_runs[0]), "--repo-id", repo, "--tag", "v1")
+    assert again.returncode == 0 and hub.head(repo, "main") == v1  # the same run again: nothing to refuse
+    other = hub_client(hub, tmp_path, "push", str(tiny_runs[1]), "--repo-id", repo, "--tag", "v1")
+    assert other.returncode == 1 and "Traceback" not in other.stderr
+    assert f"already names commit {v1}" in other.stderr and "--move-tag" in other.stderr
+    assert hub.head(repo, "main") == v1  # nothing committed
+    moved = hub_client(hub, tmp_path, "push", str(tiny_runs[1]), "--repo-id", repo, "--tag", "v1", "--move-tag")
+    assert moved.returncode == 0, moved.stderr[-3000:]
+    assert hub.head(repo, "main") != v1
+    weights = (tiny_runs[1] / "model" / "model.safetensors").read_bytes()
+    assert hub.read_file(repo, "model.safetensors", "v1") == weights
+    assert 'revision="v1"' in hub.read_file(repo, "README.md", "main").decode()

@@ -545,7 +545,7 @@ def test_a_checkpoint_with_a_pickle_tinyhub_never_writes_is_refused_unloaded(mni
 
 @pytest.mark.e2e
 def test_too_little_data_for_the_processes_is_a_clear_error(mnist_dir, tmp_path):
-    r = run_script("train.py", "model=opt6k", *FAST, f"data.dir={mnist_dir}", "data.subset=1", "training.device=cpu",
+    r = run_script("train.py", "model=opt6k", *FAST, f"data.dir={mnist_dir}", "data.subset=1", "data.batch_size=1", "training.device=cpu",
                    "training.scheduler.name=onecycle", f"run.dir={tmp_path / 'run'}",
                    launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                              "--master_port", "29523"])

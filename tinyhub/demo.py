@@ -12,9 +12,13 @@ as MNIST's digits were. Needs gradio (`pip install "tinyhub[demo]"`); the prepro
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from tinyhub.utils.images import MAX_PIXELS, ImageTooLargeError, open_image
 
 #: MNIST's digits fill a 20x20 box inside 28x28.
 FILL = 20 / 28
@@ -74,15 +78,29 @@ def _centre_strokes(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def classify(model, picture) -> dict[str, float]:
-    """Class name -> probability for one picture (a sketchpad's value or an image); {} for nothing drawn."""
+    """Class name -> probability for one picture (a sketchpad's value, an image, or an image file's path); {} for
+    nothing drawn. A file declaring more than MAX_PIXELS pixels raises ImageTooLargeError before it is decoded."""
     if isinstance(picture, dict):  # the sketchpad: its layers flattened onto its background
         picture = picture.get("composite")
+    if isinstance(picture, (str, Path)):  # an upload: opened here, so that its size is checked before decoding
+        with open_image(picture) as img:
+            picture = np.asarray(img.convert("RGBA"))
     if picture is None or np.asarray(picture).size == 0:
         return {}
     pixels = to_model_pixels(np.asarray(picture), model)
     with torch.no_grad():
         probs = model(model.normalize(pixels)).float().softmax(-1)[0]
     return {model.id2label[str(i)]: float(p) for i, p in enumerate(probs)}
+
+
+def _classify_upload(model, path) -> dict[str, float]:
+    import gradio as gr
+
+    try:
+        return classify(model, path)
+    except ImageTooLargeError as e:
+        raise gr.Error(f"The image declares {e.width:,} x {e.height:,} pixels, more than the demo reads "
+                       f"({MAX_PIXELS:,}): upload a smaller one.") from e
 
 
 def build_demo(model, *, title: str | None = None, description: str | None = None):
@@ -101,9 +119,11 @@ def build_demo(model, *, title: str | None = None, description: str | None = Non
                                   brush=gr.Brush(default_size=18, colors=["#000000"]))
             draw_button = gr.Button("Classify the drawing", variant="primary")
         with gr.Tab("Upload"):
-            upload = gr.Image(label="An image", type="numpy", image_mode="RGBA", sources=["upload"])
+            # A path, not pixels: Gradio then only reads the header, and classify() refuses a pixel bomb unopened
+            upload = gr.Image(label="An image", type="filepath", image_mode=None, sources=["upload"])
             upload_button = gr.Button("Classify the image", variant="primary")
         label = gr.Label(num_top_classes=TOP_CLASSES, label="Most likely classes")
         draw_button.click(lambda picture: classify(model, picture), sketch, label, api_name="classify_drawing")
-        upload_button.click(lambda picture: classify(model, picture), upload, label, api_name="classify_image")
+        upload_button.click(lambda picture: _classify_upload(model, picture), upload, label,
+                            api_name="classify_image")
     return demo

@@ -203,6 +203,12 @@ def check_composes(overrides: list[str], *, config_name: str = "train", config_d
     recipe as a checked TrainConfig); or raise ConfigError (one line, with the fix) when Hydra cannot compose it
     (an unknown recipe, key or section, a value of the wrong type, an override it cannot read) or when a value is
     out of range, a choice unknown, or a setting would be ignored (schema.check_values)."""
+    groups = [value for key, value in map(_split_override, overrides) if key.lstrip("+~") == "model"]
+    if len(groups) > 1:  # Hydra would train the last one without a word
+        raise ConfigError(f"model= is given {len(groups)} times ({', '.join(groups)}): give one recipe.")
+    if config_dir is not None and not Path(config_dir).is_dir():
+        raise ConfigError(f"--config-dir {config_dir!r} is not a folder: give the folder that holds your recipe "
+                          "(the .yaml file named by --config-name).")
     try:
         composed = compose(overrides, config_name=config_name, config_dir=config_dir)
     except Exception as e:  # noqa: BLE001 - every composition failure is the user's configuration

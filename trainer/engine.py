@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from tinyhub import modeling
 from tinyhub.errors import TinyhubError
-from tinyhub.utils.files import atomic_path, full_disk_is_one_error, write_text_atomic
+from tinyhub.utils.files import atomic_path, full_disk_is_one_error, sha256_file, write_text_atomic
 from tinyhub.utils.process import process_age
 
 from . import checkpoint as ckpt
@@ -541,6 +541,7 @@ def _write_member(run: Run, member_seed: int, member_dir: Path, model, history: 
     shutil.rmtree(member_dir / "model", ignore_errors=True)
     os.replace(tmp, member_dir / "model")
     results = _run_record(run, member_cfg, history, test, wall)
+    results.weights_sha256 = sha256_file(member_dir / "model" / "model.safetensors")  # the weights `test` measured
     with full_disk_is_one_error(member_dir, "the run's results (examples, images, report.html, results.json)",
                                 then="the model is saved and its last checkpoint kept: training.resume=auto "
                                      "writes the results without training again"):

@@ -146,3 +146,20 @@ def data_settings(source: ModelSource, data_dir: str | None) -> dict:
     if data_dir:
         settings.update(source="local", dir=data_dir)
     return {k: v for k, v in settings.items() if v is not None}
+
+
+def recount_test(run_dir: str | Path, data_dir: str | None = None) -> int:
+    """How many of its recorded test split's images a run's saved model classifies correctly now: what a push
+    compares with results.json before it publishes a card (cheap for a tiny model; full precision, as recorded)."""
+    from accelerate import Accelerator
+
+    from .data import load_from_config
+    from .schema import DataConfig
+
+    source = resolve_model(str(run_dir))
+    model = load_model(source)
+    splits = load_from_config(data_settings(source, data_dir))
+    check_model_fits(model, splits, str(run_dir))
+    accelerator = Accelerator(cpu=True)
+    log_probs = predict(model, splits.test_images, accelerator, DataConfig.eval_batch_size)
+    return compute_metrics(log_probs, splits.test_labels, splits.num_classes)["correct"]

@@ -237,7 +237,7 @@ class DistillConfig:
 
 @dataclass
 class TrainingConfig:
-    epochs: int = setting(15, low=1, help="the recorded accuracy is the last epoch's",
+    epochs: int = setting(15, low=1, high=10_000, help="the recorded accuracy is the last epoch's",
                           not_searched="training.epochs is the sweep's epoch budget (ASHA's max_t); set it, do not "
                                        "search it")
     eval_every: int = setting(
@@ -851,6 +851,10 @@ def check_values(cfg: TrainConfig) -> None:
     if cfg.training.mixed_precision == "fp16" and (cfg.training.device == "cpu" or not _cuda_available()):
         raise ConfigError("training.mixed_precision=fp16 needs a CUDA GPU (fp16 autocast with loss scaling); on "
                           "the CPU use training.mixed_precision=bf16, or no.")
+    if 0 < cfg.data.subset < cfg.data.batch_size:
+        raise ConfigError(f"data.subset={cfg.data.subset} is less than one batch (data.batch_size="
+                          f"{cfg.data.batch_size}): train on at least {cfg.data.batch_size} images, or lower "
+                          "data.batch_size.")
     if cfg.data.channels == 2:
         raise ConfigError("data.channels=2: choose 1 (grayscale), 3 (RGB), or 0 to keep the data's own.")
     if cfg.data.image_shape is not None and len(cfg.data.image_shape) not in (2, 3):
@@ -873,6 +877,25 @@ def _check_tracker(report_to: str) -> None:
     if module and importlib.util.find_spec(module) is None:
         raise ConfigError(f"report_to={report_to} needs the {module} package: pip install {module} "
                           "(or `pip install tinyhub[tracking]`), or choose report_to=tensorboard|none.")
+    if report_to == "wandb" and not _wandb_can_log():  # said before the run folder exists, not by wandb mid-run
+        raise ConfigError("report_to=wandb needs a Weights & Biases login: run `wandb login` (or set WANDB_API_KEY), "
+                          "or set WANDB_MODE=offline to log locally; or choose report_to=tensorboard|none.")
+
+
+def _wandb_can_log() -> bool:
+    """A W&B key in the environment or in ~/.netrc (where `wandb login` keeps it), or a mode that needs none."""
+    import netrc
+    import os
+    from urllib.parse import urlparse
+
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled",
+                                                                                       "dryrun"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def register() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tinyhub.errors import TinyhubError, UsageError
 from tinyhub.utils.files import is_disk_full
@@ -96,6 +97,10 @@ def translate_shared_options(argv: list[str]) -> list[str]:
                 if i + 1 >= len(argv):
                     raise UsageError(f"{name} needs a value")
                 value, i = argv[i + 1], i + 1
+            if shared[name] == "data.dir" and not Path(value).expanduser().is_dir():  # said before torch loads
+                from tinyhub.utils.files import OFFLINE_HINT
+
+                raise TinyhubError(f"The data folder {value!r} is not a directory. {OFFLINE_HINT}")
             out.append(f"{shared[name]}={value}")
         else:
             out.append(arg)
@@ -136,7 +141,7 @@ def run_hydra(task, *, config_name: str, argv: list[str], prog: str, schema: typ
         if not hydra_runs_it:
             composed, checked = check_composes(args.overrides, config_name=args.config_name or config_name,
                                                config_dir=args.config_dir, schema=schema)
-    except UsageError as e:
+    except TinyhubError as e:  # a configuration mistake (exit 2), or a --data-dir that is not there (exit 1)
         return fail(e)
     if not hydra_runs_it:
         from tinyhub.trainer.logs import console_logging

@@ -31,7 +31,23 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub demo") -> int:
     return run_model_command(_demo, args)
 
 
+def _port_taken(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def _demo(args) -> int:
+    from tinyhub.errors import UsageError
+
+    if _port_taken(args.host, args.port):  # said before the model loads, in one line
+        raise UsageError(f"port {args.port} on {args.host} is in use (another demo or server?): choose another with "
+                         f"--port, e.g. --port {args.port + 1}.")
     from tinyhub.demo import build_demo
     from tinyhub.trainer.evaluation import load_model, resolve_model
 

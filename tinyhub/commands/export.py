@@ -49,12 +49,16 @@ def _export(args) -> int:
 
     from tinyhub.utils.files import claim_output_folder, sha256_file
     from tinyhub.trainer.data import load_from_config
-    from tinyhub.trainer.evaluation import check_model_fits, data_settings, load_model, resolve_model
+    from tinyhub.trainer.evaluation import (EvaluationError, check_model_fits, data_settings, load_model,
+                                            resolve_model)
     from tinyhub.cards.export import export_model
     from tinyhub.trainer.record import EXPORT_EXAMPLES_FILE, EXPORTS_FILE
     from tinyhub.trainer.run_info import EXAMPLES_FILE
 
     source = resolve_model(args.model)
+    changed = source.run_results.changed_weights(Path(source.model_ref).parent) if source.run_results else None
+    if changed:  # exports.json would tie the run's recorded accuracy to weights it never measured
+        raise EvaluationError(f"{changed}; nothing was exported.")
     model = load_model(source)
     weights = _weights_file(source)
     if args.output_dir:

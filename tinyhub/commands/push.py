@@ -20,7 +20,9 @@ import signal
 import sys
 from pathlib import Path
 
-from ._common import ArgumentParser, run_reporting
+from tinyhub.errors import TinyhubError, UsageError
+
+from ._common import ArgumentParser, fail, run_reporting
 
 
 def parser(prog: str) -> argparse.ArgumentParser:
@@ -30,6 +32,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true")
     p.add_argument("--branch", default=None, help="branch to commit to (default main; created from main)")
     p.add_argument("--tag", default=None, help="tag the pushed commit; the card's snippet is pinned to it")
+    p.add_argument("--move-tag", action="store_true",
+                   help="move --tag to this push when it already names another commit (else that is refused)")
     p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     p.add_argument("--commit-message", default=None)
     p.add_argument("--seed-runs", nargs="*", default=[], help="other seeds of the same recipe (card shows mean±std)")
@@ -70,6 +74,17 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub push") -> int:
         p.error("--collection and --no-collection go with --all")
     if not args.all_runs and (not args.run_dir or not args.repo_id):
         p.error("give RUN_DIR and --repo-id (or --all RUNS_DIR --namespace NS)")
+    if not args.all_runs:  # the everyday mistakes, said before torch and the Hub client are imported
+        from tinyhub.utils.hub_http import repo_id_problem
+
+        problem = repo_id_problem(args.repo_id) or (args.space and repo_id_problem(args.space, "--space"))
+        if problem:
+            return fail(UsageError(problem))
+        run = Path(args.run_dir)
+        if not (run / "results.json").is_file():
+            what = "does not exist" if not run.exists() else "is not a tinyhub run: it has no results.json"
+            return fail(TinyhubError(f"{run} {what}. Give a run directory, as `tinyhub train` writes it "
+                                     "(results.json and model/)."))
     from tinyhub.trainer.logs import console_logging
 
     console_logging()
@@ -117,7 +132,7 @@ def _push(args) -> int:
     push_run(args.run_dir, args.repo_id, private=args.private, branch=args.branch, tag=args.tag,
              create_pr=args.create_pr, commit_message=args.commit_message, seed_runs=args.seed_runs,
              include_logs=args.include_logs, project_url=args.project_url, dataset_name=args.dataset_name,
-             dataset_id=args.dataset_id, space_id=args.space)
+             dataset_id=args.dataset_id, space_id=args.space, move_tag=args.move_tag)
     return 0
 
 

@@ -151,6 +151,11 @@ def _finite(obj):
 
 
 #: What a model argument may be, for the error line of one that is none of them.
+#: How to train without a network, said wherever data cannot be found.
+OFFLINE_HINT = (
+    "To train offline, point tinyhub at the four MNIST IDX files (.gz or raw): "
+    "pass --data-dir /path/to/mnist to the command (every tinyhub command takes it), or set TINYHUB_DATA_DIR."
+)
 MODEL_ARGUMENT_HINT = "Give a run directory, a model folder or a Hub repo id (NAMESPACE/NAME[@revision])."
 
 #: Endings of a file's name: a model argument ending so names a file here, never a Hub repo.

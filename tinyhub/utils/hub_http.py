@@ -183,3 +183,18 @@ class _BreakerTransport:
 
     def __exit__(self, *args):
         self.inner.__exit__(*args)
+
+
+def repo_id_problem(repo_id, option: str = "--repo-id") -> str | None:
+    """What is wrong with a Hub repo id, in one sentence; None when it is NAMESPACE/NAME and valid on the Hub.
+    Light (no torch): the command line asks it before anything heavy is imported."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1:
+        return f"{option} {repo_id!r} must be NAMESPACE/NAME (your user or organisation, then the model)."
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        return f"{option} {repo_id!r} is not a valid Hub repo id: {e}"
+    return None

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tinyhub.errors import TinyhubError
-from tinyhub.utils.files import atomic_path, disk_full_message, is_disk_full
+from tinyhub.utils.files import OFFLINE_HINT, atomic_path, disk_full_message, is_disk_full  # noqa: F401
 
 from ..record import DatasetIdentity
 
@@ -78,10 +78,6 @@ NAMED_BY_THE_USER = "data.name"
 SUPPORTED_CHANNELS = (1, 3)
 CACHE_FORMAT = 2
 logger = logging.getLogger(__name__)
-OFFLINE_HINT = (
-    "To train offline, point tinyhub at the four MNIST IDX files (.gz or raw): "
-    "pass --data-dir /path/to/mnist to the command (every tinyhub command takes it), or set TINYHUB_DATA_DIR."
-)
 
 
 class DataError(TinyhubError, RuntimeError):

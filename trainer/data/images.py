@@ -9,16 +9,14 @@ instead of losing every other row. The method is recorded with the data and stat
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from tinyhub.utils.images import ImageTooLargeError, open_image
+
 from .common import DataError
 
-#: The largest image tinyhub decodes, in pixels (4096 x 4096): a few kilobytes of PNG can declare hundreds of
-#: millions of pixels, and the header says so before anything is decoded.
-MAX_PIXELS = 4096 * 4096
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
@@ -67,19 +65,13 @@ def decode_image(path, background: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():  # Pillow's own warning about large images: the check below says more
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+        img = open_image(path)  # the header only: a pixel bomb is refused before it is decoded
         with img:
-            width, height = img.size
-            if width * height > MAX_PIXELS:  # read from the header: nothing has been decoded yet
-                raise DataError(f"{path} declares {width:,} x {height:,} pixels, more than tinyhub decodes "
-                                f"({MAX_PIXELS:,}); shrink it, or leave it out (data.skip_bad=true skips it).")
             img.seek(0)
             img.load()
             return _as_array(img, background)
-    except DataError:
-        raise
+    except ImageTooLargeError as e:
+        raise DataError(f"{e}; shrink it, or leave it out (data.skip_bad=true skips it).") from e
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         said = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise DataError(f"{path} is not a readable image ({said}): it is empty, truncated or corrupt. Replace it, "

@@ -311,6 +311,9 @@ class RunRecord(Record):
     times: RunTimes | None = None  # where the time went; null in records written before it was kept
     cuda_graphs: bool = False  # the step's forward and backward were replayed from a CUDA graph
     optimizer_implementation: str | None = None  # forloop | foreach | fused; null in records made before it was kept
+    # SHA-256 of model/model.safetensors when its accuracy was measured: a card never describes other weights.
+    # Null in records made before it was kept (a push measures those weights again and adds it).
+    weights_sha256: Annotated[str | None, OMIT_NONE] = None
     schema_version: int = RESULTS_SCHEMA_VERSION
     kind: str = RECORD_KIND  # "tinyhub-run": never mistaken for another tool's file
 
@@ -328,6 +331,21 @@ class RunRecord(Record):
     @property
     def has_validation(self) -> bool:
         return bool(self.epochs) and all(e.val_accuracy is not None for e in self.epochs if e.evaluated)
+
+    def changed_weights(self, run_dir: str | Path) -> str | None:
+        """Why `run_dir`'s model/model.safetensors is not the file this record measured, in one sentence; None
+        when it is (or when the record is older than the hash, see `weights_sha256`)."""
+        from tinyhub.utils.files import sha256_file
+
+        weights = Path(run_dir) / "model" / "model.safetensors"
+        if self.weights_sha256 is None or not weights.is_file():
+            return None
+        now = sha256_file(weights)
+        if now == self.weights_sha256:
+            return None
+        return (f"{weights} is not the model whose accuracy results.json records (SHA-256 {now[:12]}… now, "
+                f"{self.weights_sha256[:12]}… when it was measured): the weights changed after training. Restore "
+                "the original file, or train the model again")
 
     def per_class(self) -> list[ClassFigures]:
         """Each class's images and final test accuracy (from the confusion matrix), with the reason it is named
