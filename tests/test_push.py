@@ -336,3 +336,19 @@ def test_a_tag_that_names_other_weights_is_refused_or_moved_on_request(hub, tiny
     weights = (tiny_runs[1] / "model" / "model.safetensors").read_bytes()
     assert hub.read_file(repo, "model.safetensors", "v1") == weights
     assert 'revision="v1"' in hub.read_file(repo, "README.md", "main").decode()
+
+
+def test_an_answer_whose_etag_is_not_a_hash_writes_nothing(hub, pushed, tmp_path):
+    """A hostile or intercepted endpoint answering a file with an ETag such as `../../x`: huggingface_hub would make
+    a cache path of it. tinyhub's client refuses the answer first: one line, nothing written outside the cache."""
+    cache = tmp_path / "hf_home"
+    hub.fail_next(None, r"/resolve/", status=200, times=20,
+                  headers={"ETag": '"../../../escaped"', "X-Linked-Etag": '"../../../escaped"',
+                           "X-Repo-Commit": "0" * 40})
+    try:
+        r = hub_client(hub, tmp_path, "evaluate", f"{pushed['repo']}@v1", "--cpu")
+    finally:
+        hub.clear_faults()
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "ETag header that is not a plain hash" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.rglob("escaped")) and not list(cache.parent.rglob("escaped"))

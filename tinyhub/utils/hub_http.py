@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 
 from huggingface_hub.errors import OfflineModeIsEnabled
 
-from tinyhub.errors import UsageError
+from tinyhub.errors import TinyhubError, UsageError
 
 TIMEOUT_ENV = "TINYHUB_HUB_TIMEOUT"
 DEFAULT_TIMEOUT = 10.0
@@ -86,6 +87,30 @@ class _QuietAboutAKnownSilence(logging.Filter):
         message = record.getMessage()
         return not (_breaker is not None and _breaker.failed and
                     ("not asking again" in message or message.startswith("Retrying in")))
+
+
+class UnsafeHubResponse(TinyhubError, RuntimeError):
+    """A Hub answer whose file headers are not plain hashes: huggingface_hub would build cache paths from them."""
+
+
+#: What the Hub's file headers hold: a git blob id (40 hex) or an LFS SHA-256 (64 hex), and a commit id.
+_PLAIN_ETAG = re.compile(r"(?:W/)?\"?([0-9a-f]{40}|[0-9a-f]{64})\"?")
+_PLAIN_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def _check_file_headers(response, host: str, path: str) -> None:
+    """Refuse a file's answer whose ETag or commit header is anything but a plain hash, before anything is written:
+    huggingface_hub makes the blob's and the snapshot's paths in the cache from them, and a hostile or intercepted
+    endpoint could send `../` there."""
+    etag = response.headers.get("X-Linked-Etag") or response.headers.get("ETag")
+    commit = response.headers.get("X-Repo-Commit")
+    bad = ((etag is not None and not _PLAIN_ETAG.fullmatch(etag)) and ("ETag", etag)) or \
+          ((commit is not None and not _PLAIN_COMMIT.fullmatch(commit)) and ("commit", commit))
+    if bad:
+        response.close()
+        raise UnsafeHubResponse(f"{host} answered {path[:120]} with a {bad[0]} header that is not a plain hash "
+                                f"({bad[1][:60]!r}); nothing was written. Is HF_ENDPOINT the Hub (or a proxy that "
+                                "rewrites its answers)?")
 
 
 class HubUnreachable(OfflineModeIsEnabled):
@@ -164,7 +189,7 @@ class _BreakerTransport:
         if failed:
             raise HubUnreachable(f"{host} did not answer before ({failed}); not asking again")
         try:
-            return self.inner.handle_request(request)
+            response = self.inner.handle_request(request)
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # no network: trying again will not help
             with self.breaker.lock:
                 self.breaker.failed[host] = type(e).__name__
@@ -173,6 +198,9 @@ class _BreakerTransport:
             with self.breaker.lock:
                 self.breaker.failed[host] = type(e).__name__
             raise
+        if "/resolve/" in request.url.path:  # a file's headers name the cache paths it will be written to
+            _check_file_headers(response, host, request.url.path)
+        return response
 
     def close(self):
         self.inner.close()
