@@ -364,15 +364,19 @@ def _raise_on_mismatch(model_name: str, weights_file: str, found: dict, expected
     common = sorted(set(found) & set(expected))
     shapes = [f"{k}: file {found[k][1]} vs model {expected[k][1]}" for k in common if found[k][1] != expected[k][1]]
     dtypes = [f"{k}: file {found[k][0]} vs model {expected[k][0]}" for k in common if found[k][0] != expected[k][0]]
+    def some(items: list) -> str:  # a stranger's header may name a million tensors: a few, and how many
+        shown = ", ".join(str(i)[:80] for i in items[:3])
+        return f"{shown}" + (f" and {len(items) - 3:,} more" if len(items) > 3 else "")
+
     problems = []
     if missing:
-        problems.append(f"missing keys: {missing}")
+        problems.append(f"missing keys: {some(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys: {unexpected}")
+        problems.append(f"unexpected keys: {some(unexpected)}")
     if shapes:
-        problems.append(f"shape mismatches: {shapes}")
+        problems.append(f"shape mismatches: {some(shapes)}")
     if dtypes:
-        problems.append(f"dtype mismatches: {dtypes}")
+        problems.append(f"dtype mismatches: {some(dtypes)}")
     if problems:
         raise WeightsMismatchError(
             f"Weights in {weights_file} do not match {model_name}: " + "; ".join(problems)
@@ -440,3 +444,6 @@ def read_config(model_id: str, *, revision=None, cache_dir=None, force_download=
             return json.load(f)
         except json.JSONDecodeError as e:
             raise ModelConfigError(f"{path} is not valid JSON ({e}); re-save the model with save_pretrained.") from e
+        except RecursionError as e:  # a stranger's file nested thousands deep: one line, not a 44-line traceback
+            raise ModelConfigError(f"{path} nests deeper than any model's config.json; it is not one (re-save the "
+                                   "model with save_pretrained).") from e

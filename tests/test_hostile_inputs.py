@@ -489,3 +489,73 @@ def test_a_strangers_config_that_implies_a_huge_input_stays_small(tmp_path):
     lines = r.stdout.strip().splitlines()
     assert lines[0].startswith("ERROR") and "input_size=32,000" in lines[0] and len(lines[0]) <= 300, r.stdout
     assert int(lines[-1].split()[1]) < 1_000_000, lines[-1]  # KB: under 1 GB above the interpreter with tinyhub
+
+
+class DripHub(SilentHub):
+    """A server that answers every request one byte per second, for ever: each read gets a byte in time."""
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self._held.append(conn)
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn):
+        try:
+            for byte in iter(lambda: b"H", None):
+                conn.sendall(byte)
+                time.sleep(1.0)
+        except OSError:
+            return
+
+
+@pytest.mark.e2e
+def test_a_hub_that_drips_one_byte_at_a_time_ends_within_the_deadline(tiny_runs, tmp_path):
+    """One byte a second never lets a 2-second read timeout fire; the request's deadline (6 x 2 s) ends it, in
+    one line, and the host is not asked again and again."""
+    drip = DripHub()
+    try:
+        r = _against(drip, tmp_path, "evaluate", "tester/model4-mnist")
+    finally:
+        drip.close()
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error:"), r.stderr[-2000:]
+    assert "TINYHUB_HUB_TIMEOUT" in lines[0] and drip.connections <= 3
+
+
+def test_json_nested_a_hundred_thousand_deep_is_one_line(tmp_path):
+    """config.json and results.json nested 100,000 deep: Python's JSON reader recurses out; tinyhub says so in one
+    line instead of a 44-line RecursionError."""
+    from tinyhub import modeling
+    from tinyhub.trainer.record import RunRecordError, load_run
+
+    deep = "[" * 100_000 + "]" * 100_000
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(deep)
+    with pytest.raises(modeling.ModelConfigError) as refused:
+        modeling.from_pretrained(model)
+    assert "nests deeper" in str(refused.value) and len(str(refused.value)) <= 300
+    (tmp_path / "results.json").write_text(deep)
+    with pytest.raises(RunRecordError, match="nests deeper"):
+        load_run(tmp_path)
+
+
+def test_a_weights_header_naming_a_million_tensors_is_one_short_line(tmp_path):
+    from safetensors.torch import save_file
+
+    from tinyhub import modeling
+
+    model = tmp_path / "model"
+    modeling.create_model("gap2k").save_pretrained(model)
+    import torch
+
+    save_file({f"t{i}": torch.zeros(1) for i in range(200_000)}, str(model / "model.safetensors"))
+    with pytest.raises(modeling.WeightsMismatchError) as refused:
+        modeling.from_pretrained(model)
+    message = str(refused.value)
+    assert "\n" not in message and len(message) <= 1000 and "199,997 more" in message

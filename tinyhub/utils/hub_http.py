@@ -3,7 +3,10 @@ and again: huggingface_hub's own client waits for ever (no timeout) and retries 
 five times with back-off (about 25 s of waiting with no network at all).
 
 `use_hub_timeouts()` installs, once per process, huggingface_hub's client with
-- a connect and a read timeout of TINYHUB_HUB_TIMEOUT seconds (default 10) on every request, and
+- a connect and a read timeout of TINYHUB_HUB_TIMEOUT seconds (default 10) on every request, and a deadline of
+  DEADLINE_FACTOR times that for the whole answer (connect, headers, body), so that a server dripping a byte at a
+  time cannot hold a command for ever;
+- a refusal of file answers whose ETag or commit headers are not plain hashes (cache paths are made of them); and
 - a breaker: a connection that fails (no network, a name that does not resolve, a refused or timed-out connect)
   raises HubUnreachable at once, which huggingface_hub treats as offline mode and does not retry; every later
   request to that host in this process fails the same way without trying. A Hub that connects but does not answer
@@ -21,6 +24,7 @@ import os
 import re
 import sys
 import threading
+import time
 
 from huggingface_hub.errors import OfflineModeIsEnabled
 
@@ -71,8 +75,16 @@ def use_hub_timeouts() -> None:
         breaker = _breaker = _Breaker(httpx)
 
         def factory():
+            inner = httpx.HTTPTransport()
+            # Every socket operation waits at most what is left of its request's deadline: a server that sends a
+            # byte now and then resets a per-read timeout for ever, but not this. (httpcore's pool takes a network
+            # backend; an httpx whose transport keeps no such pool keeps its per-read timeouts alone.)
+            try:
+                inner._pool = _deadline_pool(inner._pool)
+            except (AttributeError, TypeError):
+                pass
             return httpx.Client(event_hooks=hooks, follow_redirects=True, timeout=httpx.Timeout(timeout),
-                                transport=_BreakerTransport(httpx.HTTPTransport(), breaker))
+                                transport=_BreakerTransport(inner, breaker, deadline=DEADLINE_FACTOR * timeout))
 
         huggingface_hub.set_client_factory(factory)
         logging.getLogger(_http.__name__).addFilter(_QuietAboutAKnownSilence())
@@ -179,8 +191,8 @@ class _Breaker:
 class _BreakerTransport:
     """Sends through `inner`, unless the host has already failed in this process: then fails at once."""
 
-    def __init__(self, inner, breaker: _Breaker):
-        self.inner, self.breaker = inner, breaker
+    def __init__(self, inner, breaker: _Breaker, deadline: float | None = None):
+        self.inner, self.breaker, self.deadline = inner, breaker, deadline
 
     def handle_request(self, request):
         httpx, host = self.breaker.httpx, f"{request.url.scheme}://{request.url.netloc.decode()}"
@@ -188,6 +200,8 @@ class _BreakerTransport:
             failed = self.breaker.failed.get(host)
         if failed:
             raise HubUnreachable(f"{host} did not answer before ({failed}); not asking again")
+        if self.deadline is not None:  # connect, headers and body of this request: all within it
+            _deadline.end = time.monotonic() + self.deadline
         try:
             response = self.inner.handle_request(request)
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # no network: trying again will not help
@@ -211,6 +225,70 @@ class _BreakerTransport:
 
     def __exit__(self, *args):
         self.inner.__exit__(*args)
+
+
+#: A request's whole answer (connect, headers and body) must arrive within this many times TINYHUB_HUB_TIMEOUT.
+DEADLINE_FACTOR = 6
+_deadline = threading.local()  # .end: the monotonic time this thread's current request must be done by
+
+
+def _left(timeout: float | None, core) -> float | None:
+    """A socket operation's timeout: its own, or what is left of the request's deadline if that is less (`core`:
+    the httpcore module of the pool, whose exceptions the HTTP client maps)."""
+    end = getattr(_deadline, "end", None)
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise core.ReadTimeout("the Hub's answer did not arrive within the request's deadline "
+                                   f"({DEADLINE_FACTOR} x {TIMEOUT_ENV})")
+    return left if timeout is None else min(timeout, left)
+
+
+def _deadline_pool(pool):
+    """`pool` (httpcore's ConnectionPool, or huggingface_hub's httpcore2's) again, its sockets opened through a
+    backend that applies _left()."""
+    core = sys.modules[type(pool).__module__.split(".")[0]]
+
+    class Stream(core.NetworkStream):
+        def __init__(self, inner):
+            self.inner = inner
+
+        def read(self, max_bytes, timeout=None):
+            return self.inner.read(max_bytes, timeout=_left(timeout, core))
+
+        def write(self, buffer, timeout=None):
+            return self.inner.write(buffer, timeout=_left(timeout, core))
+
+        def close(self):
+            self.inner.close()
+
+        def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+            return Stream(self.inner.start_tls(ssl_context, server_hostname, timeout=_left(timeout, core)))
+
+        def get_extra_info(self, info):
+            return self.inner.get_extra_info(info)
+
+    class Backend(core.NetworkBackend):
+        def __init__(self):
+            self.inner = core.SyncBackend()
+
+        def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+            return Stream(self.inner.connect_tcp(host, port, timeout=_left(timeout, core), local_address=local_address,
+                                                 socket_options=socket_options))
+
+        def connect_unix_socket(self, path, timeout=None, socket_options=None):
+            return Stream(self.inner.connect_unix_socket(path, timeout=_left(timeout, core),
+                                                         socket_options=socket_options))
+
+        def sleep(self, seconds):
+            self.inner.sleep(seconds)
+
+    return core.ConnectionPool(
+        ssl_context=pool._ssl_context, max_connections=pool._max_connections,
+        max_keepalive_connections=pool._max_keepalive_connections, keepalive_expiry=pool._keepalive_expiry,
+        http1=pool._http1, http2=pool._http2, retries=pool._retries, local_address=pool._local_address,
+        uds=pool._uds, socket_options=pool._socket_options, network_backend=Backend())
 
 
 def repo_id_problem(repo_id, option: str = "--repo-id") -> str | None:

@@ -454,4 +454,6 @@ def load_run(path: str | Path) -> RunRecord:
         d = json.loads(file.read_text(), parse_constant=_refuse_constant)
     except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as e:
         raise RunRecordError(f"{file} is not valid JSON ({e}).") from e
+    except RecursionError as e:
+        raise RunRecordError(f"{file} nests deeper than any results.json; it is not one tinyhub wrote.") from e
     return parse_record(d, str(file))
