@@ -60,6 +60,7 @@ MISTAKES = [
     (["evaluate", "runs/x", "--split", "tset"], 2, "invalid choice: 'tset'"),
     (["sweep", "hpo.num_sample=3"], 2, "did you mean hpo.num_samples?"),
     (["push", ".", "--repo-id", "me/model4"], 1, "is not a tinyhub run: it has no results.json"),
+    (["push", ".", "--repo-id", "me/model4", "--dataset-id", "digits"], 2, "--dataset-id 'digits' must be NAMESPACE/NAME"),
     (["train", "model=model4", "model=fast99"], 2, "model= is given 2 times"),
     (["train", "data.subset=5"], 2, "less than one batch"),
     (["train", "training.epochs=100000000"], 2, "training.epochs=100000000"),

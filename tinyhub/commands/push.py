@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None, prog: str = "tinyhub push") -> int:
     if not args.all_runs:  # the everyday mistakes, said before torch and the Hub client are imported
         from tinyhub.utils.hub_http import repo_id_problem
 
-        problem = repo_id_problem(args.repo_id) or (args.space and repo_id_problem(args.space, "--space"))
+        problem = (repo_id_problem(args.repo_id) or (args.space and repo_id_problem(args.space, "--space"))
+                   or (args.dataset_id and repo_id_problem(args.dataset_id, "--dataset-id")))
         if problem:
             return fail(UsageError(problem))
         run = Path(args.run_dir)

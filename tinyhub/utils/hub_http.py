@@ -298,7 +298,8 @@ def repo_id_problem(repo_id, option: str = "--repo-id") -> str | None:
     from huggingface_hub.utils import validate_repo_id
 
     if not isinstance(repo_id, str) or repo_id.count("/") != 1:
-        return f"{option} {repo_id!r} must be NAMESPACE/NAME (your user or organisation, then the model)."
+        what = "the dataset" if option == "--dataset-id" else "the model"
+        return f"{option} {repo_id!r} must be NAMESPACE/NAME (your user or organisation, then {what})."
     try:
         validate_repo_id(repo_id)
     except HFValidationError as e:
