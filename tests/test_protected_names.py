@@ -44,9 +44,46 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 def test_the_generated_spellings_are_mnist_and_other_names_are_not():
     for name in ("MNIST", "ylecun/mnist", "M N I S T", "МNIST", "ＭＮＩＳＴ", "mn1st", "M\u200bNIST"):
         assert data_mod.certified_name(name) == "MNIST", name
-    for name in ("fashion-mnist", "kmnist", "emnist", "mnist/digits", "synthetic-digits", "MNIST handwritten",
-                 "mint", "list", None, ""):
+    for name in ("fashion-mnist", "kmnist", "emnist", "mnist/digits", "synthetic-digits", "mint", "list", None, ""):
         assert data_mod.certified_name(name) is None, name
+
+
+#: Words that make another dataset of MNIST's name.
+OTHER_DATASETS = ["fashion", "k", "e", "q", "kuzushiji", "1d", "sign", "language", "not", "c", "colored", "moving",
+                  "double", "audio", "3d", "translated", "binarized"]
+SMALL_CAPITALS = {"m": "ᴍ", "n": "ɴ", "i": "ɪ", "s": "ꜱ", "t": "ᴛ"}
+
+
+@st.composite
+def mnist_with_words(draw, words):
+    """MNIST, in any spelling (small capitals too), with words before and after it, glued or separated."""
+    core = draw(st.one_of(mnist_spellings(), st.just("".join(SMALL_CAPITALS[c] for c in "mnist")))).strip()
+    core = core.rsplit("/", 1)[-1]
+    before = draw(st.lists(st.sampled_from(words), max_size=2))
+    after = draw(st.lists(st.sampled_from(words), max_size=2))
+    glue = st.sampled_from([" ", "-", "_", ".", ""])
+    parts = [*before, core, *after]
+    text = parts[0]
+    for part in parts[1:]:
+        text += draw(glue) + part
+    return text, before + after
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=mnist_with_words(sorted(data_mod.common.NON_IDENTIFYING_WORDS) + ["2019", "60000", "784"]))
+def test_mnist_with_only_words_that_say_nothing_more_is_mnist(case):
+    """"the MNIST database", "MNIST-dataset", "mnist full", "torchvision MNIST", "mnist_784": all MNIST."""
+    text, _ = case
+    assert data_mod.certified_name(text) == "MNIST", text
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=mnist_with_words(OTHER_DATASETS + sorted(data_mod.common.NON_IDENTIFYING_WORDS)))
+def test_a_word_that_makes_another_dataset_keeps_it_another(case):
+    """KMNIST, EMNIST, QMNIST, Fashion-MNIST, MNIST-1D and the like stay other datasets, whatever noise is around."""
+    text, words = case
+    if any(w in OTHER_DATASETS for w in words):
+        assert data_mod.certified_name(text) is None, text
 
 
 # ---- at training ----

@@ -46,29 +46,87 @@ MNIST_NAME = "MNIST"
 #: The datasets tinyhub certifies by content, by the skeleton of their name (see `certified_name`). A name or Hub
 #: id with one of these skeletons is only ever recorded, carded or published for data whose fingerprint matches.
 CERTIFIED_NAMES = {"mnist": MNIST_NAME}
-#: Letters of other scripts, and digits, that read as the Latin letters of a certified name.
-_LOOK_ALIKES = str.maketrans({
-    "М": "m", "м": "m", "Μ": "m", "ｍ": "m", "Ν": "n", "Н": "n", "п": "n", "И": "n", "Ι": "i", "І": "i",
-    "і": "i", "ι": "i", "ı": "i", "Ӏ": "i", "1": "i", "!": "i", "|": "i", "l": "i", "Ѕ": "s", "ѕ": "s",
-    "5": "s", "$": "s", "Т": "t", "т": "t", "Τ": "t", "τ": "t", "7": "t", "+": "t",
-})
-#: What is read past when names are compared: separators, punctuation, and invisible characters.
-_SEPARATORS = re.compile(r"[\W_]+|[\u200b-\u200f\u2060\ufeff]", re.UNICODE)
+#: Digits and punctuation that read as the Latin letters of a certified name inside a word ("mn1st", "mn!st");
+#: letters of other scripts are mapped by the Unicode confusables data instead (`_latin`).
+_LOOK_ALIKES = str.maketrans({"1": "i", "!": "i", "|": "i", "l": "i", "5": "s", "$": "s", "7": "t", "+": "t"})
+#: Letters that readers take for a letter of MNIST although Unicode's confusables data maps them elsewhere (small
+#: Cyrillic em to a turned w, Cyrillic en to H) or nowhere (pe, i, dotless i, small te and tau).
+_READ_AS = {"м": "m", "Н": "n", "н": "n", "п": "n", "И": "n", "и": "n", "ı": "i", "т": "t", "τ": "t"}
+#: Where a name is cut into words: whitespace, punctuation and invisible characters (look-alikes of letters kept).
+_SEPARATORS = re.compile(r"[^\w!|$+]+|_", re.UNICODE)
+#: Characters nobody sees: read past, as if absent ("M\u200bNIST" is MNIST).
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u2060\ufeff\u00ad]")
+#: Words that add nothing to which dataset a name means: "the MNIST database", "MNIST-dataset", "mnist full",
+#: "torchvision MNIST", "mnist_784" all name MNIST. A word not listed (fashion, k, e, q, kuzushiji, 1d, sign, ...)
+#: makes another dataset. Numbers count as such words too.
+NON_IDENTIFYING_WORDS = frozenset("""
+    a an the of and for my our your this
+    dataset datasets database databases data db set sets corpus collection benchmark
+    digit digits handwritten handwriting hand written numbers numerals
+    full complete whole original orig official standard classic canonical clean raw real true
+    train training test testing split splits all
+    image images img imgs picture pictures pixels
+    version ver v copy mirror sample
+    lecun yann ylecun torchvision tfds keras openml sklearn huggingface hf kaggle pytorch tensorflow tf datasets
+""".split())
+_NOISE = re.compile("(?:" + "|".join(sorted(map(re.escape, NON_IDENTIFYING_WORDS), key=len, reverse=True))
+                    + r"|\d)*")
+
+
+def _latin(char: str) -> str:
+    """A letter of another script, or a small capital, as the Latin letter it reads as (Unicode's confusables data,
+    through confusable_homoglyphs); anything else as it is."""
+    if char.isascii() or not char.isalpha():
+        return char
+    if char in _READ_AS:
+        return _READ_AS[char]
+    name = unicodedata.name(char, "")
+    small_capital = re.fullmatch(r"LATIN LETTER SMALL CAPITAL ([A-Z])", name)
+    if small_capital:
+        return small_capital.group(1).lower()
+    from confusable_homoglyphs import confusables
+
+    for found in confusables.is_confusable(char, greedy=True, preferred_aliases=["latin"]) or []:
+        for glyph in found["homoglyphs"]:
+            if glyph["c"].isascii() and glyph["c"].isalpha():
+                return glyph["c"]
+    return char
+
+
+def _words(text: str) -> list[str]:
+    """The words of a name, as a person reads them: compatibility forms, accents, other scripts' look-alikes and case
+    folded."""
+    folded = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).strip().rsplit("/", 1)[-1]  # not the namespace
+    folded = "".join(_latin(c) for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c))
+    return [w for w in _SEPARATORS.split(folded.casefold()) if w]
+
+
+def _names(word: str, key: str) -> bool:
+    """Whether `word` is `key` (a certified name's skeleton) with only non-identifying words around it."""
+    seen = word.translate(_LOOK_ALIKES)
+    start = seen.find(key)
+    while start >= 0:
+        if _NOISE.fullmatch(word[:start]) and _NOISE.fullmatch(word[start + len(key):]):
+            return True
+        start = seen.find(key, start + 1)
+    return False
 
 
 def certified_name(text: str | None) -> str | None:
-    """The certified dataset (its display name, "MNIST") that `text` spells in any form, else None.
+    """The certified dataset (its display name, "MNIST") that `text` names, else None.
 
-    The comparison reads past what makes two spellings look alike to a person: Unicode compatibility forms
-    (NFKC), accents, letters of other scripts that look Latin, case, whitespace and separators (- _ . and
-    spaces), and a Hub namespace (`someone/MNIST`). "MNIST ", "ylecun/MNIST", "m-n-i-s-t" and "МNIST" (Cyrillic М)
-    all name MNIST; "fashion-mnist" does not."""
+    A person reads past Unicode compatibility forms (NFKC), accents, letters of other scripts and small capitals
+    that look Latin (Unicode's confusables data), digits and signs inside a word (`mn1st`), case, separators and
+    invisible characters, a Hub namespace, and words that do not say which dataset (NON_IDENTIFYING_WORDS: "the",
+    "dataset", "digits", "full", numbers, catalogue names such as torchvision): "MNIST ", "ylecun/MNIST",
+    "m-n-i-s-t", "МNIST" (Cyrillic М), "the MNIST database" and "mnist_784" all name MNIST. A word that makes
+    another dataset keeps it another: "fashion-mnist", "KMNIST", "EMNIST", "QMNIST", "MNIST-1D"."""
     if not text or not isinstance(text, str):
         return None
-    folded = unicodedata.normalize("NFKC", text).strip().rsplit("/", 1)[-1]
-    folded = "".join(c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c))
-    skeleton = _SEPARATORS.sub("", folded.translate(_LOOK_ALIKES).casefold()).translate(_LOOK_ALIKES)
-    return CERTIFIED_NAMES.get(skeleton)
+    # Read without the separators: "mnis t" and "MNIST-dataset" as "mnist", "mnistdataset"; a word that makes
+    # another dataset stays glued on ("fashionmnist", "kmnist") and is not read past.
+    joined = "".join(_words(text))[:200]
+    return next((display for key, display in CERTIFIED_NAMES.items() if _names(joined, key)), None)
 
 
 #: A file beside the IDX files naming the classes: UTF-8, one name per line, line i names class i.
