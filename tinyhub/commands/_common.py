@@ -97,15 +97,23 @@ def translate_shared_options(argv: list[str]) -> list[str]:
                 if i + 1 >= len(argv):
                     raise UsageError(f"{name} needs a value")
                 value, i = argv[i + 1], i + 1
-            if shared[name] == "data.dir" and not Path(value).expanduser().is_dir():  # said before torch loads
-                from tinyhub.utils.files import OFFLINE_HINT
-
-                raise TinyhubError(f"The data folder {value!r} is not a directory. {OFFLINE_HINT}")
             out.append(f"{shared[name]}={value}")
         else:
             out.append(arg)
         i += 1
     return out
+
+
+def _check_data_dir(given: list[str], overrides: list[str]) -> None:
+    """A --data-dir that is not a folder, said before torch and the data code are imported (the overrides' own
+    data.dir=... is checked where the data is read)."""
+    if not any(a == "--data-dir" or a.startswith("--data-dir=") for a in given):
+        return
+    value = next(o.partition("=")[2] for o in reversed(overrides) if o.startswith("data.dir="))
+    if not Path(value).expanduser().is_dir():
+        from tinyhub.utils.files import OFFLINE_HINT
+
+        raise TinyhubError(f"The data folder {value!r} is not a directory. {OFFLINE_HINT}")
 
 
 #: Hydra's flags that print or plan instead of running one job: its own handling stands for them.
@@ -131,7 +139,9 @@ def run_hydra(task, *, config_name: str, argv: list[str], prog: str, schema: typ
     verbose = "--verbose" in argv
     argv = [a for a in argv if a != "--verbose"]
     try:
+        given = argv
         argv = translate_shared_options(argv)
+        _check_data_dir(given, argv)
         args, unknown = get_args_parser().parse_known_args(argv)
         if unknown:
             raise UsageError(f"unknown option {unknown[0]!r}: {prog} takes settings as key=value (see {prog} "
