@@ -175,9 +175,14 @@ def test_python_blocks_run(hub, tiny_runs, mnist_dir, tmp_path):
         shutil.copytree(tiny_runs[0], exported)
         r = run_cli("export", str(exported))
         assert r.returncode in (0, 1) and (exported / "onnx" / "model.onnx").is_file(), r.stderr[-2000:]
+    # Blocks that name the same repo under different namespaces read one local repo: the exported run, if any of
+    # them downloads its ONNX files (a tag names one commit, so one run per repo and tag).
+    pushes = {}
     for repo, revision in named:
         local = f"tester/{repo.split('/')[1]}"
-        run = exported if repo in onnx_repos else tiny_runs[0]
+        if repo in onnx_repos or (local, revision) not in pushes:
+            pushes[(local, revision)] = exported if repo in onnx_repos else tiny_runs[0]
+    for (local, revision), run in pushes.items():
         r = hub_client(hub, tmp_path, "push", str(run), "--repo-id", local, "--tag", revision)
         assert r.returncode == 0, r.stderr[-2000:]
     for block in blocks:

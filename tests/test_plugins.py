@@ -146,7 +146,7 @@ def test_a_plugin_source_and_format_are_used_by_train_and_export(plugin_path, tm
 def test_without_the_plugin_its_names_are_refused_with_the_known_ones(tmp_path):
     refused = run_cli("train", "model=gap2k", "data.source=blobs", f"data.dir={tmp_path}", "report_to=none")
     assert refused.returncode == 2
-    assert "data.source='blobs': choose auto, local or hub" in refused.stderr
+    assert "data.source='blobs': choose auto, local, hub, folder, csv or npz" in refused.stderr
     assert "Traceback" not in refused.stderr
 
 

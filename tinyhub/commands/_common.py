@@ -109,6 +109,10 @@ def _check_data_dir(given: list[str], overrides: list[str]) -> None:
     data.dir=... is checked where the data is read)."""
     if not any(a == "--data-dir" or a.startswith("--data-dir=") for a in given):
         return
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: the main process says it once, later
+        return
     value = next(o.partition("=")[2] for o in reversed(overrides) if o.startswith("data.dir="))
     if not Path(value).expanduser().is_dir():
         from tinyhub.utils.files import OFFLINE_HINT
