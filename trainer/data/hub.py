@@ -14,6 +14,7 @@ from tinyhub.utils.hub_http import hub_unreachable, unreachable
 
 from ..record import DatasetIdentity
 from ..schema import DataConfig
+from .images import pixels_uint8
 from .common import (
     DataError, MNIST_FINGERPRINT, MNIST_HUB_ID, MNIST_NAME, NAMED_BY_THE_USER, OFFLINE_HINT, SourceData,
     _check_labels, _describe, _read_cache, _write_cache, certified_name)
@@ -59,25 +60,6 @@ def _open_hub(dataset_id: str, revision: str | None):
         raise DataError(f"Could not load the dataset {dataset_id!r}: {e}") from e
 
 
-def _pixels_uint8(array, where: str, index: int):
-    """One image's (finite) pixels as uint8, refusing what a cast would silently turn into other pixels: values
-    outside 0-255, or floats in [0, 1] (which a cast would make all but black)."""
-    import numpy as np
-
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype.kind not in "uif" and array.dtype != np.bool_:
-        raise DataError(f"{where}: image {index} holds {array.dtype} values, not pixels; give 8-bit images.")
-    if array.dtype.kind == "f":
-        if array.size and array.max() <= 1.0 and array.max() > 0 and not np.all(array == np.round(array)):
-            raise DataError(f"{where}: image {index} is floats in [0, 1]; tinyhub reads 8-bit pixels (0-255). "
-                            "Scale the images by 255 (and store them as uint8) first.")
-    if array.size and (array.min() < 0 or array.max() > 255):
-        raise DataError(f"{where}: image {index} has pixel values from {array.min()} to {array.max()}; tinyhub "
-                        "reads 8-bit pixels (0-255). Rescale the images first.")
-    return np.rint(array).astype(np.uint8) if array.dtype.kind == "f" else array.astype(np.uint8)
-
-
 def _stack_images(column, where: str):
     import numpy as np
 
@@ -86,7 +68,7 @@ def _stack_images(column, where: str):
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise DataError(f"{where}: image {i} has {int((~np.isfinite(array)).sum()):,} pixel(s) that are not "
                             "finite numbers (NaN or infinite); fix or drop those images first.")
-    arrays = [_pixels_uint8(array, where, i) for i, array in enumerate(raw)]
+    arrays = [pixels_uint8(array, f"{where}: image {i}") for i, array in enumerate(raw)]
     sizes = sorted({a.shape[:2] for a in arrays})
     if len(sizes) > 1:
         raise DataError(f"{where} holds images of different sizes ({', '.join(f'{h}x{w}' for h, w in sizes[:4])}): "
@@ -122,7 +104,7 @@ def _load_hub(dataset_id: str, revision: str | None, split_names: dict[str, str]
         )
     first = ds[wanted["train"]][0][image_col] if len(ds[wanted["train"]]) else None
     mode = "L" if first is None or first.mode in ("1", "L", "I", "I;16", "F") else "RGB"  # one channel count
-    # Integer and float images are read as they are and checked pixel by pixel (_pixels_uint8): converting them
+    # Integer and float images are read as they are and checked pixel by pixel (pixels_uint8): converting them
     # to 8 bits here would turn NaN into 0 and floats in [0, 1] into black, silently.
     wide = first is not None and first.mode in ("I", "I;16", "F")
     out = {}
